@@ -1,0 +1,204 @@
+//! `headroom check`: one report to stdout, for an engineer with a shell in
+//! the pod. Exit status: 0 no risk, 1 warning, 2 critical, 3 the target or
+//! its cgroup could not be read (64 for bad flags, from main).
+
+use crate::app::poll_once;
+use crate::collector::Collector;
+use crate::config::Config;
+use crate::parse::cgroup_files::Limit;
+use crate::status::Status;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+pub const EXIT_UNREADABLE: i32 = 3;
+
+/// How close the limit-basis value already is to the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+}
+
+/// Fraction of the limit at which `check` warns.
+pub const WARN_FRACTION: f64 = 0.85;
+/// Fraction of the limit at which `check` is critical.
+pub const CRITICAL_FRACTION: f64 = 0.95;
+
+pub fn proximity_risk(basis: Option<u64>, limit: Option<Limit>) -> Risk {
+    let (Some(b), Some(Limit::Bytes(l))) = (basis, limit) else {
+        return Risk::Ok;
+    };
+    let f = b as f64 / l.max(1) as f64;
+    if f >= CRITICAL_FRACTION {
+        Risk::Critical
+    } else if f >= WARN_FRACTION {
+        Risk::Warning
+    } else {
+        Risk::Ok
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub risk: Risk,
+    pub verdict: String,
+    /// Growth of the limit-basis value over `--for`, bytes per second.
+    pub basis_growth_bytes_per_second: Option<f64>,
+    pub sampled_seconds: f64,
+    pub status: Status,
+}
+
+fn mib(v: Option<u64>) -> String {
+    v.map_or("–".into(), |b| {
+        format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+    })
+}
+
+fn limit_text(l: Option<Limit>) -> String {
+    match l {
+        None => "–".into(),
+        Some(Limit::Unlimited) => "unlimited".into(),
+        Some(Limit::Bytes(b)) => mib(Some(b)),
+    }
+}
+
+pub fn build_report(first: &Status, last: Status, seconds: f64) -> Report {
+    let basis = last.basis_value();
+    let risk = proximity_risk(basis, last.memory.limit);
+    let growth = match (first.basis_value(), basis) {
+        (Some(a), Some(b)) if seconds > 0.0 => Some((b as f64 - a as f64) / seconds),
+        _ => None,
+    };
+    let basis_name = last.limit_basis.map_or("basis", |b| b.as_str());
+    let verdict = match (basis, last.memory.limit) {
+        (None, _) => "could not read the target's memory: see the sources below".to_owned(),
+        (Some(_), Some(Limit::Unlimited)) | (Some(_), None) => {
+            "no memory limit is set on the cgroup's path: nothing to run out of but the node"
+                .to_owned()
+        }
+        (Some(b), Some(Limit::Bytes(l))) => {
+            let pct = 100.0 * b as f64 / l.max(1) as f64;
+            match risk {
+                Risk::Ok => {
+                    format!("{basis_name} is at {pct:.1} % of the limit: no immediate risk")
+                }
+                Risk::Warning => {
+                    format!("{basis_name} is at {pct:.1} % of the limit: close to the OOM kill")
+                }
+                Risk::Critical => {
+                    format!("{basis_name} is at {pct:.1} % of the limit: an OOM kill is imminent")
+                }
+            }
+        }
+    };
+    Report {
+        risk,
+        verdict,
+        basis_growth_bytes_per_second: growth,
+        sampled_seconds: seconds,
+        status: last,
+    }
+}
+
+pub fn render_table(r: &Report) -> String {
+    let s = &r.status;
+    let m = &s.memory;
+    let mut out = String::new();
+    let t = &s.target;
+    let _ = writeln!(
+        out,
+        "target   pid {}  cgroup {} ({})",
+        t.pid.map_or("–".into(), |p| p.to_string()),
+        t.cgroup.as_deref().unwrap_or("–"),
+        t.cgroup_version
+            .map_or("?".into(), |v| format!("{v:?}").to_lowercase()),
+    );
+    let basis = s.limit_basis.map_or("–", |b| b.as_str());
+    let rows: Vec<(String, String)> = vec![
+        (
+            format!("limit ({})", m.limit_source.unwrap_or("–")),
+            limit_text(m.limit),
+        ),
+        ("killer measures".into(), basis.to_owned()),
+        ("usage".into(), mib(m.usage)),
+        ("working set".into(), mib(m.working_set)),
+        ("unreclaimable".into(), mib(m.unreclaimable)),
+        ("anon".into(), mib(m.anon)),
+        ("file (page cache)".into(), mib(m.file)),
+        ("RSS (VmRSS)".into(), mib(m.rss)),
+        ("LazyFree".into(), mib(m.lazy_free)),
+        ("OOM kills".into(), m.oom_kills_total.to_string()),
+    ];
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        let _ = writeln!(out, "  {k:<width$}  {v:>12}");
+    }
+    if let Some(g) = r.basis_growth_bytes_per_second {
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:>12}",
+            "growth",
+            format!("{:+.1} KiB/s", g / 1024.0)
+        );
+    }
+    for (name, src) in &s.sources {
+        if let (Some(false), Some(e)) = (src.up, &src.last_error) {
+            let _ = writeln!(out, "  source {name} down: {e}");
+        }
+    }
+    let _ = writeln!(out, "verdict  {:?}: {}", r.risk, r.verdict);
+    out
+}
+
+/// Runs the check and returns the exit status.
+pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
+    let interval = cfg.interval;
+    let collector = Collector::new(cfg);
+    let (mut collector, first, _) = poll_once(collector).await;
+    let started = std::time::Instant::now();
+    let mut last = first.clone();
+    while started.elapsed() < sample_for {
+        tokio::time::sleep(interval.min(sample_for.saturating_sub(started.elapsed()))).await;
+        let (c, s, _) = poll_once(collector).await;
+        collector = c;
+        last = s;
+    }
+    let readable = last.memory.usage.is_some();
+    let report = build_report(&first, last, started.elapsed().as_secs_f64());
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
+    } else {
+        print!("{}", render_table(&report));
+    }
+    if readable {
+        report.risk as i32
+    } else {
+        EXIT_UNREADABLE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proximity() {
+        let l = Some(Limit::Bytes(1000));
+        assert_eq!(proximity_risk(Some(100), l), Risk::Ok);
+        assert_eq!(proximity_risk(Some(849), l), Risk::Ok);
+        assert_eq!(proximity_risk(Some(850), l), Risk::Warning);
+        assert_eq!(proximity_risk(Some(950), l), Risk::Critical);
+        assert_eq!(proximity_risk(Some(5000), Some(Limit::Unlimited)), Risk::Ok);
+        assert_eq!(proximity_risk(None, l), Risk::Ok);
+        assert_eq!(
+            proximity_risk(Some(1), Some(Limit::Bytes(0))),
+            Risk::Critical
+        );
+    }
+}

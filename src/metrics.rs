@@ -1,0 +1,276 @@
+//! Prometheus exposition of the [`Status`], on a registry of our own.
+//!
+//! A value that is missing (a source down, a file the kernel lacks) is left
+//! out of the scrape, never exported as 0. The text is encoded once per poll
+//! and served as is: a scrape never triggers a poll.
+
+use crate::parse::cgroup_files::Limit;
+use crate::status::{Status, SOURCES};
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+type Getter = fn(&Status) -> Option<f64>;
+
+fn bytes(v: Option<u64>) -> Option<f64> {
+    v.map(|b| b as f64)
+}
+
+/// Unlimited is exported as +Inf: "no limit" is not a number of bytes.
+fn limit(v: Option<Limit>) -> Option<f64> {
+    v.map(|l| l.bytes().map_or(f64::INFINITY, |b| b as f64))
+}
+
+/// The unlabelled gauges: name, help, and how to read them off a status.
+const GAUGES: &[(&str, &str, Getter)] = &[
+    (
+        "headroom_memory_usage_bytes",
+        "Memory charged to the cgroup (v2 memory.current, v1 memory.usage_in_bytes).",
+        |s| bytes(s.memory.usage),
+    ),
+    (
+        "headroom_memory_limit_bytes",
+        "Effective memory limit: --memory-limit if given, else the smallest limit on the cgroup's path; +Inf when unlimited.",
+        |s| limit(s.memory.limit),
+    ),
+    (
+        "headroom_memory_high_bytes",
+        "The cgroup's memory.high throttling threshold (v2); +Inf when unset.",
+        |s| limit(s.memory.high),
+    ),
+    (
+        "headroom_memory_working_set_bytes",
+        "Usage minus inactive_file, as the kubelet computes the working set.",
+        |s| bytes(s.memory.working_set),
+    ),
+    (
+        "headroom_memory_unreclaimable_bytes",
+        "Usage minus the file LRU (active_file + inactive_file): what the kernel cannot reclaim before an OOM kill.",
+        |s| bytes(s.memory.unreclaimable),
+    ),
+    (
+        "headroom_memory_rss_bytes",
+        "The target process's resident set size (VmRSS), what RSS-based platform killers measure.",
+        |s| bytes(s.memory.rss),
+    ),
+    (
+        "headroom_memory_anon_bytes",
+        "Anonymous memory of the cgroup (v2 anon, v1 total_rss of memory.stat).",
+        |s| bytes(s.memory.anon),
+    ),
+    (
+        "headroom_memory_file_bytes",
+        "Page cache of the cgroup (v2 file, v1 total_cache of memory.stat).",
+        |s| bytes(s.memory.file),
+    ),
+    (
+        "headroom_memory_lazyfree_bytes",
+        "The target's LazyFree from /proc/PID/smaps_rollup: freed with MADV_FREE but still resident.",
+        |s| bytes(s.memory.lazy_free),
+    ),
+    (
+        "headroom_memory_peak_bytes",
+        "Highest usage the kernel recorded for the cgroup (v2 memory.peak, v1 memory.max_usage_in_bytes).",
+        |s| bytes(s.cgroup.as_ref().and_then(|c| c.peak)),
+    ),
+    (
+        "headroom_memory_swap_bytes",
+        "Swap used by the cgroup (v2 memory.swap.current, v1 total_swap).",
+        |s| bytes(s.cgroup.as_ref().and_then(|c| c.swap)),
+    ),
+];
+
+pub struct Metrics {
+    registry: Registry,
+    gauges: Vec<(GaugeVec, Getter)>,
+    source_up: IntGaugeVec,
+    source_errors: IntCounterVec,
+    high_events: IntCounterVec,
+    oom_kills: IntCounter,
+    poll_duration: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("unique metric names")
+        };
+        let mut gauges = Vec::new();
+        for (name, help, get) in GAUGES {
+            let g = GaugeVec::new(Opts::new(*name, *help), &[]).expect("valid metric");
+            reg(Box::new(g.clone()));
+            gauges.push((g, *get));
+        }
+        let source_up = IntGaugeVec::new(
+            Opts::new(
+                "headroom_source_up",
+                "1 when the last read of the source worked, 0 when it failed.",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        let source_errors = IntCounterVec::new(
+            Opts::new(
+                "headroom_source_errors_total",
+                "Failed reads of the source.",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        let high_events = IntCounterVec::new(
+            Opts::new(
+                "headroom_memory_events_total",
+                "Memory events of the cgroup seen since headroom started (v2 memory.events: high = throttled above memory.high, max = hit memory.max).",
+            ),
+            &["event"],
+        )
+        .expect("valid metric");
+        let oom_kills = IntCounter::new(
+            "headroom_oom_kills_total",
+            "OOM kills in the target's cgroup (v2 memory.events oom_kill, v1 memory.oom_control oom_kill), kept across the target's restarts.",
+        )
+        .expect("valid metric");
+        let poll_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "headroom_poll_duration_seconds",
+                "Time taken by one poll of the cgroup and /proc.",
+            )
+            .buckets(vec![
+                25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3, 25e-3, 0.1,
+            ]),
+        )
+        .expect("valid metric");
+        reg(Box::new(source_up.clone()));
+        reg(Box::new(source_errors.clone()));
+        reg(Box::new(high_events.clone()));
+        reg(Box::new(oom_kills.clone()));
+        reg(Box::new(poll_duration.clone()));
+        reg(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+        Metrics {
+            registry,
+            gauges,
+            source_up,
+            source_errors,
+            high_events,
+            oom_kills,
+            poll_duration,
+        }
+    }
+
+    /// Brings every metric in line with `status`. `poll_seconds` feeds the
+    /// poll-duration histogram.
+    pub fn update(&self, status: &Status, poll_seconds: f64) {
+        for (g, get) in &self.gauges {
+            match get(status) {
+                Some(v) => g.with_label_values::<&str>(&[]).set(v),
+                None => g.reset(),
+            }
+        }
+        for name in SOURCES {
+            let st = status.source(name).cloned().unwrap_or_default();
+            match st.up {
+                Some(up) => {
+                    self.source_up.with_label_values(&[name]).set(i64::from(up));
+                    let c = self.source_errors.with_label_values(&[name]);
+                    c.inc_by(st.errors_total.saturating_sub(c.get()));
+                }
+                None => {
+                    let _ = self.source_up.remove_label_values(&[name]);
+                    let _ = self.source_errors.remove_label_values(&[name]);
+                }
+            }
+        }
+        let total = status.memory.oom_kills_total;
+        self.oom_kills
+            .inc_by(total.saturating_sub(self.oom_kills.get()));
+        for (name, total) in &status.memory.events_total {
+            let c = self.high_events.with_label_values(&[*name]);
+            c.inc_by(total.saturating_sub(c.get()));
+        }
+        self.poll_duration.observe(poll_seconds);
+    }
+
+    /// The text exposition of everything registered.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding of valid metrics");
+        spell_infinities(out)
+    }
+}
+
+/// The prometheus crate writes infinite sample values as Rust prints them
+/// (`inf`); the exposition format spells them `+Inf` and `-Inf`.
+fn spell_infinities(text: Vec<u8>) -> Vec<u8> {
+    if !text.windows(4).any(|w| w == b" inf" || w == b"-inf") {
+        return text;
+    }
+    let text = String::from_utf8(text).expect("the encoder writes UTF-8");
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let fixed = if body.starts_with('#') {
+            None
+        } else if let Some(head) = body.strip_suffix(" inf") {
+            Some(format!("{head} +Inf"))
+        } else {
+            body.strip_suffix(" -inf")
+                .map(|head| format!("{head} -Inf"))
+        };
+        match fixed {
+            Some(f) => {
+                out.push_str(&f);
+                out.push('\n');
+            }
+            None => out.push_str(line),
+        }
+    }
+    out.into_bytes()
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infinities_are_spelled_as_the_format_wants() {
+        let text = b"# HELP a_bytes inf here\na_bytes inf\nb{x=\"inf\"} -inf\nc 1\n".to_vec();
+        let out = String::from_utf8(spell_infinities(text)).unwrap();
+        assert_eq!(
+            out,
+            "# HELP a_bytes inf here\na_bytes +Inf\nb{x=\"inf\"} -Inf\nc 1\n"
+        );
+    }
+
+    #[test]
+    fn missing_values_are_absent_not_zero() {
+        let m = Metrics::new();
+        let mut s = Status::default();
+        s.memory.usage = Some(5);
+        s.memory.limit = Some(Limit::Unlimited);
+        m.update(&s, 0.001);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(text.contains("\nheadroom_memory_usage_bytes 5\n"), "{text}");
+        assert!(
+            text.contains("\nheadroom_memory_limit_bytes +Inf\n"),
+            "{text}"
+        );
+        assert!(!text.contains("headroom_memory_rss_bytes"), "{text}");
+        // The source goes away: the gauge goes away with it.
+        s.memory.usage = None;
+        m.update(&s, 0.001);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(!text.contains("headroom_memory_usage_bytes "), "{text}");
+    }
+}

@@ -1,0 +1,8 @@
+//! The I/O boundary: readers of cgroupfs and procfs. Each takes a root path
+//! so tests point it at fixture trees; each error names the path it failed on.
+
+pub mod cgroup;
+mod files;
+pub mod proc;
+
+pub use files::FileCache;

@@ -1,0 +1,187 @@
+//! The target process: finding it (`--pid`, `--process NAME`) and reading
+//! `/proc/PID/status` (`VmRSS:    123456 kB`) and `/proc/PID/smaps_rollup`
+//! (`LazyFree:              0 kB`) through the procfs crate.
+
+use crate::sample::{ProcSample, SmapsSample};
+use procfs::process::Process;
+use procfs::ProcError;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcSourceError {
+    #[error("{path}: permission denied; reading another user's process needs the same UID or CAP_SYS_PTRACE (in Kubernetes: securityContext.capabilities.add: [SYS_PTRACE])")]
+    PermissionDenied { path: PathBuf },
+    #[error("{path}: the process is gone")]
+    Gone { path: PathBuf },
+    #[error("{path}: {reason}")]
+    Other { path: PathBuf, reason: String },
+    #[error("no process named {name:?} under {proc_root} (matched against comm and the executable name); is the PID namespace shared (shareProcessNamespace: true)?")]
+    NoMatch { name: String, proc_root: PathBuf },
+    #[error("{count} processes are named {name:?}: {candidates}; pick one with --pid")]
+    Ambiguous {
+        name: String,
+        count: usize,
+        candidates: String,
+    },
+}
+
+impl ProcSourceError {
+    fn from_proc(path: PathBuf, e: ProcError) -> ProcSourceError {
+        match e {
+            ProcError::PermissionDenied(_) => ProcSourceError::PermissionDenied { path },
+            ProcError::NotFound(_) => ProcSourceError::Gone { path },
+            ProcError::Io(ref io, _) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+                ProcSourceError::PermissionDenied { path }
+            }
+            ProcError::Io(ref io, _) if io.raw_os_error() == Some(3) => {
+                ProcSourceError::Gone { path }
+            }
+            other => ProcSourceError::Other {
+                path,
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Finds the PID of the one process whose comm (cut to 15 bytes by the kernel)
+/// or executable name is `name`, skipping `own_pid`.
+pub fn find_process(
+    proc_root: &Path,
+    name: &str,
+    own_pid: Option<u32>,
+) -> Result<u32, ProcSourceError> {
+    let entries = std::fs::read_dir(proc_root).map_err(|e| ProcSourceError::Other {
+        path: proc_root.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let comm_name: String = name.chars().take(15).collect();
+    let mut found: Vec<(u32, String)> = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Some(pid) == own_pid {
+            continue;
+        }
+        let dir = entry.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let comm = comm.trim_end_matches('\n');
+        let exe = exe_name(&dir);
+        if comm == comm_name || exe.as_deref() == Some(name) {
+            found.push((pid, exe.unwrap_or_else(|| comm.to_owned())));
+        }
+    }
+    found.sort();
+    match found.len() {
+        0 => Err(ProcSourceError::NoMatch {
+            name: name.to_owned(),
+            proc_root: proc_root.to_path_buf(),
+        }),
+        1 => Ok(found[0].0),
+        n => Err(ProcSourceError::Ambiguous {
+            name: name.to_owned(),
+            count: n,
+            candidates: found
+                .iter()
+                .map(|(p, c)| format!("{p} ({c})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// The executable's file name: from the `exe` link, else argv[0] of cmdline.
+fn exe_name(dir: &Path) -> Option<String> {
+    let from_path = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    if let Ok(target) = std::fs::read_link(dir.join("exe")) {
+        let s = target.to_string_lossy();
+        return from_path(Path::new(s.trim_end_matches(" (deleted)")));
+    }
+    let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
+    let argv0 = cmdline.split(|b| *b == 0).next()?;
+    if argv0.is_empty() {
+        return None;
+    }
+    from_path(Path::new(&*String::from_utf8_lossy(argv0)))
+}
+
+/// Reads one process's status and smaps_rollup.
+#[derive(Debug)]
+pub struct ProcReader {
+    dir: PathBuf,
+    pid: u32,
+    process: Option<Process>,
+}
+
+impl ProcReader {
+    pub fn new(proc_root: &Path, pid: u32) -> ProcReader {
+        ProcReader {
+            dir: proc_root.join(pid.to_string()),
+            pid,
+            process: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn process(&mut self) -> Result<&Process, ProcSourceError> {
+        if self.process.is_none() {
+            let p = Process::new_with_root(self.dir.clone())
+                .map_err(|e| ProcSourceError::from_proc(self.dir.clone(), e))?;
+            self.process = Some(p);
+        }
+        Ok(self.process.as_ref().expect("set above"))
+    }
+
+    /// `/proc/PID/status`: VmRSS and friends, converted from kB to bytes.
+    pub fn read_status(&mut self) -> Result<ProcSample, ProcSourceError> {
+        let path = self.dir.join("status");
+        let res = self.process()?.status();
+        let st = res.map_err(|e| {
+            self.process = None;
+            ProcSourceError::from_proc(path, e)
+        })?;
+        let kb = |v: Option<u64>| v.map(|k| k.saturating_mul(1024));
+        Ok(ProcSample {
+            pid: self.pid,
+            vm_rss: kb(st.vmrss),
+            vm_hwm: kb(st.vmhwm),
+            rss_anon: kb(st.rssanon),
+            rss_file: kb(st.rssfile),
+            rss_shmem: kb(st.rssshmem),
+            vm_swap: kb(st.vmswap),
+        })
+    }
+
+    /// `/proc/PID/smaps_rollup` (Linux 4.14+): Rss, Anonymous, LazyFree, Swap.
+    pub fn read_smaps_rollup(&mut self, now_ms: u64) -> Result<SmapsSample, ProcSourceError> {
+        let path = self.dir.join("smaps_rollup");
+        let res = self.process()?.smaps_rollup();
+        let rollup = res.map_err(|e| ProcSourceError::from_proc(path.clone(), e))?;
+        let Some(map) = rollup.memory_map_rollup.0.first() else {
+            return Err(ProcSourceError::Other {
+                path,
+                reason: "no rollup entry".into(),
+            });
+        };
+        let get = |k: &str| map.extension.map.get(k).copied();
+        Ok(SmapsSample {
+            rss: get("Rss"),
+            anonymous: get("Anonymous"),
+            lazy_free: get("LazyFree"),
+            swap: get("Swap"),
+            read_at_ms: now_ms,
+        })
+    }
+}
