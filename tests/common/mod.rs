@@ -1,0 +1,340 @@
+//! Test support: the real `headroom` binary, a tiny HTTP client, real v1
+//! memory cgroups and the gohog Go target, each cleaned up on drop.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const INSTALL_HINT: &str = "run scripts/install-test-deps.sh and scripts/build-test-programs.sh (the README's test command does both)";
+
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    project_root().join("tests/fixtures").join(name)
+}
+
+/// Fails (never skips) when a program the test needs is missing.
+pub fn require_program(name: &str) -> PathBuf {
+    let out = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().expect("sh");
+    assert!(out.status.success(), "`{name}` is not installed: {INSTALL_HINT}");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+pub fn gohog_path() -> PathBuf {
+    let p = project_root().join("target/test-programs/gohog");
+    assert!(p.exists(), "{} is missing: {INSTALL_HINT}", p.display());
+    p
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "GET", path)
+}
+
+pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Sample lines of a text exposition: `name{labels}` → value.
+pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            let v = match v {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                other => other.parse().ok()?,
+            };
+            Some((k.to_owned(), v))
+        })
+        .collect()
+}
+
+/// A running `headroom` process; killed on drop.
+pub struct Headroom {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Headroom {
+    /// Starts `headroom run` on 127.0.0.1:0 with `args` and waits for it to
+    /// listen.
+    pub fn start(args: &[&str]) -> Headroom {
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_headroom")), args)
+    }
+
+    pub fn start_with(mut cmd: Command, args: &[&str]) -> Headroom {
+        let mut child = cmd
+            .arg("run")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("HEADROOM_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start headroom");
+        let stderr = child.stderr.take().expect("piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("addr=").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = tx.send(addr);
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().expect("listen address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("headroom did not start listening; log:\n{}", log.lock().unwrap());
+            }
+        };
+        Headroom { child, addr, log }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}\nlog:\n{}", self.log()))
+    }
+
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        parse_metrics(&self.get("/metrics").1)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/api/v1/status").1).expect("status JSON")
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Polls `/metrics` until `pred` holds, or panics after `timeout`.
+    pub fn wait_metrics(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&BTreeMap<String, f64>) -> bool,
+    ) -> BTreeMap<String, f64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.metrics();
+            if pred(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; last metrics:\n{m:#?}\nlog:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        unsafe_kill(pid, 15);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "headroom did not stop within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Headroom {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal by PID through kill(1) (no libc binding needed).
+pub fn unsafe_kill(pid: i32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+pub const V1_MEMORY: &str = "/sys/fs/cgroup/memory";
+
+/// A real v1 memory cgroup, removed on drop (its tasks moved to the parent).
+pub struct V1Cgroup {
+    pub dir: PathBuf,
+}
+
+impl V1Cgroup {
+    pub fn create(name: &str, limit_bytes: u64) -> V1Cgroup {
+        let root = Path::new(V1_MEMORY);
+        assert!(
+            root.join("memory.usage_in_bytes").exists(),
+            "these tests need the cgroup v1 memory controller at {V1_MEMORY}, as root"
+        );
+        // Under our own memory cgroup, so the test's charge stays in our pod.
+        let own = std::fs::read_to_string("/proc/self/cgroup").expect("read /proc/self/cgroup");
+        let own_path = own
+            .lines()
+            .find_map(|l| {
+                let mut it = l.splitn(3, ':');
+                let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+                ctrls.split(',').any(|c| c == "memory").then(|| path.to_owned())
+            })
+            .unwrap_or_else(|| "/".into());
+        let parent = root.join(own_path.trim_start_matches('/'));
+        let dir = parent.join(format!("headroom-test-{name}-{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        assert!(dir.join("memory.limit_in_bytes").exists(), "could not create {}", dir.display());
+        std::fs::write(dir.join("memory.limit_in_bytes"), limit_bytes.to_string()).expect("set limit");
+        // No swap on these machines, but make sure the kernel kills rather than swaps.
+        let _ = std::fs::write(dir.join("memory.swappiness"), "0");
+        V1Cgroup { dir }
+    }
+
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", file))
+    }
+
+    pub fn read_u64(&self, file: &str) -> u64 {
+        self.read(file).trim().parse().expect("number")
+    }
+
+    pub fn stat(&self) -> BTreeMap<String, u64> {
+        self.read("memory.stat")
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                Some((k.to_owned(), v.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// A command that enters this cgroup, then execs `program`.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg("echo $$ > \"$0\" && exec \"$@\"")
+            .arg(self.dir.join("cgroup.procs"))
+            .arg(program);
+        c
+    }
+}
+
+impl Drop for V1Cgroup {
+    fn drop(&mut self) {
+        let parent = self.dir.parent().expect("parent").join("cgroup.procs");
+        for _ in 0..50 {
+            if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+                for pid in procs.split_whitespace() {
+                    let _ = std::fs::write(&parent, pid);
+                }
+            }
+            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("warning: could not remove {}", self.dir.display());
+    }
+}
+
+/// A running gohog; killed on drop.
+pub struct GoHog {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl GoHog {
+    /// Starts gohog inside `cgroup` with extra env and args.
+    pub fn start(cgroup: &V1Cgroup, env: &[(&str, &str)], args: &[&str]) -> GoHog {
+        let mut cmd = cgroup.command(&gohog_path());
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start gohog");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("gohog stdout");
+        let addr = line
+            .trim()
+            .strip_prefix("listening http://")
+            .unwrap_or_else(|| panic!("unexpected gohog output {line:?}"))
+            .parse()
+            .expect("gohog address");
+        GoHog { child, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn call(&self, path: &str) -> serde_json::Value {
+        let (code, body) = http_get(self.addr, path).unwrap_or_else(|e| panic!("gohog {path}: {e}"));
+        assert_eq!(code, 200, "gohog {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("gohog {path}: {e}: {body}"))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for GoHog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `/proc/PID/status` VmRSS in bytes.
+pub fn vm_rss(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|k| k * 1024)
+}
+
+/// Asserts `a` is within `pct` percent of `b`.
+pub fn assert_close(what: &str, a: f64, b: f64, pct: f64) {
+    let tol = b.abs() * pct / 100.0;
+    assert!((a - b).abs() <= tol, "{what}: {a} not within {pct} % of {b}");
+}
