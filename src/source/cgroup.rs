@@ -455,3 +455,135 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod locate_tests {
+    use super::*;
+    use std::fs;
+
+    /// Writes `files` (relative path → contents) under a temp dir.
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    const V2_MOUNT: &str = "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+
+    #[test]
+    fn v2_under_our_mount() {
+        let t = tree(&[
+            ("proc/7/cgroup", "0::/kubepods/pod1/ctr\n"),
+            ("proc/self/mountinfo", V2_MOUNT),
+            ("sys/fs/cgroup/cgroup.controllers", "cpu memory\n"),
+            ("sys/fs/cgroup/kubepods/pod1/ctr/memory.current", "1\n"),
+        ]);
+        let root = t.path();
+        let l = locate_auto(&root.join("sys/fs/cgroup"), &root.join("proc"), &root.join("proc/7")).unwrap();
+        assert_eq!(l.dir, root.join("sys/fs/cgroup/kubepods/pod1/ctr"));
+        assert_eq!(l.version, CgroupVersion::V2);
+        assert!(l.how.contains("under our mount"), "{}", l.how);
+    }
+
+    #[test]
+    fn hybrid_prefers_the_v1_memory_controller() {
+        let t = tree(&[
+            ("proc/7/cgroup", "5:memory:/app\n4:cpu:/\n0::/app\n"),
+            (
+                "proc/self/mountinfo",
+                "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n",
+            ),
+            ("sys/fs/cgroup/memory/app/memory.usage_in_bytes", "1\n"),
+            ("sys/fs/cgroup/unified/app/cgroup.procs", "7\n"),
+        ]);
+        let root = t.path();
+        let l = locate_auto(&root.join("sys/fs/cgroup"), &root.join("proc"), &root.join("proc/7")).unwrap();
+        assert_eq!(l.dir, root.join("sys/fs/cgroup/memory/app"));
+        assert_eq!(l.version, CgroupVersion::V1);
+    }
+
+    #[test]
+    fn mount_root_is_stripped() {
+        // Our cgroupfs mount shows only a subtree (we are in a cgroup namespace
+        // rooted at /kubepods/pod1): a target path under it is visible.
+        let t = tree(&[
+            ("proc/7/cgroup", "0::/kubepods/pod1/ctr\n"),
+            ("proc/self/mountinfo", "30 23 0:26 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"),
+            ("sys/fs/cgroup/ctr/memory.current", "1\n"),
+        ]);
+        let root = t.path();
+        let l = locate_auto(&root.join("sys/fs/cgroup"), &root.join("proc"), &root.join("proc/7")).unwrap();
+        assert_eq!(l.dir, root.join("sys/fs/cgroup/ctr"));
+    }
+
+    #[test]
+    fn sidecar_in_another_cgroup_namespace_falls_back_to_the_targets_root() {
+        // The target's path is relative to our cgroup namespace and outside
+        // our mount; its own /sys/fs/cgroup (through /proc/PID/root) is its cgroup.
+        let t = tree(&[
+            ("proc/7/cgroup", "0::/../target\n"),
+            ("proc/self/mountinfo", V2_MOUNT),
+            ("sys/fs/cgroup/memory.current", "999\n"),
+            ("proc/7/root/sys/fs/cgroup/memory.current", "1\n"),
+            ("proc/7/root/sys/fs/cgroup/memory.max", "1000\n"),
+        ]);
+        let root = t.path();
+        let l = locate_auto(&root.join("sys/fs/cgroup"), &root.join("proc"), &root.join("proc/7")).unwrap();
+        assert_eq!(l.dir, root.join("proc/7/root/sys/fs/cgroup"));
+        assert!(l.how.contains("another cgroup namespace"), "{}", l.how);
+        let mut r = CgroupReader::new(&l);
+        assert_eq!(r.read().unwrap().path_limit, Limit::Bytes(1000));
+    }
+
+    #[test]
+    fn not_found_says_what_was_tried() {
+        let t = tree(&[("proc/7/cgroup", "0::/gone\n"), ("proc/self/mountinfo", V2_MOUNT)]);
+        let root = t.path();
+        let e = locate_auto(&root.join("sys/fs/cgroup"), &root.join("proc"), &root.join("proc/7")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("/gone") && msg.contains("tried") && msg.contains("--cgroup"), "{msg}");
+        let e = locate_auto(&root.join("sys/fs/cgroup"), &root.join("proc"), &root.join("proc/8")).unwrap_err();
+        assert!(e.to_string().contains("proc/8/cgroup"), "{e}");
+    }
+
+    #[test]
+    fn effective_limit_is_the_smallest_on_the_path() {
+        let t = tree(&[
+            ("cg/memory.max", "max\n"),
+            ("cg/memory.current", "0\n"),
+            ("cg/pod/memory.max", "400\n"),
+            ("cg/pod/memory.current", "0\n"),
+            ("cg/pod/ctr/memory.max", "500\n"),
+            ("cg/pod/ctr/memory.current", "10\n"),
+        ]);
+        let l = locate_explicit(t.path(), Path::new("cg/pod/ctr")).unwrap();
+        let s = CgroupReader::new(&l).read().unwrap();
+        assert_eq!(s.limit, Some(Limit::Bytes(500)));
+        assert_eq!(s.path_limit, Limit::Bytes(400));
+        // Optional files absent: None, not 0.
+        assert_eq!((s.peak, s.high, s.events.is_none(), s.stat.is_none()), (None, None, true, true));
+        assert_eq!(s.working_set(), None);
+    }
+
+    #[test]
+    fn explicit_path_errors() {
+        let t = tree(&[("plain/file", "x")]);
+        let e = locate_explicit(t.path(), Path::new("nope")).unwrap_err();
+        assert!(e.to_string().contains("no such directory"), "{e}");
+        let e = locate_explicit(t.path(), Path::new("plain")).unwrap_err();
+        assert!(e.to_string().contains("no memory controller"), "{e}");
+    }
+
+    #[test]
+    fn garbage_usage_is_an_error_that_names_the_file() {
+        let t = tree(&[("cg/memory.current", "lots\n")]);
+        let l = locate_explicit(t.path(), Path::new("cg")).unwrap();
+        let e = CgroupReader::new(&l).read().unwrap_err();
+        assert!(e.to_string().contains("cg/memory.current"), "{e}");
+    }
+}

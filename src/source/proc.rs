@@ -185,3 +185,54 @@ impl ProcReader {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc_tree(procs: &[(u32, &str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (pid, comm, cmdline) in procs {
+            let d = dir.path().join(pid.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("comm"), format!("{comm}\n")).unwrap();
+            std::fs::write(d.join("cmdline"), cmdline.replace(' ', "\0")).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("self")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn finds_by_comm_or_executable_name() {
+        let t = proc_tree(&[
+            (10, "bash", "/bin/bash"),
+            (20, "my-go-app", "/app/my-go-app -flag"),
+            (30, "a-very-long-pro", "/app/a-very-long-process-name"),
+        ]);
+        assert_eq!(find_process(t.path(), "my-go-app", None).unwrap(), 20);
+        // comm is cut to 15 bytes by the kernel.
+        assert_eq!(find_process(t.path(), "a-very-long-process-name", None).unwrap(), 30);
+        // Our own PID is never the target.
+        let e = find_process(t.path(), "my-go-app", Some(20)).unwrap_err();
+        assert!(matches!(e, ProcSourceError::NoMatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn zero_or_several_matches_are_clear_errors() {
+        let t = proc_tree(&[(11, "worker", "/bin/worker"), (12, "worker", "/bin/worker")]);
+        let e = find_process(t.path(), "worker", None).unwrap_err().to_string();
+        assert!(e.contains("2 processes") && e.contains("11 (worker)") && e.contains("12 (worker)"), "{e}");
+        assert!(e.contains("--pid"), "{e}");
+        let e = find_process(t.path(), "nothere", None).unwrap_err().to_string();
+        assert!(e.contains("nothere") && e.contains("shareProcessNamespace"), "{e}");
+    }
+
+    #[test]
+    fn missing_process_is_gone() {
+        let t = proc_tree(&[]);
+        let mut r = ProcReader::new(t.path(), 4242);
+        let e = r.read_status().unwrap_err();
+        assert!(matches!(e, ProcSourceError::Gone { .. }), "{e:?}");
+        assert!(e.to_string().contains("4242"), "{e}");
+    }
+}

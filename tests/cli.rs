@@ -1,0 +1,79 @@
+//! The binary's command line: help, bad configuration, exit statuses.
+
+mod common;
+
+use std::process::Command;
+
+fn headroom(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_headroom"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run headroom");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_teaches_every_flag() {
+    let (code, out, _) = headroom(&["run", "--help"], &[]);
+    assert_eq!(code, 0);
+    for flag in headroom::config::KEYS {
+        assert!(out.contains(&format!("--{flag}")), "--help lacks --{flag}:\n{out}");
+    }
+    assert!(out.contains("Example"), "{out}");
+    let (code, out, _) = headroom(&["--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("HEADROOM_") && out.contains("check"), "{out}");
+    let (_, out, _) = headroom(&["check", "--help"], &[]);
+    assert!(out.contains("--for") && out.contains("--json") && out.contains("Exit 0"), "{out}");
+}
+
+#[test]
+fn bad_values_exit_64_and_are_all_named() {
+    let (code, _, err) = headroom(
+        &["run", "--interval", "soon", "--limit-basis", "vibes", "--listen", "nowhere"],
+        &[("HEADROOM_MEMORY_LIMIT", "plenty")],
+    );
+    assert_eq!(code, 64, "{err}");
+    for needle in ["--interval \"soon\"", "--limit-basis \"vibes\"", "--listen \"nowhere\"", "--memory-limit \"plenty\""] {
+        assert!(err.contains(needle), "missing {needle}:\n{err}");
+    }
+}
+
+#[test]
+fn flags_win_over_env() {
+    // The env value is bad, the flag good: the flag wins and nothing is reported.
+    let (code, _, err) = headroom(
+        &["check", "--limit-basis", "rss", "--cgroup", "/definitely/missing"],
+        &[("HEADROOM_LIMIT_BASIS", "bogus")],
+    );
+    assert_ne!(code, 64, "{err}");
+    assert_eq!(code, 3, "unreadable target: {err}");
+}
+
+#[test]
+fn config_file_errors_name_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("h.toml");
+    std::fs::write(&f, "colour = \"red\"\ninterval = \"1s\"\n").unwrap();
+    let (code, _, err) = headroom(&["run", "--config", f.to_str().unwrap()], &[]);
+    assert_eq!(code, 64);
+    assert!(err.contains("h.toml") && err.contains("colour"), "{err}");
+    let (code, _, err) = headroom(&["run", "--config", "/no/such/file.toml"], &[]);
+    assert_eq!(code, 64);
+    assert!(err.contains("/no/such/file.toml"), "{err}");
+}
+
+#[test]
+fn busy_port_is_a_clear_error() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (code, _, err) = headroom(&["run", "--listen", &addr], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&addr) && err.contains("cannot bind"), "{err}");
+}
