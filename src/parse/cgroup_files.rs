@@ -103,8 +103,19 @@ impl MemoryStat {
         }
     }
 
+    /// v1: the hierarchical `total_*` keys when the file has them (a
+    /// malformed `total_` line then leaves the value `None` rather than
+    /// falling back to the local, non-hierarchical key); else the local keys.
     pub fn from_v1(kv: &FlatKeyed) -> MemoryStat {
-        let get = |key: &str| kv.get(&format!("total_{key}")).or_else(|| kv.get(key));
+        let hierarchical = kv.values.keys().any(|k| k.starts_with("total_"))
+            || kv.bad.iter().any(|b| b.text.starts_with("total_"));
+        let get = |key: &str| {
+            if hierarchical {
+                kv.get(&format!("total_{key}"))
+            } else {
+                kv.get(key)
+            }
+        };
         MemoryStat {
             anon: get("rss"),
             file: get("cache"),
@@ -221,6 +232,9 @@ mod tests {
         // Without total_* keys (use_hierarchy=0 kernels), the local ones.
         let s = MemoryStat::from_v1(&parse_flat_keyed("cache 10\nrss 20\n"));
         assert_eq!((s.file, s.anon), (Some(10), Some(20)));
+        // A malformed total_ line is unknown, not the local value.
+        let s = MemoryStat::from_v1(&parse_flat_keyed("rss 20\ntotal_rss 2x\ntotal_cache 5\n"));
+        assert_eq!((s.anon, s.file), (None, Some(5)));
     }
 
     #[test]

@@ -1,0 +1,295 @@
+//! The binary against fixture trees: exact values, a golden scrape per tree
+//! (refresh with `UPDATE_GOLDEN=1 cargo test --test fixtures_scrape`), and
+//! `promtool check metrics` on each scrape.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn start_on(tree: &str, extra: &[&str]) -> Headroom {
+    let root = fixture(tree);
+    let proc_root = root.join("proc");
+    let cgroup_root = root.join("sys/fs/cgroup");
+    let mut args = vec![
+        "--proc-root",
+        proc_root.to_str().unwrap(),
+        "--cgroup-root",
+        cgroup_root.to_str().unwrap(),
+        "--interval",
+        "100ms",
+    ];
+    args.extend_from_slice(extra);
+    let args: Vec<String> = args.into_iter().map(String::from).collect();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Headroom::start(&refs)
+}
+
+/// The scrape without what changes from run to run (our own process
+/// metrics, poll timings).
+fn stable(scrape: &str) -> String {
+    scrape
+        .lines()
+        .filter(|l| {
+            let name = l.trim_start_matches("# HELP ").trim_start_matches("# TYPE ");
+            !name.starts_with("process_") && !name.starts_with("headroom_poll_duration_seconds")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn golden(name: &str, scrape: &str) {
+    let path = project_root().join("tests/golden").join(format!("{name}.prom"));
+    let got = stable(scrape);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; create it with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(got, want, "scrape differs from {} (UPDATE_GOLDEN=1 to accept)", path.display());
+}
+
+fn promtool_check(scrape: &str) {
+    let promtool = require_program("promtool");
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(scrape.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.trim().is_empty(), "promtool check metrics:\n{text}");
+}
+
+/// Waits for the first poll and the first smaps read, returns the scrape.
+fn scrape_when_ready(hr: &Headroom) -> String {
+    hr.wait_metrics(Duration::from_secs(10), "first cgroup poll", |m| {
+        m.contains_key("headroom_source_up{source=\"cgroup\"}")
+    });
+    std::thread::sleep(Duration::from_millis(250));
+    hr.get("/metrics").1
+}
+
+struct Want {
+    tree: &'static str,
+    usage: f64,
+    limit: f64,
+    working_set: Option<f64>,
+    unreclaimable: Option<f64>,
+    anon: Option<f64>,
+    file: f64,
+    oom_kills: f64,
+    rss: f64,
+    lazyfree: f64,
+    version: &'static str,
+}
+
+// Expected values from tests/fixtures/README.md (computed from the files).
+const TREES: &[Want] = &[
+    Want {
+        tree: "v2",
+        usage: 271310848.0,
+        limit: 402653184.0,
+        working_set: Some(148725760.0),
+        unreclaimable: Some(136220672.0),
+        anon: Some(235929600.0),
+        file: 34603008.0,
+        oom_kills: 1.0,
+        rss: 245268480.0,
+        lazyfree: 100663296.0,
+        version: "v2",
+    },
+    Want {
+        tree: "v2-max",
+        usage: 241717248.0,
+        limit: f64::INFINITY,
+        working_set: Some(194531328.0),
+        unreclaimable: Some(190337024.0),
+        anon: Some(219148288.0),
+        file: 22020096.0,
+        oom_kills: 0.0,
+        rss: 228458496.0,
+        lazyfree: 29360128.0,
+        version: "v2",
+    },
+    Want {
+        tree: "v1",
+        usage: 187215872.0,
+        limit: 268435456.0,
+        working_set: Some(119099392.0),
+        unreclaimable: Some(102322176.0),
+        anon: Some(143654912.0),
+        file: 42991616.0,
+        oom_kills: 2.0,
+        rss: 152928256.0,
+        lazyfree: 41902080.0,
+        version: "v1",
+    },
+    Want {
+        tree: "hybrid",
+        usage: 216526848.0,
+        limit: 536870912.0,
+        working_set: Some(177729536.0),
+        unreclaimable: Some(169340928.0),
+        anon: Some(168820736.0),
+        file: 47185920.0,
+        oom_kills: 0.0,
+        rss: 178024448.0,
+        lazyfree: 0.0,
+        version: "v1",
+    },
+    Want {
+        tree: "v1-garbage",
+        usage: 187215872.0,
+        limit: 268435456.0,
+        working_set: None,
+        unreclaimable: None,
+        anon: None,
+        file: 42991616.0,
+        oom_kills: 0.0,
+        rss: 152928256.0,
+        lazyfree: 41902080.0,
+        version: "v1",
+    },
+];
+
+fn opt(m: &BTreeMap<String, f64>, k: &str) -> Option<f64> {
+    m.get(k).copied()
+}
+
+#[test]
+fn every_tree_reads_exactly_and_matches_its_golden_scrape() {
+    for w in TREES {
+        let hr = start_on(w.tree, &["--pid", "4242"]);
+        let scrape = scrape_when_ready(&hr);
+        let m = parse_metrics(&scrape);
+        let t = w.tree;
+        assert_eq!(opt(&m, "headroom_memory_usage_bytes"), Some(w.usage), "{t} usage");
+        assert_eq!(opt(&m, "headroom_memory_limit_bytes"), Some(w.limit), "{t} limit");
+        assert_eq!(opt(&m, "headroom_memory_working_set_bytes"), w.working_set, "{t} working set");
+        assert_eq!(opt(&m, "headroom_memory_unreclaimable_bytes"), w.unreclaimable, "{t} unreclaimable");
+        assert_eq!(opt(&m, "headroom_memory_anon_bytes"), w.anon, "{t} anon");
+        assert_eq!(opt(&m, "headroom_memory_file_bytes"), Some(w.file), "{t} file");
+        assert_eq!(opt(&m, "headroom_oom_kills_total"), Some(w.oom_kills), "{t} oom kills");
+        assert_eq!(opt(&m, "headroom_memory_rss_bytes"), Some(w.rss), "{t} rss");
+        assert_eq!(opt(&m, "headroom_memory_lazyfree_bytes"), Some(w.lazyfree), "{t} lazyfree");
+        assert_eq!(opt(&m, "headroom_source_up{source=\"cgroup\"}"), Some(1.0), "{t}");
+        assert_eq!(opt(&m, "headroom_source_up{source=\"proc\"}"), Some(1.0), "{t}");
+        assert_eq!(opt(&m, "headroom_source_up{source=\"go\"}"), None, "{t}: go is not configured");
+        let st = hr.status();
+        assert_eq!(st["target"]["cgroup_version"], w.version, "{t}");
+        assert_eq!(st["ready"], true, "{t}");
+        assert_eq!(hr.get("/readyz").0, 200);
+        golden(t, &scrape);
+        promtool_check(&scrape);
+    }
+}
+
+#[test]
+fn garbage_is_named_and_the_rest_is_kept() {
+    let hr = start_on("v1-garbage", &["--pid", "4242"]);
+    scrape_when_ready(&hr);
+    let st = hr.status();
+    let warnings = st["cgroup"]["warnings"].to_string();
+    for needle in ["memory.stat: line", "total_rss", "value above 2^64-1", "memory.oom_control", "under_"] {
+        assert!(warnings.contains(needle), "warnings lack {needle:?}: {warnings}");
+    }
+    let log = hr.log();
+    assert!(log.contains("ignored malformed data") && log.contains("total_inactive_file"), "{log}");
+    // Logged once, not on every poll.
+    std::thread::sleep(Duration::from_millis(500));
+    let n = hr.log().matches("total_inactive_file").count();
+    assert_eq!(n, 1, "{}", hr.log());
+}
+
+#[test]
+fn v2_extras_peak_high_events_and_limit_source() {
+    let hr = start_on("v2", &["--pid", "4242"]);
+    let scrape = scrape_when_ready(&hr);
+    let m = parse_metrics(&scrape);
+    assert!(m.contains_key("headroom_memory_peak_bytes"), "{scrape}");
+    assert_eq!(m["headroom_memory_high_bytes"], f64::INFINITY);
+    assert_eq!(m["headroom_memory_events_total{event=\"oom_kill\"}"], 1.0);
+    let st = hr.status();
+    assert_eq!(st["memory"]["limit_source"], "cgroup");
+    assert!(st["cgroup"]["pressure"]["some"]["total_us"].is_u64(), "{st:#}");
+    // v2-max lacks memory.peak: absent, not 0.
+    let hr = start_on("v2-max", &["--pid", "4242"]);
+    let m = parse_metrics(&scrape_when_ready(&hr));
+    assert!(!m.contains_key("headroom_memory_peak_bytes"));
+}
+
+#[test]
+fn memory_limit_override_and_process_name() {
+    let hr = start_on("v1", &["--process", "gohog", "--memory-limit", "200MiB"]);
+    let m = parse_metrics(&scrape_when_ready(&hr));
+    assert_eq!(m["headroom_memory_limit_bytes"], (200 * 1024 * 1024) as f64);
+    let st = hr.status();
+    assert_eq!(st["memory"]["limit_source"], "override");
+    assert_eq!(st["target"]["pid"], 4242);
+}
+
+#[test]
+fn missing_target_golden_failure_scrape() {
+    let hr = start_on("v1", &["--pid", "999999"]);
+    let m = hr.wait_metrics(Duration::from_secs(10), "both sources down", |m| {
+        m.get("headroom_source_up{source=\"cgroup\"}") == Some(&0.0) && m.get("headroom_source_up{source=\"proc\"}") == Some(&0.0)
+    });
+    assert!(!m.contains_key("headroom_memory_usage_bytes"));
+    assert_eq!(hr.get("/readyz").0, 503);
+    // Error counters grow with every poll: pin them for the golden file.
+    let scrape = hr.get("/metrics").1;
+    let pinned: String = scrape
+        .lines()
+        .map(|l| {
+            if l.starts_with("headroom_source_errors_total{") {
+                format!("{} N\n", l.rsplit_once(' ').unwrap().0)
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    golden("target-missing", &pinned);
+    promtool_check(&scrape);
+    let st = hr.status();
+    let err = st["sources"]["cgroup"]["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("999999"), "{err}");
+}
+
+#[test]
+fn check_reports_on_a_fixture() {
+    let root = fixture("v2");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .args(["check", "--pid", "4242"])
+        .arg("--proc-root")
+        .arg(root.join("proc"))
+        .arg("--cgroup-root")
+        .arg(root.join("sys/fs/cgroup"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for needle in ["limit (cgroup)", "384.0 MiB", "unreclaimable", "129.9 MiB", "LazyFree", "96.0 MiB", "verdict  Ok"] {
+        assert!(text.contains(needle), "missing {needle:?}:\n{text}");
+    }
+    // Near the limit: the exit status says so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .args(["check", "--pid", "4242", "--json", "--memory-limit", "140MiB"])
+        .arg("--proc-root")
+        .arg(root.join("proc"))
+        .arg("--cgroup-root")
+        .arg(root.join("sys/fs/cgroup"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["risk"], "warning");
+    assert_eq!(j["status"]["memory"]["unreclaimable"], 136220672);
+}
