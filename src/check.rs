@@ -2,9 +2,11 @@
 //! the pod. Exit status: 0 no risk, 1 warning, 2 critical, 3 the target or
 //! its cgroup could not be read (64 for bad flags, from main).
 
-use crate::app::poll_once;
+use crate::analysis::diagnosis::{diagnose_now, Finding, Thresholds};
+use crate::app::{poll_once, scrape_go};
 use crate::collector::Collector;
 use crate::config::Config;
+use crate::httpc::HttpClient;
 use crate::parse::cgroup_files::Limit;
 use crate::status::Status;
 use serde::Serialize;
@@ -48,13 +50,12 @@ pub struct Report {
     /// Growth of the limit-basis value over `--for`, bytes per second.
     pub basis_growth_bytes_per_second: Option<f64>,
     pub sampled_seconds: f64,
+    pub findings: Vec<Finding>,
     pub status: Status,
 }
 
 fn mib(v: Option<u64>) -> String {
-    v.map_or("–".into(), |b| {
-        format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
-    })
+    v.map_or("–".into(), |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)))
 }
 
 fn limit_text(l: Option<Limit>) -> String {
@@ -76,8 +77,7 @@ pub fn build_report(first: &Status, last: Status, seconds: f64) -> Report {
     let verdict = match (basis, last.memory.limit) {
         (None, _) => "could not read the target's memory: see the sources below".to_owned(),
         (Some(_), Some(Limit::Unlimited)) | (Some(_), None) => {
-            "no memory limit is set on the cgroup's path: nothing to run out of but the node"
-                .to_owned()
+            "no memory limit is set on the cgroup's path: nothing to run out of but the node".to_owned()
         }
         (Some(b), Some(Limit::Bytes(l))) => {
             let pct = 100.0 * b as f64 / l.max(1) as f64;
@@ -94,11 +94,13 @@ pub fn build_report(first: &Status, last: Status, seconds: f64) -> Report {
             }
         }
     };
+    let findings = diagnose_now(&last, &Thresholds::default());
     Report {
         risk,
         verdict,
         basis_growth_bytes_per_second: growth,
         sampled_seconds: seconds,
+        findings,
         status: last,
     }
 }
@@ -113,8 +115,7 @@ pub fn render_table(r: &Report) -> String {
         "target   pid {}  cgroup {} ({})",
         t.pid.map_or("–".into(), |p| p.to_string()),
         t.cgroup.as_deref().unwrap_or("–"),
-        t.cgroup_version
-            .map_or("?".into(), |v| format!("{v:?}").to_lowercase()),
+        t.cgroup_version.map_or("?".into(), |v| format!("{v:?}").to_lowercase()),
     );
     let basis = s.limit_basis.map_or("–", |b| b.as_str());
     let rows: Vec<(String, String)> = vec![
@@ -136,6 +137,33 @@ pub fn render_table(r: &Report) -> String {
     for (k, v) in rows {
         let _ = writeln!(out, "  {k:<width$}  {v:>12}");
     }
+    if let Some(go) = &s.go {
+        let g = &go.sample;
+        let b = &s.breakdown;
+        let live = format!(
+            "{}{}",
+            mib(go.heap_live),
+            match go.heap_live_method {
+                Some(crate::analysis::go_heap::LiveMethod::Exact) | None => "",
+                Some(_) => " (est.)",
+            }
+        );
+        let go_rows: Vec<(&str, String)> = vec![
+            ("Go heap alloc", mib(g.heap_alloc)),
+            ("Go heap inuse", mib(g.heap_inuse)),
+            ("Go heap idle", mib(g.heap_idle)),
+            ("Go heap released", mib(g.heap_released)),
+            ("Go sys", mib(g.sys)),
+            ("Go next GC", mib(g.next_gc)),
+            ("Go live heap", live),
+            ("fragmentation bound", mib(b.fragmentation_bound)),
+            ("reclaimable unreleased", mib(b.reclaimable_unreleased)),
+        ];
+        let w = width.max(go_rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0));
+        for (k, v) in go_rows {
+            let _ = writeln!(out, "  {k:<w$}  {v:>12}");
+        }
+    }
     if let Some(g) = r.basis_growth_bytes_per_second {
         let _ = writeln!(
             out,
@@ -150,29 +178,43 @@ pub fn render_table(r: &Report) -> String {
         }
     }
     let _ = writeln!(out, "verdict  {:?}: {}", r.risk, r.verdict);
+    for f in &r.findings {
+        let _ = writeln!(out, "cause    {}: {}", f.cause.as_str(), f.evidence);
+        let _ = writeln!(out, "advice   {}", f.advice);
+    }
     out
 }
 
 /// Runs the check and returns the exit status.
 pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
     let interval = cfg.interval;
-    let collector = Collector::new(cfg);
-    let (mut collector, first, _) = poll_once(collector).await;
+    let go_url = cfg.go_url.clone();
+    let go_interval = cfg.go_interval;
+    let client = HttpClient::new();
+    let mut collector = Collector::new(cfg);
+    if let Some(url) = &go_url {
+        let (r, at) = scrape_go(&client, url, go_interval).await;
+        collector.ingest_go(r, at, std::time::Instant::now());
+    }
+    let (mut c, first, _) = poll_once(collector).await;
     let started = std::time::Instant::now();
     let mut last = first.clone();
+    let mut next_go = started + go_interval;
     while started.elapsed() < sample_for {
         tokio::time::sleep(interval.min(sample_for.saturating_sub(started.elapsed()))).await;
-        let (c, s, _) = poll_once(collector).await;
-        collector = c;
+        if let Some(url) = go_url.as_ref().filter(|_| std::time::Instant::now() >= next_go) {
+            let (r, at) = scrape_go(&client, url, go_interval).await;
+            c.ingest_go(r, at, std::time::Instant::now());
+            next_go += go_interval;
+        }
+        let (c2, s, _) = poll_once(c).await;
+        c = c2;
         last = s;
     }
     let readable = last.memory.usage.is_some();
     let report = build_report(&first, last, started.elapsed().as_secs_f64());
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("report serializes")
-        );
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     } else {
         print!("{}", render_table(&report));
     }
@@ -196,9 +238,6 @@ mod tests {
         assert_eq!(proximity_risk(Some(950), l), Risk::Critical);
         assert_eq!(proximity_risk(Some(5000), Some(Limit::Unlimited)), Risk::Ok);
         assert_eq!(proximity_risk(None, l), Risk::Ok);
-        assert_eq!(
-            proximity_risk(Some(1), Some(Limit::Bytes(0))),
-            Risk::Critical
-        );
+        assert_eq!(proximity_risk(Some(1), Some(Limit::Bytes(0))), Risk::Critical);
     }
 }

@@ -1,11 +1,14 @@
 //! The collector: the only place that calls the readers. It finds the target
 //! and its cgroup, reads them on each poll, and builds the [`Status`].
 
+use crate::analysis::breakdown::breakdown;
+use crate::analysis::go_heap::GoTracker;
 use crate::config::{Config, Target};
+use crate::parse::go_runtime::GoSample;
 use crate::sample::SmapsSample;
 use crate::source::cgroup::{locate_auto, locate_explicit, CgroupError, CgroupReader, Located};
 use crate::source::proc::{find_process, ProcReader, ProcSourceError};
-use crate::status::{Memory, SourceStatus, Status, TargetStatus, SOURCES};
+use crate::status::{GoStatus, Memory, SourceStatus, Status, TargetStatus, SOURCES};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -67,15 +70,9 @@ impl SourceState {
         self.status.up = Some(false);
         self.status.errors_total += 1;
         let changed = self.logged_msg.as_deref() != Some(msg.as_str());
-        let due = self
-            .logged_at
-            .is_none_or(|t| now.duration_since(t) >= RELOG_EVERY);
+        let due = self.logged_at.is_none_or(|t| now.duration_since(t) >= RELOG_EVERY);
         if changed || due {
-            tracing::warn!(
-                source = name,
-                errors_total = self.status.errors_total,
-                "{msg}"
-            );
+            tracing::warn!(source = name, errors_total = self.status.errors_total, "{msg}");
             self.logged_at = Some(now);
             self.logged_msg = Some(msg.clone());
         }
@@ -98,6 +95,19 @@ pub struct Collector {
     ready: bool,
     sources: BTreeMap<&'static str, SourceState>,
     last_warnings: Vec<String>,
+    go: Option<GoStatus>,
+    go_tracker: GoTracker,
+    /// GOGC from the target's environment, read once per PID.
+    gogc_env: Option<(u32, Option<i64>)>,
+}
+
+/// GOGC as the Go runtime reads it: unset or empty is 100, `off` is -1.
+pub fn parse_gogc(v: Option<&str>) -> Option<i64> {
+    match v.map(str::trim) {
+        None | Some("") => Some(100),
+        Some("off") => Some(-1),
+        Some(n) => n.parse().ok(),
+    }
 }
 
 impl Collector {
@@ -121,6 +131,53 @@ impl Collector {
             ready: false,
             sources,
             last_warnings: Vec::new(),
+            go: None,
+            go_tracker: GoTracker::default(),
+            gogc_env: None,
+        }
+    }
+
+    fn gogc(&mut self) -> Option<i64> {
+        let pid = self.pid?;
+        if let Some((p, v)) = self.gogc_env {
+            if p == pid {
+                return v;
+            }
+        }
+        let v = self
+            .proc
+            .as_mut()?
+            .read_env("GOGC")
+            .ok()
+            .and_then(|v| parse_gogc(v.as_deref()));
+        self.gogc_env = Some((pid, v));
+        v
+    }
+
+    /// Takes the result of one scrape of the target's Go runtime (scraped
+    /// apart from the cgroup polls, every `--go-interval`).
+    pub fn ingest_go(&mut self, result: Result<GoSample, String>, at_ms: u64, now: Instant) {
+        match result {
+            Ok(sample) => {
+                let gogc = self.gogc();
+                let d = self.go_tracker.ingest(&sample, self.pid, gogc);
+                if d.restarted {
+                    tracing::info!(source = "go", "the Go runtime restarted (NumGC or TotalAlloc went back, or a new PID): its history starts afresh");
+                }
+                self.go = Some(GoStatus {
+                    sample,
+                    scraped_at_ms: at_ms,
+                    heap_live: d.heap_live,
+                    heap_live_method: d.heap_live_method,
+                    gogc_env: gogc,
+                    restarts: self.go_tracker.restarts,
+                });
+                self.state("go").ok("go");
+            }
+            Err(msg) => {
+                self.go = None;
+                self.state("go").fail("go", msg, now);
+            }
         }
     }
 
@@ -172,11 +229,7 @@ impl Collector {
         let pid = self.resolve_pid(now);
         if pid != self.pid {
             if let (Some(old), Some(new)) = (self.pid, pid) {
-                tracing::info!(
-                    old_pid = old,
-                    new_pid = new,
-                    "target restarted with a new PID"
-                );
+                tracing::info!(old_pid = old, new_pid = new, "target restarted with a new PID");
             }
             self.pid = pid;
             self.proc = pid.map(|p| ProcReader::new(&self.cfg.proc_root, p));
@@ -324,11 +377,10 @@ impl Collector {
             events_total: self.events.iter().map(|(k, c)| (*k, c.total())).collect(),
         };
         let want_target = self.cfg.target != Target::Own;
-        let mut sources: BTreeMap<&'static str, SourceStatus> = self
-            .sources
-            .iter()
-            .map(|(k, v)| (*k, v.status.clone()))
-            .collect();
+        let go_sample = self.go.as_ref().map(|g| &g.sample);
+        let breakdown = breakdown(cgroup.as_ref(), self.smaps.as_ref(), go_sample);
+        let mut sources: BTreeMap<&'static str, SourceStatus> =
+            self.sources.iter().map(|(k, v)| (*k, v.status.clone())).collect();
         if !want_target {
             sources.insert("proc", SourceStatus::default());
         }
@@ -353,6 +405,8 @@ impl Collector {
             cgroup,
             process,
             smaps: self.smaps.clone(),
+            go: self.go.clone(),
+            breakdown,
             sources,
         }
     }
@@ -361,6 +415,15 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gogc_values() {
+        assert_eq!(parse_gogc(None), Some(100));
+        assert_eq!(parse_gogc(Some("")), Some(100));
+        assert_eq!(parse_gogc(Some("off")), Some(-1));
+        assert_eq!(parse_gogc(Some("200")), Some(200));
+        assert_eq!(parse_gogc(Some("lots")), None);
+    }
 
     #[test]
     fn reset_counter() {

@@ -192,8 +192,7 @@ impl TargetArgs {
 /// Reads a TOML config file into the raw map. Keys may be spelled like the
 /// flags (`go-url`) or in snake case (`go_url`).
 pub fn read_config_file(path: &Path) -> Result<BTreeMap<String, String>, Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("--config {}: {e}", path.display())])?;
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("--config {}: {e}", path.display())])?;
     parse_config_toml(&text).map_err(|errs| {
         errs.into_iter()
             .map(|e| format!("--config {}: {e}", path.display()))
@@ -210,10 +209,7 @@ pub fn parse_config_toml(text: &str) -> Result<BTreeMap<String, String>, Vec<Str
     for (key, value) in table {
         let flag = key.replace('_', "-");
         if !KEYS.contains(&flag.as_str()) {
-            errors.push(format!(
-                "unknown key {key:?}; known keys: {}",
-                KEYS.join(", ")
-            ));
+            errors.push(format!("unknown key {key:?}; known keys: {}", KEYS.join(", ")));
             continue;
         }
         let v = match value {
@@ -344,11 +340,7 @@ impl Validator<'_> {
                 Duration::ZERO
             }
             Err(e) => {
-                self.fail(
-                    key,
-                    &v,
-                    &format!("{e}; expected a duration such as 500ms, 5s, 10m"),
-                );
+                self.fail(key, &v, &format!("{e}; expected a duration such as 500ms, 5s, 10m"));
                 Duration::ZERO
             }
         }
@@ -359,7 +351,11 @@ impl Validator<'_> {
         match v.parse::<axum::http::Uri>() {
             Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => Some(v),
             Ok(u) if u.scheme_str() == Some("https") => {
-                self.fail(key, &v, "https is not supported; expected an http:// URL (the target is beside us in the pod)");
+                self.fail(
+                    key,
+                    &v,
+                    "https is not supported; expected an http:// URL (the target is beside us in the pod)",
+                );
                 None
             }
             _ => {
@@ -412,14 +408,10 @@ impl Config {
             let w = v.raw("window").unwrap_or("10m").to_owned();
             v.fail("window", &w, "must be at least three --interval periods");
         }
-        let target = match (
-            v.raw("pid").map(str::to_owned),
-            v.raw("process").map(str::to_owned),
-        ) {
+        let target = match (v.raw("pid").map(str::to_owned), v.raw("process").map(str::to_owned)) {
             (Some(p), Some(n)) => {
-                v.errors.push(format!(
-                    "--pid {p:?} and --process {n:?}: give one of them, not both"
-                ));
+                v.errors
+                    .push(format!("--pid {p:?} and --process {n:?}: give one of them, not both"));
                 Target::Own
             }
             (Some(p), None) => match p.parse::<u32>() {
@@ -453,19 +445,20 @@ impl Config {
         let go_url = v.url("go-url");
         let go_interval = v.duration("go-interval", "5s", ms(100));
         let smaps_interval = v.duration("smaps-interval", "30s", ms(1000));
-        let memory_limit = v.raw("memory-limit").map(str::to_owned).and_then(|s| {
-            match s.parse::<bytesize::ByteSize>() {
-                Ok(b) if b.as_u64() > 0 => Some(Limit::Bytes(b.as_u64())),
-                _ => {
-                    v.fail(
-                        "memory-limit",
-                        &s,
-                        "expected a size in bytes such as 3GiB, 512MiB or 1073741824",
-                    );
-                    None
-                }
-            }
-        });
+        let memory_limit =
+            v.raw("memory-limit")
+                .map(str::to_owned)
+                .and_then(|s| match s.parse::<bytesize::ByteSize>() {
+                    Ok(b) if b.as_u64() > 0 => Some(Limit::Bytes(b.as_u64())),
+                    _ => {
+                        v.fail(
+                            "memory-limit",
+                            &s,
+                            "expected a size in bytes such as 3GiB, 512MiB or 1073741824",
+                        );
+                        None
+                    }
+                });
         let basis_raw = v.raw("limit-basis").unwrap_or("unreclaimable").to_owned();
         let limit_basis = LimitBasis::parse(&basis_raw).unwrap_or_else(|| {
             v.fail(
@@ -488,11 +481,7 @@ impl Config {
         let critical_within = v.duration("critical-within", "5m", ms(1000));
         if !warn_within.is_zero() && critical_within > warn_within {
             let c = v.raw("critical-within").unwrap_or("5m").to_owned();
-            v.fail(
-                "critical-within",
-                &c,
-                "must not be longer than --warn-within",
-            );
+            v.fail("critical-within", &c, "must not be longer than --warn-within");
         }
         let alertmanager_url = v.url("alertmanager-url");
         let webhook_url = v.url("webhook-url");
@@ -531,10 +520,7 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -586,8 +572,7 @@ mod tests {
     fn cross_field_rules() {
         let errs = Config::from_map(&map(&[("pid", "1"), ("process", "x")])).unwrap_err();
         assert!(errs[0].contains("not both"), "{errs:?}");
-        let errs = Config::from_map(&map(&[("warn-within", "1m"), ("critical-within", "5m")]))
-            .unwrap_err();
+        let errs = Config::from_map(&map(&[("warn-within", "1m"), ("critical-within", "5m")])).unwrap_err();
         assert!(errs[0].contains("--critical-within"), "{errs:?}");
         let errs = Config::from_map(&map(&[("interval", "10s"), ("window", "20s")])).unwrap_err();
         assert!(errs[0].contains("--window"), "{errs:?}");
@@ -614,12 +599,8 @@ mod tests {
 
     #[test]
     fn toml_file_keys() {
-        let m = parse_config_toml("go_url = \"http://a:1/metrics\"\ninterval = \"2s\"\npid = 7\n")
-            .unwrap();
-        assert_eq!(
-            m.get("go-url").map(String::as_str),
-            Some("http://a:1/metrics")
-        );
+        let m = parse_config_toml("go_url = \"http://a:1/metrics\"\ninterval = \"2s\"\npid = 7\n").unwrap();
+        assert_eq!(m.get("go-url").map(String::as_str), Some("http://a:1/metrics"));
         assert_eq!(m.get("pid").map(String::as_str), Some("7"));
         let errs = parse_config_toml("colour = \"red\"\ninterval = [1]\n").unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
@@ -644,9 +625,7 @@ mod tests {
     #[test]
     fn cli_parses_env_and_subcommands() {
         use clap::Parser;
-        let cli =
-            Cli::try_parse_from(["headroom", "check", "--pid", "5", "--for", "10s", "--json"])
-                .unwrap();
+        let cli = Cli::try_parse_from(["headroom", "check", "--pid", "5", "--for", "10s", "--json"]).unwrap();
         match cli.command {
             Some(Command::Check(c)) => {
                 assert_eq!(c.target.pid.as_deref(), Some("5"));

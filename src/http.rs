@@ -40,10 +40,7 @@ impl Shared {
     }
 
     pub fn latest(&self) -> Arc<Published> {
-        self.latest
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.latest.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -60,10 +57,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     let p = s.latest();
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         Body::from(p.metrics_text.clone()),
     )
         .into_response()

@@ -1,12 +1,14 @@
 //! headroom: a cgroup-aware sidecar that predicts a Go service's OOM kill
 //! and says why its memory grows.
 
+pub mod analysis;
 pub mod app;
 pub mod check;
 pub mod collector;
 pub mod config;
 pub mod dashboard;
 pub mod http;
+pub mod httpc;
 pub mod metrics;
 pub mod parse;
 pub mod sample;

@@ -7,8 +7,7 @@
 use crate::parse::cgroup_files::Limit;
 use crate::status::{Status, SOURCES};
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 type Getter = fn(&Status) -> Option<f64>;
@@ -79,6 +78,61 @@ const GAUGES: &[(&str, &str, Getter)] = &[
         "Swap used by the cgroup (v2 memory.swap.current, v1 total_swap).",
         |s| bytes(s.cgroup.as_ref().and_then(|c| c.swap)),
     ),
+    (
+        "headroom_go_heap_alloc_bytes",
+        "Go runtime HeapAlloc: bytes of allocated heap objects, live and not yet collected.",
+        |s| bytes(s.go.as_ref().and_then(|g| g.sample.heap_alloc)),
+    ),
+    (
+        "headroom_go_heap_inuse_bytes",
+        "Go runtime HeapInuse: bytes in in-use heap spans.",
+        |s| bytes(s.go.as_ref().and_then(|g| g.sample.heap_inuse)),
+    ),
+    (
+        "headroom_go_heap_idle_bytes",
+        "Go runtime HeapIdle: bytes in idle heap spans, released or not.",
+        |s| bytes(s.go.as_ref().and_then(|g| g.sample.heap_idle)),
+    ),
+    (
+        "headroom_go_heap_released_bytes",
+        "Go runtime HeapReleased: bytes of idle spans returned to the OS (MADV_FREE or MADV_DONTNEED).",
+        |s| bytes(s.go.as_ref().and_then(|g| g.sample.heap_released)),
+    ),
+    (
+        "headroom_go_sys_bytes",
+        "Go runtime Sys: bytes obtained from the OS by the Go runtime.",
+        |s| bytes(s.go.as_ref().and_then(|g| g.sample.sys)),
+    ),
+    (
+        "headroom_go_next_gc_bytes",
+        "Go runtime NextGC: the heap size at which the next GC starts.",
+        |s| bytes(s.go.as_ref().and_then(|g| g.sample.next_gc)),
+    ),
+    (
+        "headroom_go_heap_live_bytes",
+        "Live Go heap after the last GC: exact from go_gc_heap_live_bytes, else an upper-bound estimate (see heap_live_method in /api/v1/status).",
+        |s| bytes(s.go.as_ref().and_then(|g| g.heap_live)),
+    ),
+    (
+        "headroom_go_goroutines",
+        "Goroutines of the target, where its source exports them.",
+        |s| bytes(s.go.as_ref().and_then(|g| g.sample.goroutines)),
+    ),
+    (
+        "headroom_go_gomemlimit_bytes",
+        "The target's GOMEMLIMIT, where its source exports it (9223372036854775807 means no limit).",
+        |s| bytes(s.go.as_ref().and_then(|g| g.sample.gomemlimit)),
+    ),
+    (
+        "headroom_fragmentation_bound_bytes",
+        "HeapInuse minus HeapAlloc: an upper bound on Go heap fragmentation.",
+        |s| bytes(s.breakdown.fragmentation_bound),
+    ),
+    (
+        "headroom_reclaimable_unreleased_bytes",
+        "Memory freed by the Go runtime (MADV_FREE) that the kernel still charges: LazyFree when readable, else estimated from the cgroup's LRU lists.",
+        |s| bytes(s.breakdown.reclaimable_unreleased),
+    ),
 ];
 
 pub struct Metrics {
@@ -94,9 +148,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let reg = |c: Box<dyn prometheus::core::Collector>| {
-            registry.register(c).expect("unique metric names")
-        };
+        let reg = |c: Box<dyn prometheus::core::Collector>| registry.register(c).expect("unique metric names");
         let mut gauges = Vec::new();
         for (name, help, get) in GAUGES {
             let g = GaugeVec::new(Opts::new(*name, *help), &[]).expect("valid metric");
@@ -112,10 +164,7 @@ impl Metrics {
         )
         .expect("valid metric");
         let source_errors = IntCounterVec::new(
-            Opts::new(
-                "headroom_source_errors_total",
-                "Failed reads of the source.",
-            ),
+            Opts::new("headroom_source_errors_total", "Failed reads of the source."),
             &["source"],
         )
         .expect("valid metric");
@@ -137,9 +186,7 @@ impl Metrics {
                 "headroom_poll_duration_seconds",
                 "Time taken by one poll of the cgroup and /proc.",
             )
-            .buckets(vec![
-                25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3, 25e-3, 0.1,
-            ]),
+            .buckets(vec![25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3, 25e-3, 0.1]),
         )
         .expect("valid metric");
         reg(Box::new(source_up.clone()));
@@ -147,9 +194,7 @@ impl Metrics {
         reg(Box::new(high_events.clone()));
         reg(Box::new(oom_kills.clone()));
         reg(Box::new(poll_duration.clone()));
-        reg(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ));
+        reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         Metrics {
             registry,
             gauges,
@@ -185,8 +230,7 @@ impl Metrics {
             }
         }
         let total = status.memory.oom_kills_total;
-        self.oom_kills
-            .inc_by(total.saturating_sub(self.oom_kills.get()));
+        self.oom_kills.inc_by(total.saturating_sub(self.oom_kills.get()));
         for (name, total) in &status.memory.events_total {
             let c = self.high_events.with_label_values(&[*name]);
             c.inc_by(total.saturating_sub(c.get()));
@@ -219,8 +263,7 @@ fn spell_infinities(text: Vec<u8>) -> Vec<u8> {
         } else if let Some(head) = body.strip_suffix(" inf") {
             Some(format!("{head} +Inf"))
         } else {
-            body.strip_suffix(" -inf")
-                .map(|head| format!("{head} -Inf"))
+            body.strip_suffix(" -inf").map(|head| format!("{head} -Inf"))
         };
         match fixed {
             Some(f) => {
@@ -247,10 +290,7 @@ mod tests {
     fn infinities_are_spelled_as_the_format_wants() {
         let text = b"# HELP a_bytes inf here\na_bytes inf\nb{x=\"inf\"} -inf\nc 1\n".to_vec();
         let out = String::from_utf8(spell_infinities(text)).unwrap();
-        assert_eq!(
-            out,
-            "# HELP a_bytes inf here\na_bytes +Inf\nb{x=\"inf\"} -Inf\nc 1\n"
-        );
+        assert_eq!(out, "# HELP a_bytes inf here\na_bytes +Inf\nb{x=\"inf\"} -Inf\nc 1\n");
     }
 
     #[test]
@@ -262,10 +302,7 @@ mod tests {
         m.update(&s, 0.001);
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(text.contains("\nheadroom_memory_usage_bytes 5\n"), "{text}");
-        assert!(
-            text.contains("\nheadroom_memory_limit_bytes +Inf\n"),
-            "{text}"
-        );
+        assert!(text.contains("\nheadroom_memory_limit_bytes +Inf\n"), "{text}");
         assert!(!text.contains("headroom_memory_rss_bytes"), "{text}");
         // The source goes away: the gauge goes away with it.
         s.memory.usage = None;

@@ -1,8 +1,11 @@
 //! The one snapshot that /metrics, /api/v1/status, the dashboard and
 //! `headroom check` all render.
 
+use crate::analysis::breakdown::Breakdown;
+use crate::analysis::go_heap::LiveMethod;
 use crate::config::LimitBasis;
 use crate::parse::cgroup_files::Limit;
+use crate::parse::go_runtime::GoSample;
 use crate::sample::{CgroupSample, CgroupVersion, ProcSample, SmapsSample};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -54,6 +57,19 @@ pub struct Memory {
     pub events_total: BTreeMap<&'static str, u64>,
 }
 
+/// The latest successful scrape of the target's Go runtime.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoStatus {
+    pub sample: GoSample,
+    pub scraped_at_ms: u64,
+    pub heap_live: Option<u64>,
+    pub heap_live_method: Option<LiveMethod>,
+    /// GOGC as read from the target's environment (-1 = off), when readable.
+    pub gogc_env: Option<i64>,
+    /// Restarts of the Go runtime seen (NumGC or TotalAlloc going back, new PID).
+    pub restarts: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Status {
     /// Unix time of the poll, milliseconds.
@@ -66,6 +82,8 @@ pub struct Status {
     pub cgroup: Option<CgroupSample>,
     pub process: Option<ProcSample>,
     pub smaps: Option<SmapsSample>,
+    pub go: Option<GoStatus>,
+    pub breakdown: Breakdown,
     pub sources: BTreeMap<&'static str, SourceStatus>,
 }
 

@@ -30,17 +30,33 @@ fn help_teaches_every_flag() {
     assert_eq!(code, 0);
     assert!(out.contains("HEADROOM_") && out.contains("check"), "{out}");
     let (_, out, _) = headroom(&["check", "--help"], &[]);
-    assert!(out.contains("--for") && out.contains("--json") && out.contains("Exit 0"), "{out}");
+    assert!(
+        out.contains("--for") && out.contains("--json") && out.contains("Exit 0"),
+        "{out}"
+    );
 }
 
 #[test]
 fn bad_values_exit_64_and_are_all_named() {
     let (code, _, err) = headroom(
-        &["run", "--interval", "soon", "--limit-basis", "vibes", "--listen", "nowhere"],
+        &[
+            "run",
+            "--interval",
+            "soon",
+            "--limit-basis",
+            "vibes",
+            "--listen",
+            "nowhere",
+        ],
         &[("HEADROOM_MEMORY_LIMIT", "plenty")],
     );
     assert_eq!(code, 64, "{err}");
-    for needle in ["--interval \"soon\"", "--limit-basis \"vibes\"", "--listen \"nowhere\"", "--memory-limit \"plenty\""] {
+    for needle in [
+        "--interval \"soon\"",
+        "--limit-basis \"vibes\"",
+        "--listen \"nowhere\"",
+        "--memory-limit \"plenty\"",
+    ] {
         assert!(err.contains(needle), "missing {needle}:\n{err}");
     }
 }

@@ -49,7 +49,12 @@ fn golden(name: &str, scrape: &str) {
     }
     let want = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; create it with UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(got, want, "scrape differs from {} (UPDATE_GOLDEN=1 to accept)", path.display());
+    assert_eq!(
+        got,
+        want,
+        "scrape differs from {} (UPDATE_GOLDEN=1 to accept)",
+        path.display()
+    );
 }
 
 fn promtool_check(scrape: &str) {
@@ -64,8 +69,15 @@ fn promtool_check(scrape: &str) {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(scrape.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.trim().is_empty(), "promtool check metrics:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "promtool check metrics:\n{text}"
+    );
 }
 
 /// Waits for the first poll and the first smaps read, returns the scrape.
@@ -173,16 +185,32 @@ fn every_tree_reads_exactly_and_matches_its_golden_scrape() {
         let t = w.tree;
         assert_eq!(opt(&m, "headroom_memory_usage_bytes"), Some(w.usage), "{t} usage");
         assert_eq!(opt(&m, "headroom_memory_limit_bytes"), Some(w.limit), "{t} limit");
-        assert_eq!(opt(&m, "headroom_memory_working_set_bytes"), w.working_set, "{t} working set");
-        assert_eq!(opt(&m, "headroom_memory_unreclaimable_bytes"), w.unreclaimable, "{t} unreclaimable");
+        assert_eq!(
+            opt(&m, "headroom_memory_working_set_bytes"),
+            w.working_set,
+            "{t} working set"
+        );
+        assert_eq!(
+            opt(&m, "headroom_memory_unreclaimable_bytes"),
+            w.unreclaimable,
+            "{t} unreclaimable"
+        );
         assert_eq!(opt(&m, "headroom_memory_anon_bytes"), w.anon, "{t} anon");
         assert_eq!(opt(&m, "headroom_memory_file_bytes"), Some(w.file), "{t} file");
         assert_eq!(opt(&m, "headroom_oom_kills_total"), Some(w.oom_kills), "{t} oom kills");
         assert_eq!(opt(&m, "headroom_memory_rss_bytes"), Some(w.rss), "{t} rss");
-        assert_eq!(opt(&m, "headroom_memory_lazyfree_bytes"), Some(w.lazyfree), "{t} lazyfree");
+        assert_eq!(
+            opt(&m, "headroom_memory_lazyfree_bytes"),
+            Some(w.lazyfree),
+            "{t} lazyfree"
+        );
         assert_eq!(opt(&m, "headroom_source_up{source=\"cgroup\"}"), Some(1.0), "{t}");
         assert_eq!(opt(&m, "headroom_source_up{source=\"proc\"}"), Some(1.0), "{t}");
-        assert_eq!(opt(&m, "headroom_source_up{source=\"go\"}"), None, "{t}: go is not configured");
+        assert_eq!(
+            opt(&m, "headroom_source_up{source=\"go\"}"),
+            None,
+            "{t}: go is not configured"
+        );
         let st = hr.status();
         assert_eq!(st["target"]["cgroup_version"], w.version, "{t}");
         assert_eq!(st["ready"], true, "{t}");
@@ -198,11 +226,20 @@ fn garbage_is_named_and_the_rest_is_kept() {
     scrape_when_ready(&hr);
     let st = hr.status();
     let warnings = st["cgroup"]["warnings"].to_string();
-    for needle in ["memory.stat: line", "total_rss", "value above 2^64-1", "memory.oom_control", "under_"] {
+    for needle in [
+        "memory.stat: line",
+        "total_rss",
+        "value above 2^64-1",
+        "memory.oom_control",
+        "under_",
+    ] {
         assert!(warnings.contains(needle), "warnings lack {needle:?}: {warnings}");
     }
     let log = hr.log();
-    assert!(log.contains("ignored malformed data") && log.contains("total_inactive_file"), "{log}");
+    assert!(
+        log.contains("ignored malformed data") && log.contains("total_inactive_file"),
+        "{log}"
+    );
     // Logged once, not on every poll.
     std::thread::sleep(Duration::from_millis(500));
     let n = hr.log().matches("total_inactive_file").count();
@@ -240,7 +277,8 @@ fn memory_limit_override_and_process_name() {
 fn missing_target_golden_failure_scrape() {
     let hr = start_on("v1", &["--pid", "999999"]);
     let m = hr.wait_metrics(Duration::from_secs(10), "both sources down", |m| {
-        m.get("headroom_source_up{source=\"cgroup\"}") == Some(&0.0) && m.get("headroom_source_up{source=\"proc\"}") == Some(&0.0)
+        m.get("headroom_source_up{source=\"cgroup\"}") == Some(&0.0)
+            && m.get("headroom_source_up{source=\"proc\"}") == Some(&0.0)
     });
     assert!(!m.contains_key("headroom_memory_usage_bytes"));
     assert_eq!(hr.get("/readyz").0, 503);
@@ -276,7 +314,15 @@ fn check_reports_on_a_fixture() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    for needle in ["limit (cgroup)", "384.0 MiB", "unreclaimable", "129.9 MiB", "LazyFree", "96.0 MiB", "verdict  Ok"] {
+    for needle in [
+        "limit (cgroup)",
+        "384.0 MiB",
+        "unreclaimable",
+        "129.9 MiB",
+        "LazyFree",
+        "96.0 MiB",
+        "verdict  Ok",
+    ] {
         assert!(text.contains(needle), "missing {needle:?}:\n{text}");
     }
     // Near the limit: the exit status says so.

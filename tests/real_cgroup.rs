@@ -9,7 +9,8 @@ use std::time::Duration;
 const MIB: u64 = 1024 * 1024;
 
 fn gauge(m: &std::collections::BTreeMap<String, f64>, name: &str) -> f64 {
-    *m.get(name).unwrap_or_else(|| panic!("{name} missing from scrape: {m:#?}"))
+    *m.get(name)
+        .unwrap_or_else(|| panic!("{name} missing from scrape: {m:#?}"))
 }
 
 #[test]
@@ -20,7 +21,8 @@ fn matches_the_kernel_then_counts_the_oom_kill_and_keeps_serving() {
     let pid = hog.pid().to_string();
     let hr = Headroom::start(&["--pid", &pid, "--interval", "100ms", "--smaps-interval", "1s"]);
     hr.wait_metrics(Duration::from_secs(10), "rss above 100 MiB", |m| {
-        m.get("headroom_memory_rss_bytes").is_some_and(|v| *v > 100.0 * MIB as f64)
+        m.get("headroom_memory_rss_bytes")
+            .is_some_and(|v| *v > 100.0 * MIB as f64)
     });
     // Let one more poll land, then read the kernel and headroom together.
     std::thread::sleep(Duration::from_millis(300));
@@ -34,9 +36,22 @@ fn matches_the_kernel_then_counts_the_oom_kill_and_keeps_serving() {
     let ws = kernel_usage - stat["total_inactive_file"] as f64;
     assert_close("working set", gauge(&m, "headroom_memory_working_set_bytes"), ws, 3.0);
     let unrec = kernel_usage - (stat["total_inactive_file"] + stat["total_active_file"]) as f64;
-    assert_close("unreclaimable", gauge(&m, "headroom_memory_unreclaimable_bytes"), unrec, 3.0);
-    assert_close("anon", gauge(&m, "headroom_memory_anon_bytes"), stat["total_rss"] as f64, 3.0);
-    assert!(m.contains_key("headroom_memory_lazyfree_bytes"), "smaps_rollup read as root");
+    assert_close(
+        "unreclaimable",
+        gauge(&m, "headroom_memory_unreclaimable_bytes"),
+        unrec,
+        3.0,
+    );
+    assert_close(
+        "anon",
+        gauge(&m, "headroom_memory_anon_bytes"),
+        stat["total_rss"] as f64,
+        3.0,
+    );
+    assert!(
+        m.contains_key("headroom_memory_lazyfree_bytes"),
+        "smaps_rollup read as root"
+    );
     assert_eq!(gauge(&m, "headroom_source_up{source=\"cgroup\"}"), 1.0);
     assert_eq!(gauge(&m, "headroom_source_up{source=\"proc\"}"), 1.0);
     assert_eq!(gauge(&m, "headroom_oom_kills_total"), 0.0);
@@ -49,7 +64,11 @@ fn matches_the_kernel_then_counts_the_oom_kill_and_keeps_serving() {
     let mut hog = hog;
     let exit = wait_exit(&mut hog.child, Duration::from_secs(30));
     assert!(!exit.success(), "gohog should have been killed");
-    assert!(cg.read("memory.oom_control").contains("oom_kill 1"), "{}", cg.read("memory.oom_control"));
+    assert!(
+        cg.read("memory.oom_control").contains("oom_kill 1"),
+        "{}",
+        cg.read("memory.oom_control")
+    );
     hr.wait_metrics(Duration::from_secs(10), "headroom_oom_kills_total 1", |m| {
         m.get("headroom_oom_kills_total") == Some(&1.0)
     });
@@ -60,7 +79,10 @@ fn matches_the_kernel_then_counts_the_oom_kill_and_keeps_serving() {
     assert_eq!(gauge(&m, "headroom_source_up{source=\"proc\"}"), 0.0);
     assert_eq!(gauge(&m, "headroom_source_up{source=\"cgroup\"}"), 1.0);
     assert_eq!(hr.get("/healthz").0, 200);
-    assert!(!m.contains_key("headroom_memory_rss_bytes"), "no RSS for a dead process, not 0");
+    assert!(
+        !m.contains_key("headroom_memory_rss_bytes"),
+        "no RSS for a dead process, not 0"
+    );
 }
 
 fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
@@ -69,7 +91,10 @@ fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process
         if let Some(st) = child.try_wait().expect("wait") {
             return st;
         }
-        assert!(std::time::Instant::now() < deadline, "process still running after {timeout:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process still running after {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -110,7 +135,9 @@ fn process_name_follows_a_restart_into_a_new_cgroup_and_keeps_the_oom_count() {
     let leaker = GoHog::start(&first, &[], &["-leak", "100"]);
     let mut leaker = leaker;
     let _ = wait_exit(&mut leaker.child, Duration::from_secs(30));
-    hr.wait_metrics(Duration::from_secs(10), "one OOM kill", |m| m.get("headroom_oom_kills_total") == Some(&1.0));
+    hr.wait_metrics(Duration::from_secs(10), "one OOM kill", |m| {
+        m.get("headroom_oom_kills_total") == Some(&1.0)
+    });
     let _ = a.kill();
     let _ = a.wait();
 
@@ -121,10 +148,15 @@ fn process_name_follows_a_restart_into_a_new_cgroup_and_keeps_the_oom_count() {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let st = hr.status();
-        if st["target"]["cgroup"].as_str() == Some(want.as_str()) && st["target"]["pid"].as_u64() == Some(b.id() as u64) {
+        if st["target"]["cgroup"].as_str() == Some(want.as_str()) && st["target"]["pid"].as_u64() == Some(b.id() as u64)
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "did not follow the restart: {st:#}\n{}", hr.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not follow the restart: {st:#}\n{}",
+            hr.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -148,9 +180,15 @@ fn cgroup_that_vanishes_mid_run_is_reported_and_polling_goes_on() {
         m.get("headroom_source_up{source=\"cgroup\"}") == Some(&0.0)
     });
     assert!(m["headroom_source_errors_total{source=\"cgroup\"}"] >= 1.0);
-    assert!(!m.contains_key("headroom_memory_usage_bytes"), "a failed read is not a zero");
+    assert!(
+        !m.contains_key("headroom_memory_usage_bytes"),
+        "a failed read is not a zero"
+    );
     let st = hr.status();
-    let err = st["sources"]["cgroup"]["last_error"].as_str().unwrap_or_default().to_owned();
+    let err = st["sources"]["cgroup"]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(err.contains(dir.to_str().unwrap()), "error names the path: {err}");
     assert_eq!(hr.get("/healthz").0, 200);
     assert!(hr.log().contains(dir.to_str().unwrap()), "{}", hr.log());
@@ -168,14 +206,23 @@ fn smaps_rollup_denied_is_reported_once_and_the_rest_goes_on() {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"));
     cmd.uid(65534).gid(65534);
     let hr = Headroom::start_with(cmd, &["--pid", &pid, "--interval", "100ms", "--smaps-interval", "1s"]);
-    hr.wait_metrics(Duration::from_secs(10), "rss", |m| m.contains_key("headroom_memory_rss_bytes"));
+    hr.wait_metrics(Duration::from_secs(10), "rss", |m| {
+        m.contains_key("headroom_memory_rss_bytes")
+    });
     std::thread::sleep(Duration::from_millis(2500)); // several smaps periods
     let m = hr.metrics();
     assert_eq!(m["headroom_source_up{source=\"proc\"}"], 1.0);
     assert_eq!(m["headroom_source_up{source=\"cgroup\"}"], 1.0);
     assert!(!m.contains_key("headroom_memory_lazyfree_bytes"));
     let log = hr.log();
-    let denied: Vec<_> = log.lines().filter(|l| l.contains("smaps_rollup: permission denied")).collect();
+    let denied: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("smaps_rollup: permission denied"))
+        .collect();
     assert_eq!(denied.len(), 1, "reported once:\n{log}");
-    assert!(denied[0].contains("CAP_SYS_PTRACE"), "says what is needed: {}", denied[0]);
+    assert!(
+        denied[0].contains("CAP_SYS_PTRACE"),
+        "says what is needed: {}",
+        denied[0]
+    );
 }

@@ -107,8 +107,8 @@ impl MemoryStat {
     /// malformed `total_` line then leaves the value `None` rather than
     /// falling back to the local, non-hierarchical key); else the local keys.
     pub fn from_v1(kv: &FlatKeyed) -> MemoryStat {
-        let hierarchical = kv.values.keys().any(|k| k.starts_with("total_"))
-            || kv.bad.iter().any(|b| b.text.starts_with("total_"));
+        let hierarchical =
+            kv.values.keys().any(|k| k.starts_with("total_")) || kv.bad.iter().any(|b| b.text.starts_with("total_"));
         let get = |key: &str| {
             if hierarchical {
                 kv.get(&format!("total_{key}"))
@@ -251,27 +251,20 @@ mod tests {
         assert_eq!(e.high, Some(3));
         assert_eq!(e.oom_kill, Some(1));
         // Older kernels lack oom_group_kill.
-        let e = MemoryEvents::from_kv(&parse_flat_keyed(
-            "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n",
-        ));
+        let e = MemoryEvents::from_kv(&parse_flat_keyed("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"));
         assert_eq!(e.oom_group_kill, None);
     }
 
     #[test]
     fn oom_control() {
-        let o = OomControl::from_kv(&parse_flat_keyed(
-            "oom_kill_disable 0\nunder_oom 1\noom_kill 2\n",
-        ));
+        let o = OomControl::from_kv(&parse_flat_keyed("oom_kill_disable 0\nunder_oom 1\noom_kill 2\n"));
         assert_eq!(o.oom_kill_disable, Some(false));
         assert_eq!(o.under_oom, Some(true));
         assert_eq!(o.oom_kill, Some(2));
         // Truncated file: what is there is kept, the rest is None.
         let kv = parse_flat_keyed("oom_kill_disable 0\nunder_");
         let o = OomControl::from_kv(&kv);
-        assert_eq!(
-            (o.oom_kill_disable, o.under_oom, o.oom_kill),
-            (Some(false), None, None)
-        );
+        assert_eq!((o.oom_kill_disable, o.under_oom, o.oom_kill), (Some(false), None, None));
         assert_eq!(kv.bad.len(), 1);
     }
 }

@@ -4,6 +4,7 @@
 //! what was read, so every edge case is tested on inline strings.
 
 pub mod cgroup_files;
+pub mod go_runtime;
 pub mod psi;
 
 use std::collections::BTreeMap;
@@ -145,10 +146,7 @@ mod tests {
             Case {
                 name: "above i64 still fits u64",
                 text: "hierarchical_memory_limit 9223372036854775807\nx 18446744073709551615\n",
-                want: &[
-                    ("hierarchical_memory_limit", 9223372036854775807),
-                    ("x", u64::MAX),
-                ],
+                want: &[("hierarchical_memory_limit", 9223372036854775807), ("x", u64::MAX)],
                 bad: &[],
             },
             Case {
@@ -178,8 +176,7 @@ mod tests {
         ];
         for c in cases {
             let got = parse_flat_keyed(c.text);
-            let want: BTreeMap<String, u64> =
-                c.want.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            let want: BTreeMap<String, u64> = c.want.iter().map(|(k, v)| (k.to_string(), *v)).collect();
             assert_eq!(got.values, want, "{}", c.name);
             let bad: Vec<(usize, &str)> = got.bad.iter().map(|b| (b.line, b.reason)).collect();
             assert_eq!(bad, c.bad, "{}", c.name);

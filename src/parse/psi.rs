@@ -37,10 +37,7 @@ pub fn parse_pressure(text: &str) -> Result<Pressure, PsiError> {
         if line.is_empty() {
             continue;
         }
-        let err = |reason: String| PsiError {
-            line: i + 1,
-            reason,
-        };
+        let err = |reason: String| PsiError { line: i + 1, reason };
         let mut words = line.split_ascii_whitespace();
         let kind = words.next().unwrap_or_default();
         let mut p = PsiLine::default();

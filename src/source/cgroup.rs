@@ -8,9 +8,7 @@
 //! optional except the usage.
 
 use super::files::FileCache;
-use crate::parse::cgroup_files::{
-    parse_limit_v1, parse_limit_v2, Limit, MemoryEvents, MemoryStat, OomControl,
-};
+use crate::parse::cgroup_files::{parse_limit_v1, parse_limit_v2, Limit, MemoryEvents, MemoryStat, OomControl};
 use crate::parse::psi::parse_pressure;
 use crate::parse::{parse_flat_keyed, parse_u64};
 use crate::sample::{CgroupSample, CgroupVersion};
@@ -33,9 +31,7 @@ pub enum CgroupError {
     Vanished { path: PathBuf },
     #[error("{path}: {reason}")]
     Parse { path: PathBuf, reason: String },
-    #[error(
-        "{path}: no memory controller in it (neither memory.current nor memory.usage_in_bytes)"
-    )]
+    #[error("{path}: no memory controller in it (neither memory.current nor memory.usage_in_bytes)")]
     NotMemoryCgroup { path: PathBuf },
     #[error("{path}: {reason}")]
     Locate { path: PathBuf, reason: String },
@@ -94,32 +90,24 @@ pub fn locate_explicit(cgroup_root: &Path, path: &Path) -> Result<Located, Cgrou
 /// `<proc>/self`), as seen through our own mounts, else through the target's
 /// own root (`<proc>/<pid>/root/sys/fs/cgroup`) when its cgroup is not visible
 /// from here (another cgroup namespace, as in a sidecar).
-pub fn locate_auto(
-    cgroup_root: &Path,
-    proc_root: &Path,
-    pid_dir: &Path,
-) -> Result<Located, CgroupError> {
+pub fn locate_auto(cgroup_root: &Path, proc_root: &Path, pid_dir: &Path) -> Result<Located, CgroupError> {
     let cgroup_file = pid_dir.join("cgroup");
     let text = std::fs::read(&cgroup_file).map_err(|e| io_err(&cgroup_file, e))?;
-    let groups =
-        procfs::ProcessCGroups::from_buf_read(&text[..]).map_err(|e| CgroupError::Parse {
-            path: cgroup_file.clone(),
-            reason: e.to_string(),
-        })?;
-    let v1 = groups
-        .0
-        .iter()
-        .find(|g| g.controllers.iter().any(|c| c == "memory"));
+    let groups = procfs::ProcessCGroups::from_buf_read(&text[..]).map_err(|e| CgroupError::Parse {
+        path: cgroup_file.clone(),
+        reason: e.to_string(),
+    })?;
+    let v1 = groups.0.iter().find(|g| g.controllers.iter().any(|c| c == "memory"));
     let (version, cg_path) = match v1 {
         Some(g) => (CgroupVersion::V1, g.pathname.clone()),
         None => match groups.0.iter().find(|g| g.hierarchy == 0) {
             Some(g) => (CgroupVersion::V2, g.pathname.clone()),
-            None => return Err(CgroupError::Locate {
-                path: cgroup_file,
-                reason:
-                    "no memory controller line (v1 `N:memory:/path`) and no v2 line (`0::/path`)"
-                        .into(),
-            }),
+            None => {
+                return Err(CgroupError::Locate {
+                    path: cgroup_file,
+                    reason: "no memory controller line (v1 `N:memory:/path`) and no v2 line (`0::/path`)".into(),
+                })
+            }
         },
     };
 
@@ -206,9 +194,7 @@ fn relative_to_mount(cg_path: &str, mount_root: &str) -> Option<String> {
 fn find_mount(cgroup_root: &Path, proc_root: &Path, version: CgroupVersion) -> (PathBuf, String) {
     let conventional = match version {
         CgroupVersion::V1 => cgroup_root.join("memory"),
-        CgroupVersion::V2 if cgroup_root.join("cgroup.controllers").exists() => {
-            cgroup_root.to_path_buf()
-        }
+        CgroupVersion::V2 if cgroup_root.join("cgroup.controllers").exists() => cgroup_root.to_path_buf(),
         CgroupVersion::V2 => cgroup_root.join("unified"),
     };
     let path = proc_root.join("self/mountinfo");
@@ -310,9 +296,7 @@ impl CgroupReader {
             CgroupVersion::V2 => parse_limit_v2,
             CgroupVersion::V1 => parse_limit_v1,
         };
-        let limit = self.optional(limit_name, &mut warnings, |t| {
-            parse_limit(t).map_err(|e| e.to_string())
-        })?;
+        let limit = self.optional(limit_name, &mut warnings, |t| parse_limit(t).map_err(|e| e.to_string()))?;
         let single = |t: &str| parse_u64(t).map_err(|e| e.to_string());
         let stat = self.keyed("memory.stat", &mut warnings, |kv| match v {
             CgroupVersion::V2 => MemoryStat::from_v2(kv),
@@ -345,8 +329,7 @@ impl CgroupReader {
                 s.peak = self.optional("memory.peak", &mut warnings, single)?;
                 s.swap = self.optional("memory.swap.current", &mut warnings, single)?;
                 s.events = self.keyed("memory.events", &mut warnings, MemoryEvents::from_kv)?;
-                s.events_local =
-                    self.keyed("memory.events.local", &mut warnings, MemoryEvents::from_kv)?;
+                s.events_local = self.keyed("memory.events.local", &mut warnings, MemoryEvents::from_kv)?;
                 s.pressure = self.optional("memory.pressure", &mut warnings, |t| {
                     parse_pressure(t).map_err(|e| e.to_string())
                 })?;
@@ -357,8 +340,7 @@ impl CgroupReader {
                 })?;
                 s.peak = self.optional("memory.max_usage_in_bytes", &mut warnings, single)?;
                 s.failcnt = self.optional("memory.failcnt", &mut warnings, single)?;
-                s.oom_control =
-                    self.keyed("memory.oom_control", &mut warnings, OomControl::from_kv)?;
+                s.oom_control = self.keyed("memory.oom_control", &mut warnings, OomControl::from_kv)?;
                 s.swap = s
                     .stat
                     .as_ref()
@@ -513,7 +495,10 @@ mod locate_tests {
         // rooted at /kubepods/pod1): a target path under it is visible.
         let t = tree(&[
             ("proc/7/cgroup", "0::/kubepods/pod1/ctr\n"),
-            ("proc/self/mountinfo", "30 23 0:26 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"),
+            (
+                "proc/self/mountinfo",
+                "30 23 0:26 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            ),
             ("sys/fs/cgroup/ctr/memory.current", "1\n"),
         ]);
         let root = t.path();
@@ -546,7 +531,10 @@ mod locate_tests {
         let root = t.path();
         let e = locate_auto(&root.join("sys/fs/cgroup"), &root.join("proc"), &root.join("proc/7")).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("/gone") && msg.contains("tried") && msg.contains("--cgroup"), "{msg}");
+        assert!(
+            msg.contains("/gone") && msg.contains("tried") && msg.contains("--cgroup"),
+            "{msg}"
+        );
         let e = locate_auto(&root.join("sys/fs/cgroup"), &root.join("proc"), &root.join("proc/8")).unwrap_err();
         assert!(e.to_string().contains("proc/8/cgroup"), "{e}");
     }
@@ -566,7 +554,10 @@ mod locate_tests {
         assert_eq!(s.limit, Some(Limit::Bytes(500)));
         assert_eq!(s.path_limit, Limit::Bytes(400));
         // Optional files absent: None, not 0.
-        assert_eq!((s.peak, s.high, s.events.is_none(), s.stat.is_none()), (None, None, true, true));
+        assert_eq!(
+            (s.peak, s.high, s.events.is_none(), s.stat.is_none()),
+            (None, None, true, true)
+        );
         assert_eq!(s.working_set(), None);
     }
 

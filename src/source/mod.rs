@@ -3,6 +3,7 @@
 
 pub mod cgroup;
 mod files;
+pub mod go;
 pub mod proc;
 
 pub use files::FileCache;

@@ -33,9 +33,7 @@ impl ProcSourceError {
             ProcError::Io(ref io, _) if io.kind() == std::io::ErrorKind::PermissionDenied => {
                 ProcSourceError::PermissionDenied { path }
             }
-            ProcError::Io(ref io, _) if io.raw_os_error() == Some(3) => {
-                ProcSourceError::Gone { path }
-            }
+            ProcError::Io(ref io, _) if io.raw_os_error() == Some(3) => ProcSourceError::Gone { path },
             other => ProcSourceError::Other {
                 path,
                 reason: other.to_string(),
@@ -46,11 +44,7 @@ impl ProcSourceError {
 
 /// Finds the PID of the one process whose comm (cut to 15 bytes by the kernel)
 /// or executable name is `name`, skipping `own_pid`.
-pub fn find_process(
-    proc_root: &Path,
-    name: &str,
-    own_pid: Option<u32>,
-) -> Result<u32, ProcSourceError> {
+pub fn find_process(proc_root: &Path, name: &str, own_pid: Option<u32>) -> Result<u32, ProcSourceError> {
     let entries = std::fs::read_dir(proc_root).map_err(|e| ProcSourceError::Other {
         path: proc_root.to_path_buf(),
         reason: e.to_string(),
@@ -58,11 +52,7 @@ pub fn find_process(
     let comm_name: String = name.chars().take(15).collect();
     let mut found: Vec<(u32, String)> = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         if Some(pid) == own_pid {
@@ -164,6 +154,17 @@ impl ProcReader {
         })
     }
 
+    /// One variable of the target's environment (`/proc/PID/environ`, as it
+    /// was at exec). `Ok(None)` when unset.
+    pub fn read_env(&mut self, name: &str) -> Result<Option<String>, ProcSourceError> {
+        let path = self.dir.join("environ");
+        let res = self.process()?.environ();
+        let env = res.map_err(|e| ProcSourceError::from_proc(path, e))?;
+        Ok(env
+            .get(std::ffi::OsStr::new(name))
+            .map(|v| v.to_string_lossy().into_owned()))
+    }
+
     /// `/proc/PID/smaps_rollup` (Linux 4.14+): Rss, Anonymous, LazyFree, Swap.
     pub fn read_smaps_rollup(&mut self, now_ms: u64) -> Result<SmapsSample, ProcSourceError> {
         let path = self.dir.join("smaps_rollup");
@@ -221,7 +222,10 @@ mod tests {
     fn zero_or_several_matches_are_clear_errors() {
         let t = proc_tree(&[(11, "worker", "/bin/worker"), (12, "worker", "/bin/worker")]);
         let e = find_process(t.path(), "worker", None).unwrap_err().to_string();
-        assert!(e.contains("2 processes") && e.contains("11 (worker)") && e.contains("12 (worker)"), "{e}");
+        assert!(
+            e.contains("2 processes") && e.contains("11 (worker)") && e.contains("12 (worker)"),
+            "{e}"
+        );
         assert!(e.contains("--pid"), "{e}");
         let e = find_process(t.path(), "nothere", None).unwrap_err().to_string();
         assert!(e.contains("nothere") && e.contains("shareProcessNamespace"), "{e}");

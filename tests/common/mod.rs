@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const INSTALL_HINT: &str = "run scripts/install-test-deps.sh and scripts/build-test-programs.sh (the README's test command does both)";
+pub const INSTALL_HINT: &str =
+    "run scripts/install-test-deps.sh and scripts/build-test-programs.sh (the README's test command does both)";
 
 pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -22,7 +23,11 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// Fails (never skips) when a program the test needs is missing.
 pub fn require_program(name: &str) -> PathBuf {
-    let out = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().expect("sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .expect("sh");
     assert!(out.status.success(), "`{name}` is not installed: {INSTALL_HINT}");
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
@@ -41,7 +46,10 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
 pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -164,7 +172,10 @@ impl Headroom {
                 return m;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; last metrics:\n{m:#?}\nlog:\n{}", self.log());
+                panic!(
+                    "timed out waiting for {what}; last metrics:\n{m:#?}\nlog:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -179,7 +190,10 @@ impl Headroom {
             if let Some(st) = self.child.try_wait().expect("wait") {
                 return st;
             }
-            assert!(Instant::now() < deadline, "headroom did not stop within 10 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "headroom did not stop within 10 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -194,7 +208,10 @@ impl Drop for Headroom {
 
 /// Sends a signal by PID through kill(1) (no libc binding needed).
 pub fn unsafe_kill(pid: i32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 pub const V1_MEMORY: &str = "/sys/fs/cgroup/memory";
@@ -224,7 +241,11 @@ impl V1Cgroup {
         let parent = root.join(own_path.trim_start_matches('/'));
         let dir = parent.join(format!("headroom-test-{name}-{}", std::process::id()));
         let _ = std::fs::create_dir(&dir);
-        assert!(dir.join("memory.limit_in_bytes").exists(), "could not create {}", dir.display());
+        assert!(
+            dir.join("memory.limit_in_bytes").exists(),
+            "could not create {}",
+            dir.display()
+        );
         std::fs::write(dir.join("memory.limit_in_bytes"), limit_bytes.to_string()).expect("set limit");
         // No swap on these machines, but make sure the kernel kills rather than swaps.
         let _ = std::fs::write(dir.join("memory.swappiness"), "0");
@@ -294,7 +315,9 @@ impl GoHog {
         }
         let mut child = cmd.spawn().expect("start gohog");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("gohog stdout");
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("gohog stdout");
         let addr = line
             .trim()
             .strip_prefix("listening http://")

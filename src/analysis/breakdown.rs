@@ -1,0 +1,142 @@
+//! Where the charged memory is: fragmentation, idle heap, and memory the Go
+//! runtime released that the kernel still charges (MADV_FREE).
+
+use crate::parse::go_runtime::GoSample;
+use crate::sample::{CgroupSample, SmapsSample};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReclaimableMethod {
+    /// The target's LazyFree from /proc/PID/smaps_rollup.
+    SmapsLazyfree,
+    /// Anonymous pages that moved to the file LRU, from the cgroup:
+    /// active_file + inactive_file − (file − shmem).
+    CgroupLru,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Breakdown {
+    /// HeapInuse − HeapAlloc: an upper bound on heap fragmentation.
+    pub fragmentation_bound: Option<u64>,
+    /// HeapIdle − HeapReleased: free heap the runtime keeps for reuse.
+    pub idle_retained: Option<u64>,
+    /// Freed by the Go runtime but still charged by the kernel.
+    pub reclaimable_unreleased: Option<u64>,
+    pub reclaimable_method: Option<ReclaimableMethod>,
+    /// The cgroup-level estimate, also when LazyFree was measured.
+    pub reclaimable_cgroup_estimate: Option<u64>,
+    pub heap_released: Option<u64>,
+    /// The reclaimable amount exceeds HeapReleased by more than 16 MiB: some
+    /// lazy-free memory is not the Go heap's (cgo, another allocator).
+    pub exceeds_heap_released: Option<bool>,
+}
+
+const SLACK: u64 = 16 * 1024 * 1024;
+
+/// active_file + inactive_file − (file − shmem), floored at 0: anonymous
+/// pages freed with MADV_FREE sit on the file LRU while still counted as anon.
+pub fn lazyfree_from_lru(c: &CgroupSample) -> Option<u64> {
+    let s = c.stat.as_ref()?;
+    let lru = s.active_file?.checked_add(s.inactive_file?)?;
+    let page_cache = s.file?.saturating_sub(s.shmem?);
+    Some(lru.saturating_sub(page_cache))
+}
+
+pub fn breakdown(cgroup: Option<&CgroupSample>, smaps: Option<&SmapsSample>, go: Option<&GoSample>) -> Breakdown {
+    let sub = |a: Option<u64>, b: Option<u64>| Some(a?.saturating_sub(b?));
+    let estimate = cgroup.and_then(lazyfree_from_lru);
+    let (reclaimable, method) = match (smaps.and_then(|s| s.lazy_free), estimate) {
+        (Some(l), _) => (Some(l), Some(ReclaimableMethod::SmapsLazyfree)),
+        (None, Some(e)) => (Some(e), Some(ReclaimableMethod::CgroupLru)),
+        (None, None) => (None, None),
+    };
+    let released = go.and_then(|g| g.heap_released);
+    Breakdown {
+        fragmentation_bound: go.and_then(|g| sub(g.heap_inuse, g.heap_alloc)),
+        idle_retained: go.and_then(|g| sub(g.heap_idle, g.heap_released)),
+        reclaimable_unreleased: reclaimable,
+        reclaimable_method: method,
+        reclaimable_cgroup_estimate: estimate,
+        heap_released: released,
+        exceeds_heap_released: match (reclaimable, released) {
+            (Some(r), Some(h)) => Some(r > h.saturating_add(SLACK)),
+            _ => None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::cgroup_files::MemoryStat;
+    use crate::sample::CgroupVersion;
+
+    fn cg(active_file: u64, inactive_file: u64, file: u64, shmem: u64) -> CgroupSample {
+        CgroupSample {
+            version: CgroupVersion::V1,
+            path: "/x".into(),
+            usage: 0,
+            limit: None,
+            path_limit: crate::parse::cgroup_files::Limit::Unlimited,
+            high: None,
+            soft_limit: None,
+            peak: None,
+            swap: None,
+            failcnt: None,
+            stat: Some(MemoryStat {
+                active_file: Some(active_file),
+                inactive_file: Some(inactive_file),
+                file: Some(file),
+                shmem: Some(shmem),
+                ..MemoryStat::default()
+            }),
+            events: None,
+            events_local: None,
+            pressure: None,
+            oom_control: None,
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn lru_estimate() {
+        // The v1 fixture: file LRU 84893696 = cache 42991616 + LazyFree 41902080.
+        assert_eq!(lazyfree_from_lru(&cg(16777216, 68116480, 42991616, 0)), Some(41902080));
+        // shmem is on the anon LRU: it does not count as page cache here.
+        assert_eq!(lazyfree_from_lru(&cg(10, 10, 30, 10)), Some(0));
+        // Floors at 0.
+        assert_eq!(lazyfree_from_lru(&cg(1, 1, 100, 0)), Some(0));
+    }
+
+    #[test]
+    fn prefers_measured_lazyfree_and_cross_checks() {
+        let go = GoSample {
+            heap_alloc: Some(100),
+            heap_inuse: Some(150),
+            heap_idle: Some(500),
+            heap_released: Some(400),
+            ..GoSample::default()
+        };
+        let smaps = SmapsSample {
+            lazy_free: Some(390),
+            ..SmapsSample::default()
+        };
+        let c = cg(0, 500, 100, 0);
+        let b = breakdown(Some(&c), Some(&smaps), Some(&go));
+        assert_eq!(b.fragmentation_bound, Some(50));
+        assert_eq!(b.idle_retained, Some(100));
+        assert_eq!(b.reclaimable_unreleased, Some(390));
+        assert_eq!(b.reclaimable_method, Some(ReclaimableMethod::SmapsLazyfree));
+        assert_eq!(b.reclaimable_cgroup_estimate, Some(400));
+        assert_eq!(b.exceeds_heap_released, Some(false));
+        let b = breakdown(Some(&c), None, None);
+        assert_eq!(b.reclaimable_method, Some(ReclaimableMethod::CgroupLru));
+        assert_eq!(b.fragmentation_bound, None);
+        let big = SmapsSample {
+            lazy_free: Some(400 + SLACK + 1),
+            ..SmapsSample::default()
+        };
+        assert_eq!(breakdown(None, Some(&big), Some(&go)).exceeds_heap_released, Some(true));
+    }
+}

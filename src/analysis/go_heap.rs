@@ -1,0 +1,181 @@
+//! The Go runtime across scrapes: restarts and the live heap.
+//!
+//! Live heap is exact where the runtime exports it (`go_gc_heap_live_bytes`,
+//! Go 1.21+ through client_golang). Otherwise it is estimated as the smaller
+//! of two upper bounds:
+//! - the lower envelope of HeapAlloc over the last [`ENVELOPE_SAMPLES`]
+//!   scrapes (HeapAlloc is smallest right after a GC, when it is the live
+//!   heap plus what was allocated since);
+//! - NextGC / (1 + GOGC/100) when GOGC is known (exported, or read from the
+//!   target's environment): Go sets the goal to live + (live + stacks +
+//!   globals) × GOGC/100, so the quotient is at least the live heap.
+
+use crate::parse::go_runtime::GoSample;
+use serde::Serialize;
+use std::collections::VecDeque;
+
+/// Scrapes in the HeapAlloc envelope (1 minute at the default 5 s).
+pub const ENVELOPE_SAMPLES: usize = 12;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveMethod {
+    /// `go_gc_heap_live_bytes`.
+    Exact,
+    /// min(HeapAlloc envelope, NextGC / (1 + GOGC/100)).
+    EnvelopeAndGoal,
+    /// HeapAlloc envelope only (GOGC unknown).
+    Envelope,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GoDerived {
+    pub heap_live: Option<u64>,
+    pub heap_live_method: Option<LiveMethod>,
+    /// This scrape follows a restart of the target (history was reset).
+    pub restarted: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GoTracker {
+    recent: VecDeque<u64>,
+    last_num_gc: Option<u64>,
+    last_total_alloc: Option<u64>,
+    pid: Option<u32>,
+    pub restarts: u64,
+}
+
+impl GoTracker {
+    /// Takes one scrape. `gogc` is GOGC from the target's environment when
+    /// known (`None` for unset means the default 100 is NOT assumed here:
+    /// pass `Some(100)` when the variable is known to be unset).
+    pub fn ingest(&mut self, s: &GoSample, pid: Option<u32>, gogc: Option<i64>) -> GoDerived {
+        let went_back = |now: Option<u64>, before: Option<u64>| matches!((now, before), (Some(n), Some(b)) if n < b);
+        let restarted = (self.pid.is_some() && pid.is_some() && pid != self.pid)
+            || went_back(s.num_gc, self.last_num_gc)
+            || went_back(s.total_alloc, self.last_total_alloc);
+        if restarted {
+            self.recent.clear();
+            self.restarts += 1;
+        }
+        self.pid = pid.or(self.pid);
+        self.last_num_gc = s.num_gc;
+        self.last_total_alloc = s.total_alloc;
+        if let Some(a) = s.heap_alloc {
+            if self.recent.len() == ENVELOPE_SAMPLES {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(a);
+        }
+        if let Some(live) = s.heap_live {
+            return GoDerived {
+                heap_live: Some(live),
+                heap_live_method: Some(LiveMethod::Exact),
+                restarted,
+            };
+        }
+        let envelope = self.recent.iter().min().copied();
+        let gogc = s.gogc_percent.or(gogc).filter(|g| *g > 0);
+        let from_goal = match (s.next_gc, gogc) {
+            (Some(goal), Some(g)) => Some((goal as f64 / (1.0 + g as f64 / 100.0)) as u64),
+            _ => None,
+        };
+        let (heap_live, method) = match (envelope, from_goal) {
+            (Some(e), Some(g)) => (Some(e.min(g)), Some(LiveMethod::EnvelopeAndGoal)),
+            (Some(e), None) => (Some(e), Some(LiveMethod::Envelope)),
+            (None, _) => (None, None),
+        };
+        GoDerived {
+            heap_live,
+            heap_live_method: method,
+            restarted,
+        }
+    }
+
+    /// Forgets everything (the target is gone).
+    pub fn reset(&mut self) {
+        let restarts = self.restarts;
+        *self = GoTracker {
+            restarts,
+            ..GoTracker::default()
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(alloc: u64, next_gc: u64, num_gc: u64, total: u64) -> GoSample {
+        GoSample {
+            heap_alloc: Some(alloc),
+            next_gc: Some(next_gc),
+            num_gc: Some(num_gc),
+            total_alloc: Some(total),
+            ..GoSample::default()
+        }
+    }
+
+    #[test]
+    fn exact_when_exported() {
+        let mut t = GoTracker::default();
+        let mut x = s(50, 100, 1, 50);
+        x.heap_live = Some(40);
+        let d = t.ingest(&x, Some(1), None);
+        assert_eq!((d.heap_live, d.heap_live_method), (Some(40), Some(LiveMethod::Exact)));
+    }
+
+    #[test]
+    fn sawtooth_envelope_and_goal() {
+        // Live 100, GOGC 100: HeapAlloc saws between 100 and 200, NextGC 200.
+        let mut t = GoTracker::default();
+        let allocs = [180, 130, 160, 110, 190];
+        let mut last = None;
+        for (i, a) in allocs.iter().enumerate() {
+            last = Some(t.ingest(&s(*a, 200, i as u64, 1000 * i as u64), Some(1), None));
+        }
+        let d = last.unwrap();
+        assert_eq!(
+            (d.heap_live, d.heap_live_method),
+            (Some(110), Some(LiveMethod::Envelope))
+        );
+        let d = t.ingest(&s(150, 200, 9, 9000), Some(1), Some(100));
+        assert_eq!(
+            (d.heap_live, d.heap_live_method),
+            (Some(100), Some(LiveMethod::EnvelopeAndGoal))
+        );
+        // The envelope is bounded: old minima age out.
+        let mut t = GoTracker::default();
+        t.ingest(&s(10, 20, 1, 10), Some(1), None);
+        for i in 0..ENVELOPE_SAMPLES as u64 {
+            t.ingest(&s(500, 1000, 2 + i, 100 + i), Some(1), None);
+        }
+        assert_eq!(t.ingest(&s(600, 1000, 50, 999), Some(1), None).heap_live, Some(500));
+    }
+
+    #[test]
+    fn restarts_reset_the_history() {
+        let mut t = GoTracker::default();
+        t.ingest(&s(10, 20, 5, 1000), Some(1), None);
+        // NumGC went backwards.
+        let d = t.ingest(&s(300, 400, 1, 2000), Some(1), None);
+        assert!(d.restarted);
+        assert_eq!(d.heap_live, Some(300), "old minimum forgotten");
+        // TotalAlloc went backwards.
+        assert!(t.ingest(&s(300, 400, 2, 10), Some(1), None).restarted);
+        // New PID.
+        assert!(t.ingest(&s(300, 400, 3, 20), Some(2), None).restarted);
+        assert!(!t.ingest(&s(300, 400, 4, 30), Some(2), None).restarted);
+        assert_eq!(t.restarts, 3);
+    }
+
+    #[test]
+    fn gogc_off_or_unknown_uses_the_envelope() {
+        let mut t = GoTracker::default();
+        let d = t.ingest(&s(70, 200, 1, 1), Some(1), Some(-1));
+        assert_eq!(
+            (d.heap_live, d.heap_live_method),
+            (Some(70), Some(LiveMethod::Envelope))
+        );
+    }
+}

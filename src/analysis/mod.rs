@@ -1,0 +1,5 @@
+//! Pure analysis: data and `now` in, results out. No I/O, no clock.
+
+pub mod breakdown;
+pub mod diagnosis;
+pub mod go_heap;
