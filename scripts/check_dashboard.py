@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Check that a Grafana dashboard queries only metrics that headroom exports.
+
+Usage: check_dashboard.py DASHBOARD_JSON METRICS_TEXT_FILE
+
+DASHBOARD_JSON is a Grafana dashboard (the JSON model). METRICS_TEXT_FILE is a
+Prometheus text exposition: a live scrape of headroom's /metrics, or a list of
+`# TYPE name gauge` lines. Every metric name in every panel target's `expr`
+(rows and nested panels included) and in every query variable's query must
+appear in the exposition. Exits 0 when they all do, 1 when one does not or the
+dashboard has no query at all, 2 on unreadable input.
+
+Standard library only, so any python3 runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+# PromQL words that look like identifiers but are not metric names. The
+# aggregation operators are here because `sum by (x) (...)` puts a keyword,
+# not a parenthesis, after the operator's name.
+KEYWORDS = {
+    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left",
+    "group_right", "bool", "offset", "inf", "nan",
+    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count",
+    "count_values", "bottomk", "topk", "quantile", "limitk", "limit_ratio",
+}
+
+_STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')
+_NAME_MATCHER = re.compile(r'__name__\s*=\s*"((?:\\.|[^"\\])*)"')
+_NAME_REGEX_MATCHER = re.compile(r"__name__\s*(=~|!=|!~)")
+_GRAFANA_VAR = re.compile(r"\$\{[^}]*\}|\$__\w+|\$\w+|\[\[[^\]]*\]\]")
+_LABEL_LIST = re.compile(
+    r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
+)
+_TOKEN = re.compile(
+    r"0[xX][0-9a-fA-F]+"
+    r"|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[a-zA-Z]*"
+    r"|[A-Za-z_:][A-Za-z0-9_:]*"
+)
+
+
+def metric_names(expr: str) -> tuple[set[str], list[str]]:
+    """Metric names used in a PromQL expression, and warnings about it.
+
+    Grafana variables are blanked first, then strings, label matchers, range
+    selectors and label lists; what is left that looks like an identifier and
+    is not a function call or a keyword is a metric name.
+    """
+    names: set[str] = set()
+    warnings: list[str] = []
+    expr = _GRAFANA_VAR.sub(" ", expr)
+    # A matcher on __name__ names a metric too, inside braces we drop later.
+    for braces in re.findall(r"\{(?:\"(?:\\.|[^\"\\])*\"|[^}\"])*\}", expr):
+        for m in _NAME_MATCHER.finditer(braces):
+            names.add(m.group(1))
+        if _NAME_REGEX_MATCHER.search(braces):
+            warnings.append(f"a regex or negative __name__ matcher is not checked: {braces}")
+    expr = _STRING.sub(" ", expr)
+    expr = re.sub(r"\{[^}]*\}", " ", expr)
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)
+    expr = _LABEL_LIST.sub(r"\1", expr)
+    for m in _TOKEN.finditer(expr):
+        word = m.group(0)
+        if not (word[0].isalpha() or word[0] in "_:"):
+            continue  # a number or a duration
+        if word.lower() in KEYWORDS:
+            continue
+        if re.match(r"\s*\(", expr[m.end():]):
+            continue  # a function or an aggregation
+        names.add(word)
+    return names, warnings
+
+
+def variable_exprs(query: str) -> list[str]:
+    """The PromQL inside a Grafana Prometheus variable query, if any."""
+    query = query.strip()
+    m = re.fullmatch(r"label_values\((.*),\s*[A-Za-z_][A-Za-z0-9_]*\s*\)", query, re.S)
+    if m:
+        return [m.group(1)]
+    if re.fullmatch(r"label_values\(\s*[A-Za-z_][A-Za-z0-9_]*\s*\)", query):
+        return []  # all values of a label: no metric
+    m = re.fullmatch(r"query_result\((.*)\)", query, re.S)
+    if m:
+        return [m.group(1)]
+    if query.startswith(("metrics(", "label_names(")):
+        return []
+    return [query] if query else []
+
+
+def exported_names(text: str) -> set[str]:
+    """Metric names in a Prometheus (or OpenMetrics) text exposition."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            parts = line.split()
+            if len(parts) >= 4 and parts[1] == "TYPE":
+                name, kind = parts[2], parts[3]
+                names.add(name)
+                if kind == "counter" and not name.endswith("_total"):
+                    names.add(name + "_total")  # OpenMetrics names the family
+                if kind in ("histogram", "summary", "gaugehistogram"):
+                    names.update(name + s for s in ("_bucket", "_sum", "_count"))
+            continue
+        m = re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line)
+        if m:
+            names.add(m.group(0))
+    return names
+
+
+def dashboard_queries(node, where: str = "") -> list[tuple[str, str]]:
+    """(where, expr) for every panel target, nested panels included."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        title = node.get("title")
+        here = where
+        if title and "targets" in node:
+            here = f"{where} / {title}" if where else f"panel {title!r}"
+        for target in node.get("targets", []) or []:
+            if isinstance(target, dict) and target.get("expr"):
+                found.append((f"{here} [{target.get('refId', '?')}]", target["expr"]))
+        for key, value in node.items():
+            if key in ("panels", "rows"):
+                found.extend(dashboard_queries(value, where))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(dashboard_queries(item, where))
+    return found
+
+
+def variable_queries(dashboard: dict) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for var in (dashboard.get("templating") or {}).get("list", []) or []:
+        if var.get("type") != "query":
+            continue
+        query = var.get("query")
+        if isinstance(query, dict):
+            query = query.get("query", "")
+        for expr in variable_exprs(query or ""):
+            found.append((f"variable ${var.get('name')}", expr))
+    return found
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    try:
+        with open(argv[1], encoding="utf-8") as f:
+            dashboard = json.load(f)
+        with open(argv[2], encoding="utf-8") as f:
+            exported = exported_names(f.read())
+    except (OSError, ValueError) as e:
+        print(f"check_dashboard: {e}", file=sys.stderr)
+        return 2
+
+    queries = dashboard_queries(dashboard.get("panels", [])) + variable_queries(dashboard)
+    if not queries:
+        print(f"check_dashboard: no queries found in {argv[1]}")
+        return 1
+    used: set[str] = set()
+    missing = 0
+    for where, expr in queries:
+        names, warnings = metric_names(expr)
+        for w in warnings:
+            print(f"check_dashboard: warning: {where}: {w}")
+        used |= names
+        for name in sorted(names - exported):
+            print(f"check_dashboard: {where}: {name} is not in {argv[2]} (expr: {expr})")
+            missing += 1
+    if missing:
+        print(f"check_dashboard: {missing} unknown metric name(s)")
+        return 1
+    print(
+        f"check_dashboard: {len(queries)} queries use {len(used)} metric names, "
+        f"all exported: {', '.join(sorted(used))}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

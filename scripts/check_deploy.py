@@ -1,0 +1,781 @@
+#!/usr/bin/env python3
+"""Checks of headroom's deployment files, run by scripts/check-deploy.sh.
+
+Each subcommand checks one thing, prints what it found wrong, and exits 1 if
+anything was (2 on bad usage). It runs in the venv built from
+scripts/deploy-requirements.txt: PyYAML, helm-python-sdk (Helm v4 as a
+library), kubernetes-validate (Kubernetes JSON schemas, offline) and the
+cloudcoil prometheus-operator models (ServiceMonitor and PrometheusRule
+types generated from the operator's CRDs).
+
+  parse-yaml DIR...                 every *.yaml, *.yml and *.json parses
+                                    (Helm templates excluded: not YAML yet)
+  rules RULES METRICS TROUBLESHOOTING
+                                    alert conventions, metric names, runbooks
+  consistency                       chart appVersion = Cargo.toml version =
+                                    image tags; the chart's rules = deploy's
+  helm-lint CHART KUBE_VERSION [VALUES]
+  helm-render CHART OUT [VALUES]    render to one multi-document file
+  helm-parent CHART OUT             render a Go service's chart that depends
+                                    on this one and includes the container
+  k8s-validate VERSIONS FILE...     strict schema validation (VERSIONS is a
+                                    comma-separated list); CRDs via the models
+  sidecar FILE...                   the sidecar's security and probes
+  dashboard JSON WORKDIR            Grafana dashboard structure, and the
+                                    PromQL of every query (Grafana variables
+                                    filled in) through promtool check rules
+  dockerfile DOCKERFILE DOCKERIGNORE
+                                    stages, runtime user, entrypoint, port,
+                                    and COPY sources let in by .dockerignore
+  docs METRICS MARKDOWN...          relative links and #anchors resolve; the
+                                    metrics doc names every metric
+  prom-config CONFIG WORKDIR        promtool check config, with Kubernetes
+                                    service discovery checked here (Debian's
+                                    promtool is built without it)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# From the product spec: the flags of `headroom run` (each also an env var
+# HEADROOM_<FLAG_IN_UPPER_SNAKE>) and the values some of them take.
+SPEC_FLAGS = {
+    "config", "listen", "interval", "window", "pid", "process", "cgroup",
+    "cgroup-root", "proc-root", "go-url", "go-interval", "smaps-interval",
+    "memory-limit", "limit-basis", "log-format", "warn-within",
+    "critical-within", "alertmanager-url", "webhook-url", "profile-dir",
+    "pprof-url",
+}
+SPEC_FLAG_VALUES = {
+    "limit-basis": {"unreclaimable", "working_set", "usage", "rss"},
+    "log-format": {"text", "json"},
+}
+SUBCOMMANDS = {"run", "check"}
+REQUIRED_ALERTS = {
+    "HeadroomOOMRiskWarning", "HeadroomOOMRiskCritical", "HeadroomLazyFreeCharged",
+    "HeadroomTargetDown", "HeadroomOOMKilled", "HeadroomDown",
+}
+SEVERITIES = {"info", "warning", "critical"}
+CRD_GROUPS = {"monitoring.coreos.com"}
+
+
+class Problems:
+    """Collects problems; the exit status is 1 if there is any."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.items.append(message)
+        print(message)
+
+    def exit(self, ok_message: str) -> int:
+        if self.items:
+            print(f"{len(self.items)} problem(s)")
+            return 1
+        print(ok_message)
+        return 0
+
+
+def load_docs(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+# --- parse-yaml -------------------------------------------------------------
+
+
+def cmd_parse_yaml(dirs: list[str]) -> int:
+    p = Problems()
+    count = 0
+    for d in dirs:
+        base = Path(d)
+        explicit = base.is_file()
+        files = [base] if explicit else sorted(base.rglob("*"))
+        for path in files:
+            if not path.is_file() or (not explicit and path.suffix not in (".yaml", ".yml", ".json")):
+                continue
+            if not explicit and "templates" in path.relative_to(base).parts:
+                continue
+            count += 1
+            try:
+                if path.suffix == ".json":
+                    json.loads(path.read_text(encoding="utf-8"))
+                else:
+                    load_docs(path)
+            except (yaml.YAMLError, ValueError) as e:
+                p.add(f"{path}: {e}")
+    if count == 0:
+        p.add("no YAML or JSON file found")
+    return p.exit(f"{count} files parse")
+
+
+# --- rules ------------------------------------------------------------------
+
+
+def github_slug(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    slug = heading.strip().lower()
+    slug = re.sub(r"[^\w\- ]", "", slug)
+    return slug.replace(" ", "-")
+
+
+def markdown_anchors(path: Path) -> set[str]:
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    in_code = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        if in_code:
+            continue
+        m = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if m:
+            slug = github_slug(m.group(1).replace("`", ""))
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            anchors.add(slug if n == 0 else f"{slug}-{n}")
+    return anchors
+
+
+def cmd_rules(rules_file: str, metrics_file: str, troubleshooting: str) -> int:
+    from check_dashboard import exported_names, metric_names
+
+    p = Problems()
+    exported = exported_names(Path(metrics_file).read_text(encoding="utf-8")) | {"up"}
+    anchors = markdown_anchors(Path(troubleshooting))
+    doc_name = Path(troubleshooting).name
+    seen: set[str] = set()
+    (doc,) = load_docs(Path(rules_file))
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            name = rule.get("alert") or rule.get("record")
+            seen.add(name)
+            names, _ = metric_names(rule["expr"])
+            for metric in sorted(names - exported):
+                p.add(f"{name}: {metric} is not a headroom metric ({metrics_file})")
+            if "alert" not in rule:
+                continue
+            severity = (rule.get("labels") or {}).get("severity")
+            if severity not in SEVERITIES:
+                p.add(f"{name}: severity label {severity!r} is not one of {sorted(SEVERITIES)}")
+            annotations = rule.get("annotations") or {}
+            for key in ("summary", "description", "runbook_url"):
+                if not annotations.get(key):
+                    p.add(f"{name}: no {key} annotation")
+            runbook = annotations.get("runbook_url", "")
+            m = re.fullmatch(r"docs/([\w.-]+)#(.+)", runbook)
+            if not m or m.group(1) != doc_name:
+                p.add(f"{name}: runbook_url {runbook!r} is not docs/{doc_name}#ANCHOR")
+            elif m.group(2) not in anchors:
+                p.add(f"{name}: runbook anchor #{m.group(2)} is not a heading of {troubleshooting}")
+    for missing in sorted(REQUIRED_ALERTS - seen):
+        p.add(f"alert {missing} is missing")
+    return p.exit(f"{len(seen)} rules: metric names, labels, annotations and runbook anchors ok")
+
+
+# --- docs -------------------------------------------------------------------
+
+
+def cmd_docs(metrics_file: str, docs: list[str]) -> int:
+    from check_dashboard import exported_names
+
+    p = Problems()
+    links = 0
+    for doc in docs:
+        path = Path(doc)
+        text = path.read_text(encoding="utf-8")
+        text = re.sub(r"```.*?```", "", text, flags=re.S)  # links in code are not links
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # an absolute URL
+            links += 1
+            file, _, anchor = target.partition("#")
+            dest = (path.parent / file).resolve() if file else path.resolve()
+            if not dest.exists():
+                p.add(f"{doc}: link {target}: {file} does not exist")
+            elif anchor and dest.suffix == ".md" and anchor not in markdown_anchors(dest):
+                p.add(f"{doc}: link {target}: no heading #{anchor} in {dest.name}")
+    metrics_doc = next((d for d in docs if Path(d).name == "metrics.md"), None)
+    names = exported_names(Path(metrics_file).read_text(encoding="utf-8"))
+    if metrics_doc:
+        text = Path(metrics_doc).read_text(encoding="utf-8")
+        for name in sorted(names):
+            if not re.search(r"`" + re.escape(name) + r"(\{[^`]*\})?`", text):
+                p.add(f"{metrics_doc}: metric {name} is not documented")
+    else:
+        p.add("no metrics.md among the docs")
+    return p.exit(f"{links} relative links resolve; {len(names)} metrics documented")
+
+
+# --- consistency ------------------------------------------------------------
+
+
+def cmd_consistency() -> int:
+    p = Problems()
+    chart_dir = ROOT / "helm" / "headroom"
+    chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text(encoding="utf-8"))
+    values = yaml.safe_load((chart_dir / "values.yaml").read_text(encoding="utf-8"))
+    cargo = (ROOT / "Cargo.toml").read_text(encoding="utf-8")
+    m = re.search(r'^\[package\][^\[]*?^version\s*=\s*"([^"]+)"', cargo, re.M | re.S)
+    crate_version = m.group(1) if m else None
+    if str(chart.get("appVersion")) != crate_version:
+        p.add(f"Chart.yaml appVersion {chart.get('appVersion')!r} != Cargo.toml version {crate_version!r}")
+    if str(values["image"]["tag"]) != str(chart.get("appVersion")):
+        p.add(f"values.yaml image.tag {values['image']['tag']!r} != appVersion {chart.get('appVersion')!r}")
+    rules = ROOT / "deploy" / "prometheus" / "headroom-rules.yaml"
+    copy = chart_dir / "files" / "headroom-rules.yaml"
+    if not copy.exists() or copy.read_bytes() != rules.read_bytes():
+        p.add(f"{copy} is not the same as {rules} (it should be a symlink to it)")
+    plain = ROOT / "deploy" / "kubernetes"
+    for path in sorted(plain.glob("*.yaml")):
+        for d in load_docs(path):
+            spec = pod_spec(d) or {}
+            for c in spec.get("containers", []):
+                if c.get("name") == values["containerName"]:
+                    image = c.get("image", "")
+                    if not image.endswith(":" + str(values["image"]["tag"])):
+                        p.add(f"{path}: image {image} is not tag {values['image']['tag']}")
+    return p.exit(
+        f"appVersion = crate version = image tag = {crate_version}; rules copy identical"
+    )
+
+
+# --- helm -------------------------------------------------------------------
+
+
+def helm():
+    import helm_python
+
+    helm_python.disable_logging()
+    return helm_python
+
+
+def load_values(path: str | None) -> dict | None:
+    if not path:
+        return None
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+
+
+def cmd_helm_lint(chart: str, kube_version: str, values_file: str | None = None) -> int:
+    p = Problems()
+    report = helm().lint(chart, load_values(values_file), strict=True, kube_version=kube_version)
+    for msg in report.get("messages", []):
+        level = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}.get(msg["severity"], "?")
+        line = f"[{level}] {msg['path']}: {msg['error']}"
+        if msg["severity"] >= 2:
+            p.add(line)
+        else:
+            print(line)
+    for err in report.get("errors", []):
+        p.add(f"[ERROR] {err}")
+    return p.exit(f"helm lint --strict ({kube_version}, {values_file or 'default values'}): clean")
+
+
+def render(chart_dir: str, values: dict | None) -> str:
+    with helm().Chart.load(chart_dir) as chart:
+        out = chart.render(values, name="demo", namespace="headroom-check", is_install=True)
+    docs = []
+    for name in sorted(out):
+        if name.endswith("NOTES.txt"):
+            continue
+        text = out[name].strip()
+        if text:
+            docs.append(f"# Source: {name}\n{text}\n")
+    return "---\n".join(docs)
+
+
+def cmd_helm_render(chart: str, out: str, values_file: str | None = None) -> int:
+    p = Problems()
+    text = render(chart, load_values(values_file))
+    Path(out).write_text(text, encoding="utf-8")
+    objects = [d for d in yaml.safe_load_all(text) if d]
+    for d in objects:
+        print(f"rendered {d.get('kind')}/{(d.get('metadata') or {}).get('name')}")
+    return p.exit(f"{len(objects)} objects rendered to {out}")
+
+
+PARENT_VALUES = {
+    "headroom": {
+        "target": {"process": "checkout", "containerName": "checkout"},
+        "goUrl": "http://127.0.0.1:6060/debug/vars",
+        "limitBasis": "working_set",
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "profiles": {"enabled": True},
+    }
+}
+
+PARENT_DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-checkout
+spec:
+  selector:
+    matchLabels:
+      app: checkout
+  template:
+    metadata:
+      labels:
+        app: checkout
+    spec:
+      shareProcessNamespace: true
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 10001
+        runAsGroup: 10001
+      containers:
+        - name: checkout
+          image: example/checkout:1.0.0
+          env:
+            - name: GODEBUG
+              value: madvdontneed=1
+        {{- include "headroom.container" . | nindent 8 }}
+      {{- with include "headroom.volumes" . }}
+      volumes:
+        {{- . | nindent 8 }}
+      {{- end }}
+"""
+
+
+def cmd_helm_parent(chart: str, out: str) -> int:
+    """A Go service's chart with this chart under charts/ includes the sidecar."""
+    p = Problems()
+    with tempfile.TemporaryDirectory() as tmp:
+        parent = Path(tmp) / "checkout"
+        (parent / "templates").mkdir(parents=True)
+        (parent / "charts").mkdir()
+        shutil.copytree(chart, parent / "charts" / "headroom", symlinks=False)
+        (parent / "Chart.yaml").write_text(
+            "apiVersion: v2\nname: checkout\nversion: 1.0.0\n"
+            "dependencies:\n  - name: headroom\n    version: 0.1.0\n", encoding="utf-8")
+        (parent / "values.yaml").write_text(yaml.safe_dump(PARENT_VALUES), encoding="utf-8")
+        (parent / "templates" / "deployment.yaml").write_text(PARENT_DEPLOYMENT, encoding="utf-8")
+        text = render(str(parent), None)
+    Path(out).write_text(text, encoding="utf-8")
+    objects = [d for d in yaml.safe_load_all(text) if d]
+    deployments = [d for d in objects if d.get("kind") == "Deployment"]
+    if len(deployments) != 1:
+        p.add(f"expected the parent's one Deployment, got {[d.get('kind') for d in objects]}")
+        return p.exit("")
+    containers = deployments[0]["spec"]["template"]["spec"]["containers"]
+    sidecar = next((c for c in containers if c["name"] == "headroom"), None)
+    if sidecar is None:
+        p.add("no headroom container in the parent's Deployment")
+        return p.exit("")
+    args = sidecar.get("args", [])
+    for flag, value in (("--process", "checkout"), ("--limit-basis", "working_set"),
+                        ("--go-url", "http://127.0.0.1:6060/debug/vars")):
+        if flag not in args or args[args.index(flag) + 1] != value:
+            p.add(f"sidecar args {args} lack {flag} {value} from the parent's values")
+    if sidecar.get("securityContext", {}).get("runAsUser") != 10001:
+        p.add("the parent's headroom.runAsUser did not reach the sidecar")
+    if not deployments[0]["spec"]["template"]["spec"].get("volumes"):
+        p.add("headroom.volumes rendered no volume with profiles on")
+    return p.exit("a dependent chart's include of headroom.container takes its headroom: values")
+
+
+# --- kubernetes validation ----------------------------------------------------
+
+
+def crd_model(doc: dict):
+    from cloudcoil.models.prometheus_operator import v1
+
+    models = {"ServiceMonitor": v1.ServiceMonitor, "PrometheusRule": v1.PrometheusRule,
+              "PodMonitor": v1.PodMonitor}
+    return models.get(doc.get("kind"))
+
+
+def unknown_keys(given, dumped, path: str = "") -> list[str]:
+    """Keys of `given` that a model dropped: fields the schema does not have."""
+    found: list[str] = []
+    if isinstance(given, dict):
+        if not isinstance(dumped, dict):
+            return [path or "."]
+        for k, v in given.items():
+            if k not in dumped:
+                found.append(f"{path}.{k}")
+            else:
+                found.extend(unknown_keys(v, dumped[k], f"{path}.{k}"))
+    elif isinstance(given, list) and isinstance(dumped, list):
+        for i, (a, b) in enumerate(zip(given, dumped)):
+            found.extend(unknown_keys(a, b, f"{path}[{i}]"))
+    return found
+
+
+def validate_crd(doc: dict) -> list[str]:
+    model = crd_model(doc)
+    if model is None:
+        return [f"no schema for {doc.get('apiVersion')} {doc.get('kind')}"]
+    try:
+        obj = model.model_validate(doc)
+    except Exception as e:  # pydantic.ValidationError, kept generic
+        return [str(e)]
+    dumped = obj.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return [f"unknown field {k}" for k in unknown_keys(doc, dumped)]
+
+
+def cmd_k8s_validate(versions: str, files: list[str]) -> int:
+    import kubernetes_validate.utils as kv
+
+    p = Problems()
+    count = 0
+    for file in files:
+        for doc in load_docs(Path(file)):
+            count += 1
+            kind, api = doc.get("kind"), doc.get("apiVersion", "")
+            ident = f"{file}: {kind}/{(doc.get('metadata') or {}).get('name')}"
+            if not kind or not api or not (doc.get("metadata") or {}).get("name"):
+                p.add(f"{ident}: apiVersion, kind and metadata.name are required")
+                continue
+            if api.split("/")[0] in CRD_GROUPS:
+                for problem in validate_crd(doc):
+                    p.add(f"{ident} ({api}, prometheus-operator CRD model): {problem}")
+                continue
+            for version in versions.split(","):
+                try:
+                    kv.validate(doc, version, strict=True)
+                except kv.ValidationError as e:
+                    where = ".".join(str(x) for x in e.path)
+                    p.add(f"{ident} (Kubernetes {version}, strict): {where}: {e.message}")
+                except kv.SchemaNotFoundError as e:
+                    p.add(f"{ident}: {e.message}")
+    return p.exit(f"{count} objects valid (Kubernetes {versions.replace(',', ', ')}, strict)")
+
+
+# --- sidecar conventions -----------------------------------------------------
+
+
+def pod_spec(doc: dict) -> dict | None:
+    kind = doc.get("kind")
+    if kind == "Pod":
+        return doc.get("spec")
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        return doc["spec"]["template"]["spec"]
+    return None
+
+
+def check_args(ident: str, args: list, p: Problems) -> None:
+    args = [str(a) for a in args]
+    if args and not args[0].startswith("-") and args[0] not in SUBCOMMANDS:
+        p.add(f"{ident}: subcommand {args[0]!r} is not one of {sorted(SUBCOMMANDS)}")
+    for i, arg in enumerate(args):
+        if not arg.startswith("--"):
+            continue
+        flag, _, inline = arg[2:].partition("=")
+        if flag not in SPEC_FLAGS:
+            p.add(f"{ident}: --{flag} is not a headroom flag")
+            continue
+        value = inline or (args[i + 1] if i + 1 < len(args) else "")
+        allowed = SPEC_FLAG_VALUES.get(flag)
+        if allowed and value not in allowed:
+            p.add(f"{ident}: --{flag} {value!r} is not one of {sorted(allowed)}")
+
+
+def cmd_sidecar(files: list[str]) -> int:
+    """Every pod with a headroom container is set up the way headroom needs."""
+    p = Problems()
+    pods = 0
+    for file in files:
+        for doc in load_docs(Path(file)):
+            spec = pod_spec(doc)
+            if spec is None:
+                continue
+            sidecars = [c for c in spec.get("containers", [])
+                        if c["name"] == "headroom" or "headroom" in c.get("image", "")]
+            if not sidecars:
+                continue
+            pods += 1
+            ident = f"{file}: {doc['kind']}/{doc['metadata']['name']}"
+            if spec.get("shareProcessNamespace") is not True:
+                p.add(f"{ident}: shareProcessNamespace must be true")
+            for c in sidecars:
+                cid = f"{ident} container {c['name']}"
+                check_args(cid, c.get("args", []) + c.get("command", [])[1:], p)
+                env = {e["name"]: e for e in c.get("env", [])}
+                for name in ("POD_NAME", "POD_NAMESPACE"):
+                    field = ((env.get(name) or {}).get("valueFrom") or {}).get("fieldRef", {})
+                    want = "metadata." + name[4:].lower()
+                    if field.get("fieldPath") != want:
+                        p.add(f"{cid}: env {name} must come from the downward API ({want})")
+                if "CONTAINER_NAME" not in env:
+                    p.add(f"{cid}: env CONTAINER_NAME is missing")
+                for name in env:
+                    if name.startswith("HEADROOM_"):
+                        flag = name[len("HEADROOM_"):].lower().replace("_", "-")
+                        if flag not in SPEC_FLAGS:
+                            p.add(f"{cid}: env {name} is not a headroom flag")
+                ports = {pt.get("name"): pt.get("containerPort") for pt in c.get("ports", [])}
+                if "metrics" not in ports:
+                    p.add(f"{cid}: no port named metrics")
+                for probe, path, required in (("livenessProbe", "/healthz", True),
+                                              ("readinessProbe", "/readyz", False)):
+                    if not c.get(probe) and not required:
+                        continue  # optional: a pod is Ready only when all its containers are
+                    got = ((c.get(probe) or {}).get("httpGet") or {}).get("path")
+                    if got != path:
+                        p.add(f"{cid}: {probe} should GET {path}, not {got}")
+                    port = ((c.get(probe) or {}).get("httpGet") or {}).get("port")
+                    if port not in ("metrics", ports.get("metrics")):
+                        p.add(f"{cid}: {probe} port {port} is not the metrics port")
+                sc = c.get("securityContext") or {}
+                psc = spec.get("securityContext") or {}
+                if sc.get("readOnlyRootFilesystem") is not True:
+                    p.add(f"{cid}: readOnlyRootFilesystem must be true")
+                if sc.get("allowPrivilegeEscalation") is not False:
+                    p.add(f"{cid}: allowPrivilegeEscalation must be false")
+                if sc.get("privileged"):
+                    p.add(f"{cid}: must not be privileged")
+                caps = sc.get("capabilities") or {}
+                if "ALL" not in (caps.get("drop") or []):
+                    p.add(f"{cid}: capabilities must drop ALL")
+                extra = set(caps.get("add") or []) - {"SYS_PTRACE"}
+                if extra:
+                    p.add(f"{cid}: capabilities {sorted(extra)} are more than headroom needs")
+                root = sc.get("runAsUser", psc.get("runAsUser")) == 0
+                if "SYS_PTRACE" in (caps.get("add") or []) and not root:
+                    p.add(f"{cid}: SYS_PTRACE takes effect only for root (no ambient capabilities)")
+                if not root and sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is not True:
+                    p.add(f"{cid}: runAsNonRoot must be true")
+                res = c.get("resources") or {}
+                if not (res.get("requests") or {}).get("memory") or not (res.get("limits") or {}).get("memory"):
+                    p.add(f"{cid}: memory request and limit are required")
+    if pods == 0:
+        p.add(f"no pod with a headroom container in {files}")
+    return p.exit(f"{pods} pod(s) with the sidecar set up as headroom needs")
+
+
+# --- grafana ------------------------------------------------------------------
+
+
+def all_panels(panels: list) -> list[dict]:
+    out = []
+    for panel in panels or []:
+        out.append(panel)
+        out.extend(all_panels(panel.get("panels", [])))
+    return out
+
+
+GRAFANA_VARS = {
+    "$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h",
+    "$namespace": ".*", "$pod": ".*", "$horizon": "1800",
+}
+
+
+def fill_grafana_vars(expr: str) -> str:
+    for var, value in sorted(GRAFANA_VARS.items(), key=lambda kv: -len(kv[0])):
+        expr = expr.replace("${" + var[1:] + "}", value).replace(var, value)
+    return expr
+
+
+def cmd_dashboard(path: str, workdir: str) -> int:
+    from check_dashboard import dashboard_queries, variable_queries
+
+    p = Problems()
+    dash = json.loads(Path(path).read_text(encoding="utf-8"))
+    variables = {v.get("name"): v for v in (dash.get("templating") or {}).get("list", [])}
+    ds = variables.get("datasource")
+    if not ds or ds.get("type") != "datasource" or ds.get("query") != "prometheus":
+        p.add("no `datasource` template variable of type datasource for prometheus")
+    if dash.get("uid") in (None, "") or not dash.get("title"):
+        p.add("the dashboard needs a uid and a title")
+    ids = set()
+    panels = all_panels(dash.get("panels", []))
+    for panel in panels:
+        title = panel.get("title", "?")
+        if panel.get("id") in ids:
+            p.add(f"panel {title}: duplicate id {panel.get('id')}")
+        ids.add(panel.get("id"))
+        gp = panel.get("gridPos") or {}
+        if not all(isinstance(gp.get(k), int) for k in ("x", "y", "w", "h")) or gp["x"] + gp["w"] > 24:
+            p.add(f"panel {title}: bad gridPos {gp}")
+        if panel.get("type") == "row":
+            continue
+        if not panel.get("targets"):
+            p.add(f"panel {title}: no query")
+        for target in panel.get("targets", []):
+            uid = (target.get("datasource") or panel.get("datasource") or {}).get("uid")
+            if uid != "${datasource}":
+                p.add(f"panel {title}: datasource {uid!r} is not ${{datasource}}")
+
+    # PromQL syntax: every query as a recording rule, for promtool.
+    queries = dashboard_queries(dash.get("panels", [])) + variable_queries(dash)
+    for where, expr in queries:
+        left = re.findall(r"\$\{?\w+", fill_grafana_vars(expr))
+        if left:
+            p.add(f"{where}: no value to check with for Grafana variable(s) {left}")
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query{i}", "expr": fill_grafana_vars(expr)}
+        for i, (_, expr) in enumerate(queries)]}]}
+    out = Path(workdir) / "dashboard-queries.yaml"
+    out.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    result = subprocess.run(["promtool", "check", "rules", str(out)], capture_output=True, text=True)
+    if result.returncode != 0:
+        print(result.stdout + result.stderr, end="")
+        p.add(f"a query is not valid PromQL (see {out})")
+    return p.exit(f"{len(panels)} panels: ids, layout, datasource ok; {len(queries)} queries parse")
+
+
+# --- dockerfile -----------------------------------------------------------------
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", text)
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def dockerignore_allows(patterns: list[str], path: str) -> bool:
+    """Whether a path reaches the build context (last matching pattern wins;
+    a pattern that matches a parent directory matches the path too)."""
+    parts = Path(path).parts
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    allowed = True
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = os.path.normpath(pattern[1:] if negate else pattern).lstrip("/")
+        if any(fnmatch.fnmatchcase(c, pat) for c in candidates):
+            allowed = negate
+    return allowed
+
+
+def cmd_dockerfile(dockerfile: str, dockerignore: str) -> int:
+    p = Problems()
+    ins = dockerfile_instructions(Path(dockerfile).read_text(encoding="utf-8"))
+    stages = [i for i, (w, _) in enumerate(ins) if w == "FROM"]
+    if len(stages) < 2:
+        p.add("expected a multi-stage build (a builder and a runtime stage)")
+        return p.exit("")
+    final = ins[stages[-1]:]
+    base = final[0][1].split()[0]
+    if "distroless" not in base:
+        p.add(f"runtime base {base} is not a distroless image")
+    words = {w: r for w, r in final}
+    user = words.get("USER", "")
+    uid = user.split(":")[0]
+    if not uid.isdigit() or int(uid) == 0:
+        p.add(f"runtime USER {user!r} must be a numeric non-root UID")
+    if json.loads(words.get("ENTRYPOINT", "null") or "null") != ["headroom"]:
+        p.add(f'ENTRYPOINT {words.get("ENTRYPOINT")!r} is not ["headroom"]')
+    if "9184" not in words.get("EXPOSE", "").split():
+        p.add("EXPOSE 9184 is missing")
+    for w, rest in final:
+        if w == "RUN":
+            p.add(f"RUN in the runtime stage needs a shell, which it has not: {rest}")
+        if w == "COPY" and "--from=" not in rest:
+            p.add(f"the runtime stage should copy only from the build stage: COPY {rest}")
+    patterns = [line.strip() for line in Path(dockerignore).read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+    for w, rest in ins[: stages[-1]]:
+        if w != "COPY" or "--from=" in rest:
+            continue
+        args = [a for a in rest.split() if not a.startswith("--")]
+        if args and args[0].startswith("["):
+            args = json.loads(rest[rest.index("["):])
+        for src in args[:-1]:
+            if not (ROOT / src).exists():
+                p.add(f"COPY source {src} does not exist")
+            elif not dockerignore_allows(patterns, src):
+                p.add(f"COPY source {src} is excluded by .dockerignore")
+    for must_skip in ("target", ".git"):
+        if dockerignore_allows(patterns, must_skip):
+            p.add(f".dockerignore lets {must_skip}/ into the build context")
+    return p.exit("multi-stage, distroless, numeric non-root USER, ENTRYPOINT, EXPOSE, context ok")
+
+
+# --- prometheus config ---------------------------------------------------------
+
+# kubernetes_sd_config keys and roles, from Prometheus' configuration docs.
+K8S_SD_KEYS = {
+    "api_server", "role", "kubeconfig_file", "namespaces", "selectors", "attach_metadata",
+    "basic_auth", "authorization", "oauth2", "follow_redirects", "enable_http2",
+    "tls_config", "proxy_url", "no_proxy", "proxy_from_environment", "proxy_connect_header",
+}
+K8S_SD_ROLES = {"node", "service", "pod", "endpoints", "endpointslice", "ingress"}
+
+
+def cmd_prom_config(config: str, workdir: str) -> int:
+    """promtool check config, on a copy whose kubernetes_sd_configs are checked
+    here and replaced by a static target, since Debian builds Prometheus
+    without Kubernetes service discovery. Everything else (globals, relabel
+    rules, the rule files) is promtool's to check."""
+    p = Problems()
+    src = Path(config)
+    doc = yaml.safe_load(src.read_text(encoding="utf-8"))
+    for job in doc.get("scrape_configs", []):
+        for sd in job.pop("kubernetes_sd_configs", None) or []:
+            for key in set(sd) - K8S_SD_KEYS:
+                p.add(f"job {job['job_name']}: kubernetes_sd_configs has no field {key}")
+            if sd.get("role") not in K8S_SD_ROLES:
+                p.add(f"job {job['job_name']}: kubernetes_sd_configs role {sd.get('role')!r}")
+            job.setdefault("static_configs", []).append({"targets": ["127.0.0.1:9184"]})
+    out = Path(workdir) / "prometheus"
+    out.mkdir(parents=True, exist_ok=True)
+    for rule_file in doc.get("rule_files", []):
+        shutil.copy(src.parent / rule_file, out / Path(rule_file).name)
+    (out / src.name).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    result = subprocess.run(["promtool", "check", "config", str(out / src.name)],
+                            capture_output=True, text=True)
+    print(result.stdout + result.stderr, end="")
+    if result.returncode != 0:
+        p.add("promtool check config failed")
+    return p.exit("promtool check config: ok (kubernetes_sd_configs checked by field and role)")
+
+
+def main(argv: list[str]) -> int:
+    commands = {
+        "parse-yaml": (cmd_parse_yaml, 1, None, True),
+        "rules": (cmd_rules, 3, 3, False),
+        "consistency": (cmd_consistency, 0, 0, False),
+        "helm-lint": (cmd_helm_lint, 2, 3, False),
+        "helm-render": (cmd_helm_render, 2, 3, False),
+        "helm-parent": (cmd_helm_parent, 2, 2, False),
+        "k8s-validate": (cmd_k8s_validate, 2, None, "first"),
+        "sidecar": (cmd_sidecar, 1, None, True),
+        "dashboard": (cmd_dashboard, 2, 2, False),
+        "dockerfile": (cmd_dockerfile, 2, 2, False),
+        "prom-config": (cmd_prom_config, 2, 2, False),
+        "docs": (cmd_docs, 2, None, "first"),
+    }
+    if len(argv) < 2 or argv[1] not in commands:
+        print(__doc__)
+        return 2
+    func, least, most, varargs = commands[argv[1]]
+    args = argv[2:]
+    if len(args) < least or (most is not None and len(args) > most):
+        print(__doc__)
+        return 2
+    try:
+        if varargs is True:
+            return func(args)
+        if varargs == "first":
+            return func(args[0], args[1:])
+        return func(*args)
+    except OSError as e:
+        print(f"{argv[1]}: {e}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
