@@ -38,7 +38,7 @@ fn poll(c: &mut Criterion) {
     let metrics = Metrics::new();
     c.bench_function("metrics_update_and_encode", |b| {
         b.iter(|| {
-            metrics.update(&status, 0.0001);
+            metrics.update(&status);
             metrics.encode()
         })
     });

@@ -1,16 +1,21 @@
-//! Wiring: the poll loop, the HTTP server, and shutdown.
+//! Wiring: the poller thread, the Go scraper, the HTTP server, and shutdown.
+//!
+//! The poller is a thread of its own: a /proc read can stall on the target's
+//! mmap lock, and that must stall neither the HTTP server nor the Go scrape.
+//! It sleeps on a channel, so Go results and the stop signal wake it.
 
 use crate::collector::Collector;
 use crate::config::Config;
 use crate::http::{router, Published, Shared};
 use crate::httpc::HttpClient;
 use crate::metrics::Metrics;
+use crate::parse::go_runtime::GoSample;
 use crate::source::go::{self, SCRAPE_TIMEOUT};
-use crate::status::Status;
 use anyhow::Context;
+use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// How long in-flight HTTP requests may take to finish after a signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,20 +24,14 @@ pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Runs one poll on the blocking pool (a /proc read can stall on the target's
-/// mmap lock) and returns the collector with its status and CPU-side time.
-pub async fn poll_once(mut collector: Collector) -> (Collector, Status, f64) {
-    let res = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let status = collector.poll(unix_ms(SystemTime::now()), started);
-        (collector, status, started.elapsed().as_secs_f64())
-    })
-    .await;
-    res.expect("the poll does not panic")
-}
-
 /// One Go scrape's result, stamped with the wall-clock time it finished.
-pub type GoResult = (Result<crate::parse::go_runtime::GoSample, String>, u64);
+pub type GoResult = (Result<GoSample, String>, u64);
+
+/// What wakes the poller besides its timer.
+pub enum PollerMsg {
+    Go(Box<GoResult>),
+    Stop,
+}
 
 /// Scrapes one Go URL now.
 pub async fn scrape_go(client: &HttpClient, url: &str, interval: Duration) -> GoResult {
@@ -43,7 +42,7 @@ pub async fn scrape_go(client: &HttpClient, url: &str, interval: Duration) -> Go
 
 /// Scrapes the target's Go runtime every `interval`, apart from the cgroup
 /// polls, so a slow target never delays them.
-async fn go_loop(url: String, interval: Duration, tx: mpsc::Sender<GoResult>, mut stop: watch::Receiver<bool>) {
+async fn go_loop(url: String, interval: Duration, tx: std_mpsc::Sender<PollerMsg>, mut stop: watch::Receiver<bool>) {
     let client = HttpClient::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -56,34 +55,42 @@ async fn go_loop(url: String, interval: Duration, tx: mpsc::Sender<GoResult>, mu
             r = scrape_go(&client, &url, interval) => r,
             _ = stop.changed() => return,
         };
-        if tx.send(result).await.is_err() {
+        if tx.send(PollerMsg::Go(Box::new(result))).is_err() {
             return;
         }
     }
 }
 
-async fn poll_loop(
-    cfg: Config,
-    shared: Arc<Shared>,
-    metrics: Arc<Metrics>,
-    mut go_rx: mpsc::Receiver<GoResult>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(cfg.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// The poll loop, on its own thread: poll every `interval`, publish.
+fn poller(cfg: Config, shared: Arc<Shared>, histogram: prometheus::Histogram, rx: std_mpsc::Receiver<PollerMsg>) {
+    let interval = cfg.interval;
     let mut collector = Collector::new(cfg);
+    let mut next = Instant::now();
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
+        // Sleep until the next tick, taking Go results as they come.
+        loop {
+            let wait = next.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(wait) {
+                Ok(PollerMsg::Go(r)) => {
+                    let (result, at_ms) = *r;
+                    collector.ingest_go(result, at_ms, Instant::now())
+                }
+                Ok(PollerMsg::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => break,
+            }
         }
-        while let Ok((result, at_ms)) = go_rx.try_recv() {
-            collector.ingest_go(result, at_ms, Instant::now());
+        let started = Instant::now();
+        let status = collector.poll(unix_ms(SystemTime::now()), started);
+        histogram.observe(started.elapsed().as_secs_f64());
+        shared.publish(Published::new(status));
+        // Fixed rate; after a stall, start again from now rather than catch up.
+        next += interval;
+        if next < Instant::now() {
+            next = Instant::now() + interval;
         }
-        let (c, status, seconds) = poll_once(collector).await;
-        collector = c;
-        metrics.update(&status, seconds);
-        shared.publish(Published::new(status, metrics.encode()));
     }
 }
 
@@ -114,16 +121,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, target = ?cfg.target, interval = ?cfg.interval, "listening");
 
-    let metrics = Arc::new(Metrics::new());
-    let shared = Arc::new(Shared::default());
-    shared.publish(Published::new(Status::default(), metrics.encode()));
+    let metrics = Metrics::new();
+    let histogram = metrics.poll_histogram();
+    let shared = Arc::new(Shared::new(metrics));
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (go_tx, go_rx) = mpsc::channel(4);
+    let (poll_tx, poll_rx) = std_mpsc::channel();
     if let Some(url) = cfg.go_url.clone() {
-        tokio::spawn(go_loop(url, cfg.go_interval, go_tx, stop_rx.clone()));
+        tokio::spawn(go_loop(url, cfg.go_interval, poll_tx.clone(), stop_rx.clone()));
     }
-    let poller = tokio::spawn(poll_loop(cfg, shared.clone(), metrics, go_rx, stop_rx.clone()));
+    let poller_shared = shared.clone();
+    let poller = std::thread::Builder::new()
+        .name("poller".into())
+        .spawn(move || poller(cfg, poller_shared, histogram, poll_rx))
+        .context("starting the poller thread")?;
     let mut server_stop = stop_rx;
     let server = tokio::spawn(async move {
         axum::serve(listener, router(shared))
@@ -135,14 +146,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     let _ = stop_tx.send(true);
-    let _ = poller.await;
+    let _ = poll_tx.send(PollerMsg::Stop);
+    // The poller finishes its current poll (bounded by the reads' own cost).
+    let _ = tokio::task::spawn_blocking(move || poller.join()).await;
     match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
         Ok(Ok(Ok(()))) => tracing::info!("stopped"),
         Ok(Ok(Err(e))) => return Err(e).context("HTTP server"),
         Ok(Err(e)) => return Err(e).context("HTTP server task"),
-        Err(_) => {
-            tracing::warn!("HTTP connections still open after {DRAIN_TIMEOUT:?}; stopping anyway")
-        }
+        Err(_) => tracing::warn!("HTTP connections still open after {DRAIN_TIMEOUT:?}; stopping anyway"),
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! its cgroup could not be read (64 for bad flags, from main).
 
 use crate::analysis::diagnosis::{diagnose_now, Finding, Thresholds};
-use crate::app::{poll_once, scrape_go};
+use crate::app::{scrape_go, unix_ms};
 use crate::collector::Collector;
 use crate::config::Config;
 use crate::httpc::HttpClient;
@@ -196,7 +196,9 @@ pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
         let (r, at) = scrape_go(&client, url, go_interval).await;
         collector.ingest_go(r, at, std::time::Instant::now());
     }
-    let (mut c, first, _) = poll_once(collector).await;
+    let poll = |c: &mut Collector| c.poll(unix_ms(std::time::SystemTime::now()), std::time::Instant::now());
+    let mut c = collector;
+    let first = poll(&mut c);
     let started = std::time::Instant::now();
     let mut last = first.clone();
     let mut next_go = started + go_interval;
@@ -207,9 +209,7 @@ pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
             c.ingest_go(r, at, std::time::Instant::now());
             next_go += go_interval;
         }
-        let (c2, s, _) = poll_once(c).await;
-        c = c2;
-        last = s;
+        last = poll(&mut c);
     }
     let readable = last.memory.usage.is_some();
     let report = build_report(&first, last, started.elapsed().as_secs_f64());

@@ -206,9 +206,13 @@ impl Metrics {
         }
     }
 
-    /// Brings every metric in line with `status`. `poll_seconds` feeds the
-    /// poll-duration histogram.
-    pub fn update(&self, status: &Status, poll_seconds: f64) {
+    /// The poll-duration histogram, for the poller to observe into.
+    pub fn poll_histogram(&self) -> Histogram {
+        self.poll_duration.clone()
+    }
+
+    /// Brings every metric in line with `status`.
+    pub fn update(&self, status: &Status) {
         for (g, get) in &self.gauges {
             match get(status) {
                 Some(v) => g.with_label_values::<&str>(&[]).set(v),
@@ -235,7 +239,6 @@ impl Metrics {
             let c = self.high_events.with_label_values(&[*name]);
             c.inc_by(total.saturating_sub(c.get()));
         }
-        self.poll_duration.observe(poll_seconds);
     }
 
     /// The text exposition of everything registered.
@@ -299,14 +302,14 @@ mod tests {
         let mut s = Status::default();
         s.memory.usage = Some(5);
         s.memory.limit = Some(Limit::Unlimited);
-        m.update(&s, 0.001);
+        m.update(&s);
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(text.contains("\nheadroom_memory_usage_bytes 5\n"), "{text}");
         assert!(text.contains("\nheadroom_memory_limit_bytes +Inf\n"), "{text}");
         assert!(!text.contains("headroom_memory_rss_bytes"), "{text}");
         // The source goes away: the gauge goes away with it.
         s.memory.usage = None;
-        m.update(&s, 0.001);
+        m.update(&s);
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(!text.contains("headroom_memory_usage_bytes "), "{text}");
     }
