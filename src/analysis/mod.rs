@@ -3,3 +3,6 @@
 pub mod breakdown;
 pub mod diagnosis;
 pub mod go_heap;
+pub mod risk;
+pub mod slope;
+pub mod window;
