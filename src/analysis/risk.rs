@@ -95,9 +95,11 @@ mod tests {
         assert_eq!(s.update(Warning, Critical, 2000), Critical);
         assert_eq!(s.update(Ok, Ok, 3000), Critical);
         assert_eq!(s.update(Ok, Ok, 3000 + CLEAR_AFTER_MS - 1), Critical);
-        // Flapping back resets the clock.
-        assert_eq!(s.update(Ok, Warning, 3000 + CLEAR_AFTER_MS), Critical);
+        // Back at the level (with the margin): the clock starts again.
+        assert_eq!(s.update(Ok, Critical, 3000 + CLEAR_AFTER_MS - 1), Critical);
         assert_eq!(s.update(Ok, Ok, 3000 + CLEAR_AFTER_MS + 1000), Critical);
-        assert_eq!(s.update(Ok, Ok, 3000 + 2 * CLEAR_AFTER_MS + 1000), Ok);
+        assert_eq!(s.update(Ok, Ok, 3000 + 2 * CLEAR_AFTER_MS), Critical);
+        // Held clear for long enough: lowered to the level it held at.
+        assert_eq!(s.update(Ok, Warning, 3000 + 2 * CLEAR_AFTER_MS + 1000), Warning);
     }
 }
