@@ -171,7 +171,7 @@ impl Metrics {
         let high_events = IntCounterVec::new(
             Opts::new(
                 "headroom_memory_events_total",
-                "Memory events of the cgroup seen since headroom started (v2 memory.events: high = throttled above memory.high, max = hit memory.max).",
+                "Memory events of the cgroup (v2 memory.events: high = throttled above memory.high, max = reached memory.max), as the kernel counts them, kept across the target's restarts.",
             ),
             &["event"],
         )

@@ -49,11 +49,11 @@ pub struct Memory {
     pub anon: Option<u64>,
     pub file: Option<u64>,
     pub lazy_free: Option<u64>,
-    /// OOM kills seen in the target's cgroup since headroom started watching,
-    /// plus those the kernel had counted then; survives the target's restart.
+    /// OOM kills of the target's cgroup as the kernel counts them (including
+    /// those before headroom started), kept across the target's restarts.
     pub oom_kills_total: u64,
-    /// v2 memory.events counts (high, max, oom, oom_kill) since headroom
-    /// started, kept across the target's restarts like `oom_kills_total`.
+    /// v2 memory.events counts (high, max, oom, oom_kill) as the kernel
+    /// counts them, kept across the target's restarts like `oom_kills_total`.
     pub events_total: BTreeMap<&'static str, u64>,
 }
 

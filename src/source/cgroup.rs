@@ -64,6 +64,13 @@ pub fn detect_version(dir: &Path) -> Result<CgroupVersion, CgroupError> {
             path: dir.to_path_buf(),
             reason: "no such directory".into(),
         })
+    } else if dir.join("cgroup.controllers").exists() {
+        Err(CgroupError::Locate {
+            path: dir.to_path_buf(),
+            reason: "a cgroup v2 directory without memory.current: the root cgroup (which has no memory files or \
+                     limit), or memory is not enabled in its parent's cgroup.subtree_control; watch a child cgroup"
+                .into(),
+        })
     } else {
         Err(CgroupError::NotMemoryCgroup {
             path: dir.to_path_buf(),
@@ -142,7 +149,11 @@ pub fn locate_auto(cgroup_root: &Path, proc_root: &Path, pid_dir: &Path) -> Resu
         candidates.push(join_rel(&target_mount, cg_path.trim_start_matches('/')));
     }
     candidates.push(target_mount.clone());
+    candidates.dedup();
     for dir in candidates {
+        if tried.contains(&dir) {
+            continue;
+        }
         if detect_version(&dir).is_ok() {
             return Ok(Located {
                 how: format!(
@@ -559,6 +570,24 @@ mod locate_tests {
             (None, None, true, true)
         );
         assert_eq!(s.working_set(), None);
+    }
+
+    #[test]
+    fn v2_root_cgroup_is_explained_and_tried_once() {
+        let t = tree(&[
+            ("proc/7/cgroup", "0::/\n"),
+            ("proc/self/mountinfo", V2_MOUNT),
+            ("sys/fs/cgroup/cgroup.controllers", "cpu memory\n"),
+        ]);
+        let root = t.path();
+        let msg = locate_auto(&root.join("sys/fs/cgroup"), &root.join("proc"), &root.join("proc/7"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(msg.matches("proc/7/root/sys/fs/cgroup").count(), 1, "{msg}");
+        let msg = locate_explicit(root, Path::new("sys/fs/cgroup"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("root cgroup") && msg.contains("child cgroup"), "{msg}");
     }
 
     #[test]
