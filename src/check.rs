@@ -2,7 +2,8 @@
 //! the pod. Exit status: 0 no risk, 1 warning, 2 critical, 3 the target or
 //! its cgroup could not be read (64 for bad flags, from main).
 
-use crate::analysis::diagnosis::{diagnose_now, Finding, Thresholds};
+use crate::analysis::diagnosis::Finding;
+use crate::analysis::risk::Risk;
 use crate::app::{scrape_go, unix_ms};
 use crate::collector::Collector;
 use crate::config::Config;
@@ -14,34 +15,6 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 pub const EXIT_UNREADABLE: i32 = 3;
-
-/// How close the limit-basis value already is to the limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Risk {
-    Ok = 0,
-    Warning = 1,
-    Critical = 2,
-}
-
-/// Fraction of the limit at which `check` warns.
-pub const WARN_FRACTION: f64 = 0.85;
-/// Fraction of the limit at which `check` is critical.
-pub const CRITICAL_FRACTION: f64 = 0.95;
-
-pub fn proximity_risk(basis: Option<u64>, limit: Option<Limit>) -> Risk {
-    let (Some(b), Some(Limit::Bytes(l))) = (basis, limit) else {
-        return Risk::Ok;
-    };
-    let f = b as f64 / l.max(1) as f64;
-    if f >= CRITICAL_FRACTION {
-        Risk::Critical
-    } else if f >= WARN_FRACTION {
-        Risk::Warning
-    } else {
-        Risk::Ok
-    }
-}
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -66,41 +39,56 @@ fn limit_text(l: Option<Limit>) -> String {
     }
 }
 
+/// Builds the report from the first and the last poll. The risk is the
+/// level the thresholds give on the last poll (a one-shot report has no
+/// history for hysteresis); trend-based calls need `--for` of at least the
+/// analysis' start-up grace (30 s).
 pub fn build_report(first: &Status, last: Status, seconds: f64) -> Report {
     let basis = last.basis_value();
-    let risk = proximity_risk(basis, last.memory.limit);
+    let analysis = last.analysis.clone().unwrap_or_default();
+    let risk = analysis.risk_now;
     let growth = match (first.basis_value(), basis) {
         (Some(a), Some(b)) if seconds > 0.0 => Some((b as f64 - a as f64) / seconds),
         _ => None,
     };
     let basis_name = last.limit_basis.map_or("basis", |b| b.as_str());
-    let verdict = match (basis, last.memory.limit) {
+    let mut verdict = match (basis, last.memory.limit) {
         (None, _) => "could not read the target's memory: see the sources below".to_owned(),
         (Some(_), Some(Limit::Unlimited)) | (Some(_), None) => {
             "no memory limit is set on the cgroup's path: nothing to run out of but the node".to_owned()
         }
         (Some(b), Some(Limit::Bytes(l))) => {
             let pct = 100.0 * b as f64 / l.max(1) as f64;
-            match risk {
-                Risk::Ok => {
-                    format!("{basis_name} is at {pct:.1} % of the limit: no immediate risk")
-                }
-                Risk::Warning => {
-                    format!("{basis_name} is at {pct:.1} % of the limit: close to the OOM kill")
-                }
-                Risk::Critical => {
-                    format!("{basis_name} is at {pct:.1} % of the limit: an OOM kill is imminent")
-                }
-            }
+            let when = match analysis.time_to_oom_s {
+                Some(t) => format!(
+                    "OOM kill predicted in {}",
+                    humantime::format_duration(Duration::from_secs(t as u64))
+                ),
+                None if analysis.warming_up => "sample longer (--for 60s) to see whether it grows".to_owned(),
+                None => "not growing toward the limit".to_owned(),
+            };
+            let level = match risk {
+                Risk::Ok => "no immediate risk",
+                Risk::Warning => "at risk",
+                Risk::Critical => "an OOM kill is close",
+            };
+            format!("{basis_name} is at {pct:.1} % of the limit, {when}: {level}")
         }
     };
-    let findings = diagnose_now(&last, &Thresholds::default());
+    if let (Some(Limit::Bytes(h)), Some(u)) = (last.memory.high, last.memory.usage) {
+        if u >= h {
+            verdict.push_str(&format!(
+                "; usage is above memory.high ({}), so the kernel is throttling and reclaiming",
+                mib(Some(h))
+            ));
+        }
+    }
     Report {
         risk,
         verdict,
         basis_growth_bytes_per_second: growth,
         sampled_seconds: seconds,
-        findings,
+        findings: analysis.findings,
         status: last,
     }
 }
@@ -222,22 +210,5 @@ pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
         report.risk as i32
     } else {
         EXIT_UNREADABLE
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proximity() {
-        let l = Some(Limit::Bytes(1000));
-        assert_eq!(proximity_risk(Some(100), l), Risk::Ok);
-        assert_eq!(proximity_risk(Some(849), l), Risk::Ok);
-        assert_eq!(proximity_risk(Some(850), l), Risk::Warning);
-        assert_eq!(proximity_risk(Some(950), l), Risk::Critical);
-        assert_eq!(proximity_risk(Some(5000), Some(Limit::Unlimited)), Risk::Ok);
-        assert_eq!(proximity_risk(None, l), Risk::Ok);
-        assert_eq!(proximity_risk(Some(1), Some(Limit::Bytes(0))), Risk::Critical);
     }
 }

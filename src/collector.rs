@@ -3,6 +3,7 @@
 
 use crate::analysis::breakdown::breakdown;
 use crate::analysis::go_heap::GoTracker;
+use crate::analysis::predict::{AnalysisConfig, Analyzer};
 use crate::config::{Config, Target};
 use crate::parse::go_runtime::GoSample;
 use crate::sample::SmapsSample;
@@ -99,6 +100,16 @@ pub struct Collector {
     go_tracker: GoTracker,
     /// GOGC from the target's environment, read once per PID.
     gogc_env: Option<(u32, Option<i64>)>,
+    analyzer: Analyzer,
+}
+
+pub fn analysis_config(cfg: &Config) -> AnalysisConfig {
+    AnalysisConfig {
+        window_ms: cfg.window.as_millis() as u64,
+        warn_within_s: cfg.warn_within.as_secs_f64(),
+        critical_within_s: cfg.critical_within.as_secs_f64(),
+        thresholds: Default::default(),
+    }
 }
 
 /// GOGC as the Go runtime reads it: unset or empty is 100, `off` is -1.
@@ -117,6 +128,7 @@ impl Collector {
             sources.insert(s, SourceState::default());
         }
         Collector {
+            analyzer: Analyzer::new(analysis_config(&cfg)),
             cfg,
             own_pid: std::process::id(),
             pid: None,
@@ -320,7 +332,9 @@ impl Collector {
             }
         }
 
-        self.build(now_ms, cgroup_sample, proc_sample)
+        let mut status = self.build(now_ms, cgroup_sample, proc_sample);
+        status.analysis = Some(self.analyzer.update(&status));
+        status
     }
 
     fn read_smaps_if_due(&mut self, now_ms: u64, now: Instant) {
@@ -407,6 +421,7 @@ impl Collector {
             smaps: self.smaps.clone(),
             go: self.go.clone(),
             breakdown,
+            analysis: None,
             sources,
         }
     }

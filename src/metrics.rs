@@ -133,6 +133,20 @@ const GAUGES: &[(&str, &str, Getter)] = &[
         "Memory freed by the Go runtime (MADV_FREE) that the kernel still charges: LazyFree when readable, else estimated from the cgroup's LRU lists.",
         |s| bytes(s.breakdown.reclaimable_unreleased),
     ),
+    (
+        "headroom_time_to_oom_seconds",
+        "Predicted seconds until the limit-basis value reaches the limit, counting the peaks the heap reaches before each GC; +Inf when nothing grows toward the limit.",
+        |s| {
+            let a = s.analysis.as_ref()?;
+            a.basis?;
+            Some(a.time_to_oom_s.unwrap_or(f64::INFINITY))
+        },
+    ),
+    (
+        "headroom_oom_risk",
+        "OOM risk: 0 ok, 1 warning, 2 critical (with hysteresis).",
+        |s| s.analysis.as_ref().map(|a| a.risk as i64 as f64),
+    ),
 ];
 
 pub struct Metrics {
@@ -141,6 +155,8 @@ pub struct Metrics {
     source_up: IntGaugeVec,
     source_errors: IntCounterVec,
     high_events: IntCounterVec,
+    leak_slope: GaugeVec,
+    diagnosis: IntGaugeVec,
     oom_kills: IntCounter,
     poll_duration: Histogram,
 }
@@ -189,6 +205,24 @@ impl Metrics {
             .buckets(vec![25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3, 25e-3, 0.1]),
         )
         .expect("valid metric");
+        let leak_slope = GaugeVec::new(
+            Opts::new(
+                "headroom_leak_slope_bytes_per_second",
+                "Robust (Theil-Sen) slope over the window of the series: unreclaimable, working_set, go_heap_live.",
+            ),
+            &["series"],
+        )
+        .expect("valid metric");
+        let diagnosis = IntGaugeVec::new(
+            Opts::new(
+                "headroom_diagnosis",
+                "1 where the cause is present: heap_leak, lazy_free, fragmentation, gc_headroom, off_heap_growth, page_cache.",
+            ),
+            &["cause"],
+        )
+        .expect("valid metric");
+        reg(Box::new(leak_slope.clone()));
+        reg(Box::new(diagnosis.clone()));
         reg(Box::new(source_up.clone()));
         reg(Box::new(source_errors.clone()));
         reg(Box::new(high_events.clone()));
@@ -196,6 +230,8 @@ impl Metrics {
         reg(Box::new(poll_duration.clone()));
         reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         Metrics {
+            leak_slope,
+            diagnosis,
             registry,
             gauges,
             source_up,
@@ -235,6 +271,27 @@ impl Metrics {
         }
         let total = status.memory.oom_kills_total;
         self.oom_kills.inc_by(total.saturating_sub(self.oom_kills.get()));
+        match &status.analysis {
+            Some(a) => {
+                for series in ["unreclaimable", "working_set", "go_heap_live"] {
+                    match a.slopes.get(series) {
+                        Some(t) => self.leak_slope.with_label_values(&[series]).set(t.bytes_per_second),
+                        None => {
+                            let _ = self.leak_slope.remove_label_values(&[series]);
+                        }
+                    }
+                }
+                for cause in crate::analysis::diagnosis::Cause::ALL {
+                    self.diagnosis
+                        .with_label_values(&[cause.as_str()])
+                        .set(i64::from(a.has(cause)));
+                }
+            }
+            None => {
+                self.leak_slope.reset();
+                self.diagnosis.reset();
+            }
+        }
         for (name, total) in &status.memory.events_total {
             let c = self.high_events.with_label_values(&[*name]);
             c.inc_by(total.saturating_sub(c.get()));

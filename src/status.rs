@@ -84,6 +84,8 @@ pub struct Status {
     pub smaps: Option<SmapsSample>,
     pub go: Option<GoStatus>,
     pub breakdown: Breakdown,
+    /// Trends, time to OOM, risk and diagnosis; `None` before the first poll.
+    pub analysis: Option<crate::analysis::predict::Analysis>,
     pub sources: BTreeMap<&'static str, SourceStatus>,
 }
 

@@ -80,12 +80,12 @@ fn promtool_check(scrape: &str) {
     );
 }
 
-/// Waits for the first poll and the first smaps read, returns the scrape.
+/// Waits for four polls (enough for the slopes to exist) and the first
+/// smaps read, returns the scrape.
 fn scrape_when_ready(hr: &Headroom) -> String {
-    hr.wait_metrics(Duration::from_secs(10), "first cgroup poll", |m| {
-        m.contains_key("headroom_source_up{source=\"cgroup\"}")
+    hr.wait_metrics(Duration::from_secs(10), "four polls", |m| {
+        m.get("headroom_poll_duration_seconds_count").is_some_and(|n| *n >= 4.0)
     });
-    std::thread::sleep(Duration::from_millis(250));
     hr.get("/metrics").1
 }
 

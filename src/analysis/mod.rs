@@ -3,6 +3,7 @@
 pub mod breakdown;
 pub mod diagnosis;
 pub mod go_heap;
+pub mod predict;
 pub mod risk;
 pub mod slope;
 pub mod window;

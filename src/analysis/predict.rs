@@ -1,0 +1,759 @@
+//! The trend analysis: history over the window, robust slopes, time to OOM,
+//! risk and the growth-based causes. Pure: a [`Status`] and its time in,
+//! an [`Analysis`] out.
+//!
+//! Time to OOM counts the peaks the heap reaches before each GC. The kernel
+//! kills when charged memory reaches the limit, and a Go heap grows to NextGC
+//! before each collection, so with Go data the prediction is:
+//! - nonheap = basis − heap resident (HeapSys − HeapReleased); the heap may
+//!   grow to `target = limit − nonheap` before the kill;
+//! - if NextGC ≥ target, this very cycle reaches the limit: time =
+//!   (target − HeapAlloc) / allocation rate (the slope of TotalAlloc);
+//! - else the live heap must first grow until a cycle's goal reaches the
+//!   target: live_needed = target / (NextGC / live), reached at the live
+//!   heap's slope; then the heap fills up to the target at the allocation rate;
+//! - memory outside the heap growing on its own (cgo, mmap) gives a second
+//!   estimate, (limit − nonheap − max(resident, NextGC)) / its slope;
+//!   the prediction is the smaller.
+//!
+//! Without Go data it is the basis's own robust line to the limit.
+
+use super::diagnosis::{diagnose_now, mib, Cause, Finding, Thresholds};
+use super::risk::{Risk, RiskState};
+use super::slope::{theil_sen, Fit};
+use super::window::Series;
+use crate::parse::cgroup_files::Limit;
+use crate::status::Status;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// No trend-based call before the history spans this long (start-up grace:
+/// a heap growing to its steady size after a (re)start is not a leak).
+pub const MIN_SPAN_S: f64 = 30.0;
+/// Fewest points for a trend.
+pub const MIN_POINTS: usize = 8;
+/// Kendall's tau a rise needs to count as a trend (a single step in the
+/// middle of the window scores ~0.5, noise ~0).
+pub const MIN_TAU: f64 = 0.55;
+/// A rise whose recent half is slower than this fraction of its older half
+/// is levelling off, not leaking.
+pub const DECELERATION: f64 = 0.5;
+/// Proximity: the basis at this fraction of the limit is a warning ...
+pub const PROXIMITY_WARN: f64 = 0.90;
+/// ... and at this fraction critical.
+pub const PROXIMITY_CRITICAL: f64 = 0.97;
+/// A lower risk must clear the thresholds widened by this factor (and the
+/// proximity ones lowered by [`PROXIMITY_MARGIN`]).
+pub const TTO_MARGIN: f64 = 1.25;
+pub const PROXIMITY_MARGIN: f64 = 0.03;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AnalysisConfig {
+    pub window_ms: u64,
+    pub warn_within_s: f64,
+    pub critical_within_s: f64,
+    pub thresholds: Thresholds,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Trend {
+    pub bytes_per_second: f64,
+    pub tau: f64,
+    pub span_s: f64,
+    pub points: usize,
+    /// A real, sustained rise: enough data, consistent (tau), not levelling off.
+    pub significant: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Analysis {
+    /// Too little history yet for trend-based calls.
+    pub warming_up: bool,
+    pub history_s: f64,
+    /// Robust slopes over the window: unreclaimable, working_set, go_heap_live,
+    /// and basis / off_heap where known.
+    pub slopes: BTreeMap<&'static str, Trend>,
+    /// The limit the prediction is made against (bytes), `None` if unlimited.
+    pub limit: Option<u64>,
+    pub basis: Option<u64>,
+    /// Seconds to the OOM kill; `None` when nothing grows toward the limit.
+    pub time_to_oom_s: Option<f64>,
+    /// How the prediction was made, in words.
+    pub prediction: String,
+    /// The level the thresholds give this poll, before hysteresis.
+    pub risk_now: Risk,
+    pub risk: Risk,
+    pub risk_reason: String,
+    pub findings: Vec<Finding>,
+}
+
+impl Analysis {
+    pub fn has(&self, c: Cause) -> bool {
+        self.findings.iter().any(|f| f.cause == c)
+    }
+}
+
+pub struct Analyzer {
+    cfg: AnalysisConfig,
+    basis: Series,
+    unreclaimable: Series,
+    working_set: Series,
+    live: Series,
+    total_alloc: Series,
+    nonheap: Series,
+    last_go_ms: Option<u64>,
+    go_restarts: u64,
+    pid: Option<u32>,
+    cgroup: Option<String>,
+    risk: RiskState,
+    pts: Vec<(f64, f64)>,
+    scratch: Vec<f64>,
+}
+
+impl Analyzer {
+    pub fn new(cfg: AnalysisConfig) -> Analyzer {
+        let s = || Series::new(cfg.window_ms);
+        Analyzer {
+            cfg,
+            basis: s(),
+            unreclaimable: s(),
+            working_set: s(),
+            live: s(),
+            total_alloc: s(),
+            nonheap: s(),
+            last_go_ms: None,
+            go_restarts: 0,
+            pid: None,
+            cgroup: None,
+            risk: RiskState::default(),
+            pts: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Bytes the history holds (for the benchmark).
+    pub fn history_bytes(&self) -> usize {
+        [
+            &self.basis,
+            &self.unreclaimable,
+            &self.working_set,
+            &self.live,
+            &self.total_alloc,
+            &self.nonheap,
+        ]
+        .iter()
+        .map(|s| s.heap_bytes())
+        .sum()
+    }
+
+    fn clear_go(&mut self) {
+        self.live.clear();
+        self.total_alloc.clear();
+        self.nonheap.clear();
+    }
+
+    fn clear_all(&mut self) {
+        self.basis.clear();
+        self.unreclaimable.clear();
+        self.working_set.clear();
+        self.clear_go();
+    }
+
+    fn fit(&mut self, which: Which, use_max: bool) -> Option<Fit> {
+        let s = match which {
+            Which::Basis => &self.basis,
+            Which::Unreclaimable => &self.unreclaimable,
+            Which::WorkingSet => &self.working_set,
+            Which::Live => &self.live,
+            Which::TotalAlloc => &self.total_alloc,
+            Which::Nonheap => &self.nonheap,
+        };
+        let end = s.last()?.t_ms;
+        self.pts.clear();
+        self.pts.extend(s.points().map(|p| {
+            (
+                (p.t_ms as f64 - end as f64) / 1000.0,
+                if use_max { p.max } else { p.last },
+            )
+        }));
+        theil_sen(&self.pts, &mut self.scratch)
+    }
+
+    fn trend(&mut self, which: Which) -> Option<Trend> {
+        let fit = self.fit(which, which == Which::Basis)?;
+        let mut significant = fit.n >= MIN_POINTS && fit.span_s >= MIN_SPAN_S && fit.tau >= MIN_TAU && fit.slope > 0.0;
+        if significant && self.pts.len() >= MIN_POINTS {
+            // Levelling off (a warm-up reaching its plateau): the recent half
+            // rises at less than half the pace of the older half.
+            let half = self.pts.len() / 2;
+            let older: Vec<(f64, f64)> = self.pts[..half].to_vec();
+            let recent: Vec<(f64, f64)> = self.pts[half..].to_vec();
+            if let (Some(o), Some(r)) = (
+                theil_sen(&older, &mut self.scratch),
+                theil_sen(&recent, &mut self.scratch),
+            ) {
+                if o.slope > 0.0 && r.slope < DECELERATION * o.slope {
+                    significant = false;
+                }
+            }
+        }
+        Some(Trend {
+            bytes_per_second: fit.slope,
+            tau: fit.tau,
+            span_s: fit.span_s,
+            points: fit.n,
+            significant,
+        })
+    }
+
+    /// Takes the status of one poll (its `time_ms` is now) and returns the
+    /// analysis of the window that ends with it.
+    pub fn update(&mut self, s: &Status) -> Analysis {
+        let now = s.time_ms;
+        // Restarts and moves start the history afresh.
+        if s.target.pid.is_some() && s.target.pid != self.pid {
+            if self.pid.is_some() {
+                self.clear_all();
+            }
+            self.pid = s.target.pid;
+        }
+        if s.target.cgroup.is_some() && s.target.cgroup != self.cgroup {
+            if self.cgroup.is_some() {
+                self.clear_all();
+            }
+            self.cgroup = s.target.cgroup.clone();
+        }
+        let basis = s.basis_value();
+        if let Some(b) = basis {
+            self.basis.push(now, b as f64);
+        }
+        if let Some(v) = s.memory.unreclaimable {
+            self.unreclaimable.push(now, v as f64);
+        }
+        if let Some(v) = s.memory.working_set {
+            self.working_set.push(now, v as f64);
+        }
+        let go = s.go.as_ref();
+        if let Some(g) = go {
+            if g.restarts != self.go_restarts {
+                self.go_restarts = g.restarts;
+                self.clear_go();
+            }
+            if self.last_go_ms != Some(g.scraped_at_ms) {
+                self.last_go_ms = Some(g.scraped_at_ms);
+                let t = g.scraped_at_ms;
+                if let Some(l) = g.heap_live {
+                    self.live.push(t, l as f64);
+                }
+                if let Some(a) = g.sample.total_alloc {
+                    self.total_alloc.push(t, a as f64);
+                }
+                if let (Some(b), Some(r)) = (basis, heap_resident(s)) {
+                    self.nonheap.push(t, b.saturating_sub(r) as f64);
+                }
+            }
+        }
+
+        let mut slopes = BTreeMap::new();
+        for (name, which) in [
+            ("unreclaimable", Which::Unreclaimable),
+            ("working_set", Which::WorkingSet),
+            ("basis", Which::Basis),
+            ("go_heap_live", Which::Live),
+            ("off_heap", Which::Nonheap),
+        ] {
+            if let Some(t) = self.trend(which) {
+                slopes.insert(name, t);
+            }
+        }
+        let alloc_rate = self.fit(Which::TotalAlloc, false).map(|f| f.slope).filter(|r| *r > 0.0);
+
+        let limit = s.memory.limit.and_then(Limit::bytes);
+        let history_s = self.basis.span_s();
+        let warming_up = history_s < MIN_SPAN_S;
+        let (tto, prediction) = match (limit, basis) {
+            (None, _) => (None, "no limit on the cgroup's path: nothing to run out of".to_owned()),
+            (_, None) => (None, "the limit-basis value is not readable".to_owned()),
+            (Some(_), Some(_)) if warming_up => (
+                None,
+                format!("warming up: {history_s:.0} s of history, trends need {MIN_SPAN_S:.0} s"),
+            ),
+            (Some(l), Some(b)) => match go {
+                Some(_) => go_model(s, l, b, &slopes, alloc_rate),
+                None => linear_model(l, b, slopes.get("basis")),
+            },
+        };
+
+        let frac = match (limit, basis) {
+            (Some(l), Some(b)) => b as f64 / l.max(1) as f64,
+            _ => 0.0,
+        };
+        let (w, c) = (self.cfg.warn_within_s, self.cfg.critical_within_s);
+        let raw = level(tto, frac, w, c, PROXIMITY_WARN, PROXIMITY_CRITICAL);
+        let raw_margin = level(
+            tto,
+            frac,
+            w * TTO_MARGIN,
+            c * TTO_MARGIN,
+            PROXIMITY_WARN - PROXIMITY_MARGIN,
+            PROXIMITY_CRITICAL - PROXIMITY_MARGIN,
+        );
+        let risk = self.risk.update(raw, raw_margin, now);
+        let risk_reason = match (risk, tto) {
+            (Risk::Ok, _) => "no OOM kill predicted within --warn-within, and the basis is not near the limit".into(),
+            (_, Some(t)) if t <= if risk == Risk::Critical { c } else { w } * TTO_MARGIN => {
+                format!("OOM kill predicted in {:.0} s", t)
+            }
+            _ => format!("the limit-basis value is at {:.1} % of the limit", 100.0 * frac),
+        };
+
+        let mut findings = diagnose_now(s, &self.cfg.thresholds);
+        findings.extend(growth_findings(s, limit, &slopes));
+        findings.sort_by_key(|f| f.cause);
+        Analysis {
+            warming_up,
+            history_s,
+            slopes,
+            limit,
+            basis,
+            time_to_oom_s: tto,
+            prediction,
+            risk_now: raw,
+            risk,
+            risk_reason,
+            findings,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Basis,
+    Unreclaimable,
+    WorkingSet,
+    Live,
+    TotalAlloc,
+    Nonheap,
+}
+
+/// Heap memory the process holds resident: HeapSys − HeapReleased (or, from
+/// the runtime/metrics names, HeapInuse + HeapIdle − HeapReleased).
+fn heap_resident(s: &Status) -> Option<u64> {
+    let g = &s.go.as_ref()?.sample;
+    let sys = g.heap_sys.or_else(|| Some(g.heap_inuse? + g.heap_idle?))?;
+    Some(sys.saturating_sub(g.heap_released.unwrap_or(0)))
+}
+
+fn level(tto: Option<f64>, frac: f64, warn_s: f64, crit_s: f64, prox_warn: f64, prox_crit: f64) -> Risk {
+    let by_time = match tto {
+        Some(t) if t <= crit_s => Risk::Critical,
+        Some(t) if t <= warn_s => Risk::Warning,
+        _ => Risk::Ok,
+    };
+    let by_prox = if frac >= prox_crit {
+        Risk::Critical
+    } else if frac >= prox_warn {
+        Risk::Warning
+    } else {
+        Risk::Ok
+    };
+    by_time.max(by_prox)
+}
+
+fn linear_model(limit: u64, basis: u64, trend: Option<&Trend>) -> (Option<f64>, String) {
+    if basis >= limit {
+        return (Some(0.0), "the limit-basis value is at the limit".into());
+    }
+    match trend {
+        Some(t) if t.significant => {
+            let tto = (limit - basis) as f64 / t.bytes_per_second;
+            (
+                Some(tto),
+                format!(
+                    "the limit-basis value grows {:.1} KiB/s (robust line over {:.0} s)",
+                    t.bytes_per_second / 1024.0,
+                    t.span_s
+                ),
+            )
+        }
+        _ => (None, "the limit-basis value is not growing".into()),
+    }
+}
+
+fn go_model(
+    s: &Status,
+    limit: u64,
+    basis: u64,
+    slopes: &BTreeMap<&'static str, Trend>,
+    alloc_rate: Option<f64>,
+) -> (Option<f64>, String) {
+    let g = &s.go.as_ref().expect("go_model needs Go data").sample;
+    let (Some(resident), Some(alloc), Some(next_gc)) = (heap_resident(s), g.heap_alloc, g.next_gc) else {
+        return linear_model(limit, basis, slopes.get("basis"));
+    };
+    // GOMEMLIMIT makes the runtime collect before the goal when it binds.
+    let goal = match g.gomemlimit.filter(|m| *m < i64::MAX as u64) {
+        Some(m) => next_gc.min(m),
+        None => next_gc,
+    };
+    let nonheap = basis.saturating_sub(resident);
+    let target = limit.saturating_sub(nonheap);
+    if basis >= limit || resident >= target {
+        return (Some(0.0), "the limit-basis value is at the limit".into());
+    }
+    let mut best: Option<(f64, String)> = None;
+    let mut consider = |t: f64, why: String| {
+        if t.is_finite() && best.as_ref().is_none_or(|(b, _)| t < *b) {
+            best = Some((t.max(0.0), why));
+        }
+    };
+    if goal >= target {
+        if let Some(r) = alloc_rate {
+            consider(
+                target.saturating_sub(alloc) as f64 / r,
+                format!(
+                    "the heap's next GC goal {} is beyond the {} the heap can reach before the limit; allocating {}/s",
+                    mib(goal),
+                    mib(target),
+                    mib(r as u64)
+                ),
+            );
+        }
+    } else if let (Some(t), Some(live)) = (
+        slopes.get("go_heap_live").filter(|t| t.significant),
+        s.go.as_ref().and_then(|g| g.heap_live),
+    ) {
+        let ratio = (goal as f64 / live.max(1) as f64).max(1.0);
+        let live_needed = target as f64 / ratio;
+        let t1 = (live_needed - live as f64).max(0.0) / t.bytes_per_second;
+        let fill = alloc_rate.unwrap_or(t.bytes_per_second).max(t.bytes_per_second);
+        let t2 = (target as f64 - live_needed).max(0.0) / fill;
+        consider(
+            t1 + t2,
+            format!(
+                "the live heap grows {:.1} KiB/s; at {} live its GC goal ({:.2}× live) reaches the {} the heap can use",
+                t.bytes_per_second / 1024.0,
+                mib(live_needed as u64),
+                ratio,
+                mib(target)
+            ),
+        );
+    }
+    if let Some(t) = slopes.get("off_heap").filter(|t| t.significant) {
+        let peak = nonheap.saturating_add(resident.max(goal));
+        consider(
+            limit.saturating_sub(peak) as f64 / t.bytes_per_second,
+            format!(
+                "memory outside the Go heap grows {:.1} KiB/s",
+                t.bytes_per_second / 1024.0
+            ),
+        );
+    }
+    match best {
+        Some((t, why)) => (Some(t), why),
+        None => (
+            None,
+            "neither the live heap nor memory outside it grows toward the limit".into(),
+        ),
+    }
+}
+
+fn growth_findings(s: &Status, limit: Option<u64>, slopes: &BTreeMap<&'static str, Trend>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let min_growth = ((4u64 << 20) as f64).max(0.01 * limit.unwrap_or(0) as f64);
+    let grew = |t: &Trend| t.significant && t.bytes_per_second * t.span_s >= min_growth;
+    if let Some(t) = slopes.get("go_heap_live").filter(|t| grew(t)) {
+        out.push(Finding {
+            cause: Cause::HeapLeak,
+            evidence: format!(
+                "the live Go heap grew {} in {:.0} s ({:.1} KiB/s, tau {:.2}){}",
+                mib((t.bytes_per_second * t.span_s) as u64),
+                t.span_s,
+                t.bytes_per_second / 1024.0,
+                t.tau,
+                s.go.as_ref()
+                    .and_then(|g| g.heap_live)
+                    .map_or(String::new(), |l| format!("; now {}", mib(l)))
+            ),
+            advice: "Live objects accumulate: take a heap profile (go tool pprof -sample_index=inuse_space \
+                     http://TARGET/debug/pprof/heap) twice a few minutes apart and compare them (-base) to find \
+                     what keeps growing: caches without eviction, maps never pruned, goroutines that never exit."
+                .into(),
+        });
+    }
+    if let Some(t) = slopes.get("off_heap").filter(|t| grew(t)) {
+        out.push(Finding {
+            cause: Cause::OffHeapGrowth,
+            evidence: format!(
+                "charged memory outside the Go heap grew {} in {:.0} s ({:.1} KiB/s) while the heap did not explain it",
+                mib((t.bytes_per_second * t.span_s) as u64),
+                t.span_s,
+                t.bytes_per_second / 1024.0
+            ),
+            advice: "The growth is not in the Go heap: look at cgo allocations (C libraries), syscall.Mmap or \
+                     mmap'd files kept mapped, and goroutine stacks (go_goroutines). A Go heap profile will not \
+                     show it; compare /proc/PID/smaps over time."
+                .into(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LimitBasis;
+    use crate::parse::go_runtime::GoSample;
+    use crate::status::GoStatus;
+
+    const MIB: f64 = 1048576.0;
+
+    fn analyzer() -> Analyzer {
+        Analyzer::new(AnalysisConfig {
+            window_ms: 600_000,
+            warn_within_s: 1800.0,
+            critical_within_s: 300.0,
+            thresholds: Thresholds::default(),
+        })
+    }
+
+    /// A poll at `t` seconds with the unreclaimable basis at `basis_mib`.
+    fn st(t: f64, basis_mib: f64, limit_mib: f64) -> Status {
+        let mut s = Status {
+            time_ms: (t * 1000.0) as u64,
+            limit_basis: Some(LimitBasis::Unreclaimable),
+            ..Status::default()
+        };
+        s.target.pid = Some(1);
+        s.target.cgroup = Some("/cg".into());
+        let b = (basis_mib * MIB) as u64;
+        s.memory.usage = Some(b);
+        s.memory.unreclaimable = Some(b);
+        s.memory.working_set = Some(b);
+        s.memory.limit = Some(Limit::Bytes((limit_mib * MIB) as u64));
+        s
+    }
+
+    /// Go data: live heap, HeapAlloc, NextGC, resident heap (MiB), TotalAlloc (MiB).
+    fn with_go(mut s: Status, live: f64, alloc: f64, next_gc: f64, resident: f64, total: f64) -> Status {
+        let b = |m: f64| Some((m * MIB) as u64);
+        s.go = Some(GoStatus {
+            sample: GoSample {
+                heap_alloc: b(alloc),
+                heap_inuse: b(alloc),
+                heap_sys: b(resident),
+                heap_released: Some(0),
+                heap_idle: b(resident - alloc),
+                next_gc: b(next_gc),
+                total_alloc: b(total),
+                ..GoSample::default()
+            },
+            scraped_at_ms: s.time_ms,
+            heap_live: b(live),
+            heap_live_method: None,
+            gogc_env: Some(100),
+            restarts: 0,
+        });
+        s
+    }
+
+    fn run(a: &mut Analyzer, polls: impl IntoIterator<Item = Status>) -> Vec<Analysis> {
+        polls.into_iter().map(|s| a.update(&s)).collect()
+    }
+
+    #[test]
+    fn linear_leak_without_go() {
+        let mut a = analyzer();
+        let out = run(&mut a, (0..=90).map(|t| st(t as f64, 100.0 + t as f64, 400.0)));
+        // Start-up grace: nothing is called before 30 s of history.
+        assert!(out[..30]
+            .iter()
+            .all(|x| x.warming_up && x.risk == Risk::Ok && x.time_to_oom_s.is_none()));
+        let last = out.last().unwrap();
+        let tto = last.time_to_oom_s.expect("predicted");
+        assert!((tto - 210.0).abs() < 2.0, "{tto} {}", last.prediction);
+        assert_eq!(last.risk, Risk::Critical, "210 s < --critical-within 5m");
+        let slope = last.slopes["unreclaimable"].bytes_per_second / MIB;
+        assert!((slope - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn staircase_and_gaps() {
+        // +10 MiB every 10 s, one poll a second, with a 60 s gap in the data.
+        let mut a = analyzer();
+        let polls = (0..=240)
+            .filter(|t| !(100..160).contains(t))
+            .map(|t| st(t as f64, 50.0 + 10.0 * (t / 10) as f64, 600.0));
+        let last = run(&mut a, polls).pop().unwrap();
+        let real = (600.0 - 290.0) / 1.0; // 1 MiB/s on average, 290 MiB now
+        let tto = last.time_to_oom_s.expect("predicted");
+        assert!((tto - real).abs() / real < 0.2, "{tto} vs {real}");
+    }
+
+    #[test]
+    fn plateau_after_warm_up_is_not_a_leak() {
+        // Rises toward 200 MiB with a 10 s time constant, then stays.
+        let mut a = analyzer();
+        let out = run(
+            &mut a,
+            (0..=300).map(|t| st(t as f64, 200.0 * (1.0 - (-(t as f64) / 10.0).exp()), 512.0)),
+        );
+        for (t, x) in out.iter().enumerate() {
+            assert_eq!(x.risk, Risk::Ok, "t={t}: {x:?}");
+            assert!(
+                x.time_to_oom_s.is_none(),
+                "t={t}: {:?} {}",
+                x.time_to_oom_s,
+                x.prediction
+            );
+        }
+    }
+
+    #[test]
+    fn step_change_is_not_a_leak() {
+        let mut a = analyzer();
+        let out = run(
+            &mut a,
+            (0..=200).map(|t| st(t as f64, if t < 100 { 100.0 } else { 220.0 }, 512.0)),
+        );
+        assert!(
+            out.iter().all(|x| x.risk == Risk::Ok),
+            "{:?}",
+            out.iter().find(|x| x.risk != Risk::Ok)
+        );
+    }
+
+    #[test]
+    fn noise_is_not_a_leak() {
+        let mut a = analyzer();
+        let noise = |t: f64| ((t * 12.9898).sin() * 43758.5453).fract() * 10.0;
+        let out = run(&mut a, (0..=300).map(|t| st(t as f64, 150.0 + noise(t as f64), 512.0)));
+        assert!(out.iter().all(|x| x.risk == Risk::Ok && x.time_to_oom_s.is_none()));
+    }
+
+    #[test]
+    fn restart_starts_the_history_afresh() {
+        let mut a = analyzer();
+        let out = run(&mut a, (0..=60).map(|t| st(t as f64, 100.0 + t as f64, 400.0)));
+        assert!(out.last().unwrap().time_to_oom_s.is_some());
+        let mut s = st(61.0, 20.0, 400.0);
+        s.target.pid = Some(2);
+        let x = a.update(&s);
+        assert!(x.warming_up && x.time_to_oom_s.is_none(), "{x:?}");
+        assert_eq!(x.history_s, 0.0);
+    }
+
+    #[test]
+    fn near_the_limit_without_growth_is_a_warning() {
+        let mut a = analyzer();
+        let out = run(&mut a, (0..=5).map(|t| st(t as f64, 470.0, 512.0)));
+        assert_eq!(out.last().unwrap().risk, Risk::Warning, "91.8 % of the limit");
+    }
+
+    /// A Go service with a GC sawtooth: live heap `live(t)`, GOGC=100,
+    /// garbage allocated at 100 MiB/s, the charged heap ratcheting to the
+    /// highest NextGC seen, 20 MiB outside the heap.
+    fn sawtooth(t: f64, live: f64, peak: &mut f64) -> Status {
+        let next_gc = 2.0 * live;
+        let phase = (t * 0.37).fract();
+        let alloc = live + phase * (next_gc - live);
+        *peak = peak.max(alloc);
+        with_go(st(t, 20.0 + *peak, 512.0), live, alloc, next_gc, *peak, 100.0 * t)
+    }
+
+    #[test]
+    fn steady_sawtooth_is_not_a_leak() {
+        let mut a = analyzer();
+        let mut peak = 0.0;
+        let out = run(&mut a, (0..=300).map(|t| sawtooth(t as f64, 100.0, &mut peak)));
+        for x in &out {
+            assert_eq!(x.risk, Risk::Ok, "{x:?}");
+            assert!(!x.has(Cause::HeapLeak));
+        }
+        assert!(
+            out.last().unwrap().time_to_oom_s.is_none(),
+            "{}",
+            out.last().unwrap().prediction
+        );
+    }
+
+    #[test]
+    fn sawtooth_leak_counts_the_peaks() {
+        // The live heap grows 1 MiB/s from 50 MiB: the kernel kills when
+        // 20 + NextGC (2 x live) reaches 512, at live 246 MiB, t = 196 s.
+        let mut a = analyzer();
+        let mut peak = 0.0;
+        let out = run(
+            &mut a,
+            (0..=100).map(|t| sawtooth(t as f64, 50.0 + t as f64, &mut peak)),
+        );
+        for (t, x) in out.iter().enumerate().skip(40) {
+            let real = 196.0 - t as f64;
+            let tto = x.time_to_oom_s.unwrap_or_else(|| panic!("t={t}: {}", x.prediction));
+            assert!(
+                (tto - real).abs() / real < 0.35,
+                "t={t}: predicted {tto:.0} s, real {real:.0} s ({})",
+                x.prediction
+            );
+        }
+        let last = out.last().unwrap();
+        assert!(last.has(Cause::HeapLeak), "{:?}", last.findings);
+        assert!(!last.has(Cause::OffHeapGrowth), "{:?}", last.findings);
+        assert_eq!(last.risk, Risk::Critical);
+    }
+
+    #[test]
+    fn off_heap_growth_is_told_apart() {
+        // Steady heap, memory outside it growing 2 MiB/s.
+        let mut a = analyzer();
+        let out = run(
+            &mut a,
+            (0..=90).map(|t| {
+                let t = t as f64;
+                with_go(st(t, 100.0 + 2.0 * t, 512.0), 40.0, 50.0, 80.0, 80.0, 10.0 * t)
+            }),
+        );
+        let last = out.last().unwrap();
+        assert!(last.has(Cause::OffHeapGrowth), "{:?}", last.findings);
+        assert!(!last.has(Cause::HeapLeak), "{:?}", last.findings);
+        // 512 - (20 + 2*90 + 80) = 232 MiB to go at 2 MiB/s.
+        let tto = last.time_to_oom_s.expect("predicted");
+        assert!((tto - 116.0).abs() / 116.0 < 0.1, "{tto} ({})", last.prediction);
+    }
+
+    #[test]
+    fn goal_beyond_the_limit_is_imminent() {
+        // NextGC 500 + 20 outside the heap > 512: this cycle reaches the limit.
+        let mut a = analyzer();
+        let out = run(
+            &mut a,
+            (0..=40).map(|t| {
+                let t = t as f64;
+                with_go(st(t, 300.0, 512.0), 250.0, 280.0, 500.0, 280.0, 10.0 * t)
+            }),
+        );
+        let last = out.last().unwrap();
+        // (512 - 20 - 280) / 10 MiB/s = 21 s.
+        let tto = last.time_to_oom_s.expect("predicted");
+        assert!((tto - 21.2).abs() < 1.0, "{tto} ({})", last.prediction);
+        assert!(last.has(Cause::GcHeadroom), "{:?}", last.findings);
+    }
+
+    #[test]
+    fn unlimited_never_predicts_and_history_is_bounded() {
+        let mut a = Analyzer::new(AnalysisConfig {
+            window_ms: 86_400_000,
+            warn_within_s: 1800.0,
+            critical_within_s: 300.0,
+            thresholds: Thresholds::default(),
+        });
+        // 50 hours at one poll a minute: twice the window.
+        for t in (0..3000u64).map(|i| i * 60) {
+            let mut s = st(t as f64, 100.0 + t as f64, 512.0);
+            s.memory.limit = Some(Limit::Unlimited);
+            let x = a.update(&s);
+            assert!(x.time_to_oom_s.is_none());
+        }
+        assert!(a.history_bytes() < 200 * 1024, "{}", a.history_bytes());
+    }
+}
