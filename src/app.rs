@@ -4,6 +4,7 @@
 //! mmap lock, and that must stall neither the HTTP server nor the Go scrape.
 //! It sleeps on a channel, so Go results and the stop signal wake it.
 
+use crate::alert::{list_profiles, AlertConfig, AlertEvent, AlertPlan, Deliverer, Plan, Profiles};
 use crate::collector::Collector;
 use crate::config::Config;
 use crate::http::{router, Published, Shared};
@@ -61,10 +62,21 @@ async fn go_loop(url: String, interval: Duration, tx: std_mpsc::Sender<PollerMsg
     }
 }
 
-/// The poll loop, on its own thread: poll every `interval`, publish.
-fn poller(cfg: Config, shared: Arc<Shared>, histogram: prometheus::Histogram, rx: std_mpsc::Receiver<PollerMsg>) {
-    let interval = cfg.interval;
-    let mut collector = Collector::new(cfg);
+/// Where the poller sends alert work; `None` when no alert output is set.
+type AlertTx = Option<tokio::sync::mpsc::Sender<(Plan, AlertEvent)>>;
+
+/// The poll loop, on its own thread: poll every `interval`, publish, and
+/// hand alert work to the delivery task without ever waiting for it.
+fn poller(
+    mut collector: Collector,
+    interval: Duration,
+    shared: Arc<Shared>,
+    histogram: prometheus::Histogram,
+    rx: std_mpsc::Receiver<PollerMsg>,
+    alerts: AlertTx,
+    labels: std::collections::BTreeMap<String, String>,
+) {
+    let mut plan = AlertPlan::default();
     let mut next = Instant::now();
     loop {
         // Sleep until the next tick, taking Go results as they come.
@@ -85,12 +97,39 @@ fn poller(cfg: Config, shared: Arc<Shared>, histogram: prometheus::Histogram, rx
         let started = Instant::now();
         let status = collector.poll(unix_ms(SystemTime::now()), started);
         histogram.observe(started.elapsed().as_secs_f64());
+        if let (Some(tx), Some(a)) = (&alerts, &status.analysis) {
+            let p = plan.step(a.risk, status.time_ms);
+            if p != Plan::default() {
+                let ev = AlertEvent::new(a, status.time_ms, p.changed_from, &labels);
+                if tx.try_send((p, ev)).is_err() {
+                    tracing::warn!("alert delivery is behind: an alert update was dropped");
+                }
+            }
+        }
         shared.publish(Published::new(status));
         // Fixed rate; after a stall, start again from now rather than catch up.
         next += interval;
         if next < Instant::now() {
             next = Instant::now() + interval;
         }
+    }
+}
+
+/// Alert outputs from the config, labels from the pod's environment.
+pub fn alert_config(cfg: &Config) -> AlertConfig {
+    let mut labels = AlertConfig::labels_from_env(|k| std::env::var(k).ok());
+    if let crate::config::Target::Process(name) = &cfg.target {
+        labels.insert("process".into(), name.clone());
+    }
+    AlertConfig {
+        alertmanager_url: cfg.alertmanager_url.clone(),
+        webhook_url: cfg.webhook_url.clone(),
+        profile_dir: cfg.profile_dir.clone(),
+        pprof_url: cfg
+            .pprof_url
+            .clone()
+            .or_else(|| cfg.go_url.as_deref().and_then(go::pprof_url_from)),
+        labels,
     }
 }
 
@@ -130,10 +169,31 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(url) = cfg.go_url.clone() {
         tokio::spawn(go_loop(url, cfg.go_interval, poll_tx.clone(), stop_rx.clone()));
     }
+    let alert_cfg = alert_config(&cfg);
+    let profiles: Profiles = Default::default();
+    if let Some(dir) = &alert_cfg.profile_dir {
+        *profiles.lock().unwrap_or_else(|e| e.into_inner()) = list_profiles(dir);
+    }
+    let alert_tx = if alert_cfg.is_empty() {
+        None
+    } else {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Plan, AlertEvent)>(64);
+        let deliverer = Deliverer::new(alert_cfg.clone(), profiles.clone());
+        tokio::spawn(async move {
+            while let Some((plan, ev)) = rx.recv().await {
+                deliverer.deliver(plan, ev).await;
+            }
+        });
+        Some(tx)
+    };
+    let interval = cfg.interval;
+    let mut collector = Collector::new(cfg);
+    collector.set_profiles(profiles);
     let poller_shared = shared.clone();
+    let labels = alert_cfg.labels;
     let poller = std::thread::Builder::new()
         .name("poller".into())
-        .spawn(move || poller(cfg, poller_shared, histogram, poll_rx))
+        .spawn(move || poller(collector, interval, poller_shared, histogram, poll_rx, alert_tx, labels))
         .context("starting the poller thread")?;
     let mut server_stop = stop_rx;
     let server = tokio::spawn(async move {

@@ -179,14 +179,15 @@ pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
     let go_url = cfg.go_url.clone();
     let go_interval = cfg.go_interval;
     let client = HttpClient::new();
-    let mut collector = Collector::new(cfg);
+    let mut c = Collector::new(cfg);
+    let poll = |c: &mut Collector| c.poll(unix_ms(std::time::SystemTime::now()), std::time::Instant::now());
+    // Poll once first: the target found, its Go scrape can use its environment (GOGC).
+    let mut first = poll(&mut c);
     if let Some(url) = &go_url {
         let (r, at) = scrape_go(&client, url, go_interval).await;
-        collector.ingest_go(r, at, std::time::Instant::now());
+        c.ingest_go(r, at, std::time::Instant::now());
+        first = poll(&mut c);
     }
-    let poll = |c: &mut Collector| c.poll(unix_ms(std::time::SystemTime::now()), std::time::Instant::now());
-    let mut c = collector;
-    let first = poll(&mut c);
     let started = std::time::Instant::now();
     let mut last = first.clone();
     let mut next_go = started + go_interval;

@@ -101,6 +101,7 @@ pub struct Collector {
     /// GOGC from the target's environment, read once per PID.
     gogc_env: Option<(u32, Option<i64>)>,
     analyzer: Analyzer,
+    profiles: Option<crate::alert::Profiles>,
 }
 
 pub fn analysis_config(cfg: &Config) -> AnalysisConfig {
@@ -146,7 +147,13 @@ impl Collector {
             go: None,
             go_tracker: GoTracker::default(),
             gogc_env: None,
+            profiles: None,
         }
+    }
+
+    /// The heap profiles saved by the alert task, listed in the status.
+    pub fn set_profiles(&mut self, profiles: crate::alert::Profiles) {
+        self.profiles = Some(profiles);
     }
 
     fn gogc(&mut self) -> Option<i64> {
@@ -422,6 +429,11 @@ impl Collector {
             go: self.go.clone(),
             breakdown,
             analysis: None,
+            profiles: self
+                .profiles
+                .as_ref()
+                .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect())
+                .unwrap_or_default(),
             sources,
         }
     }

@@ -1,6 +1,7 @@
 //! headroom: a cgroup-aware sidecar that predicts a Go service's OOM kill
 //! and says why its memory grows.
 
+pub mod alert;
 pub mod analysis;
 pub mod app;
 pub mod check;

@@ -86,6 +86,9 @@ pub struct Status {
     pub breakdown: Breakdown,
     /// Trends, time to OOM, risk and diagnosis; `None` before the first poll.
     pub analysis: Option<crate::analysis::predict::Analysis>,
+    /// Heap profiles saved when the risk rose (--profile-dir), oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<crate::alert::SavedProfile>,
     pub sources: BTreeMap<&'static str, SourceStatus>,
 }
 

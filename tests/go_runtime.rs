@@ -154,7 +154,7 @@ fn fragmentation_bound_matches_the_runtime_over_prometheus_text() {
     let st = hr.status();
     assert_eq!(st["go"]["sample"]["format"], "prometheus");
     assert_eq!(
-        st["go"]["heap_live_method"], "envelope_and_goal",
+        st["go"]["heap_live_method"], "goal",
         "Go 1.19: estimated, GOGC from environ"
     );
     let live = m["headroom_go_heap_live_bytes"];

@@ -1,14 +1,15 @@
 //! The Go runtime across scrapes: restarts and the live heap.
 //!
 //! Live heap is exact where the runtime exports it (`go_gc_heap_live_bytes`,
-//! Go 1.21+ through client_golang). Otherwise it is estimated as the smaller
-//! of two upper bounds:
-//! - the lower envelope of HeapAlloc over the last [`ENVELOPE_SAMPLES`]
-//!   scrapes (HeapAlloc is smallest right after a GC, when it is the live
-//!   heap plus what was allocated since);
-//! - NextGC / (1 + GOGC/100) when GOGC is known (exported, or read from the
-//!   target's environment): Go sets the goal to live + (live + stacks +
-//!   globals) × GOGC/100, so the quotient is at least the live heap.
+//! Go 1.21+ through client_golang). Otherwise it is estimated:
+//! - from the GC goal when GOGC is known (exported, or read from the target's
+//!   environment): Go sets NextGC to live + (live + stacks + globals) ×
+//!   GOGC/100 at the end of each GC, so NextGC / (1 + GOGC/100) is the live
+//!   heap of the last GC, slightly over (stacks and globals), and current to
+//!   within one GC cycle; capped at HeapAlloc;
+//! - else from the lower envelope of HeapAlloc over the last
+//!   [`ENVELOPE_SAMPLES`] scrapes (HeapAlloc is smallest right after a GC),
+//!   which lags a growing heap by up to that many scrapes.
 
 use crate::parse::go_runtime::GoSample;
 use serde::Serialize;
@@ -22,8 +23,9 @@ pub const ENVELOPE_SAMPLES: usize = 12;
 pub enum LiveMethod {
     /// `go_gc_heap_live_bytes`.
     Exact,
-    /// min(HeapAlloc envelope, NextGC / (1 + GOGC/100)).
-    EnvelopeAndGoal,
+    /// NextGC / (1 + GOGC/100), at most HeapAlloc: the live heap the last GC
+    /// marked (plus stacks and globals, which the goal also counts).
+    Goal,
     /// HeapAlloc envelope only (GOGC unknown).
     Envelope,
 }
@@ -80,10 +82,12 @@ impl GoTracker {
             (Some(goal), Some(g)) => Some((goal as f64 / (1.0 + g as f64 / 100.0)) as u64),
             _ => None,
         };
-        let (heap_live, method) = match (envelope, from_goal) {
-            (Some(e), Some(g)) => (Some(e.min(g)), Some(LiveMethod::EnvelopeAndGoal)),
-            (Some(e), None) => (Some(e), Some(LiveMethod::Envelope)),
-            (None, _) => (None, None),
+        // A binding GOMEMLIMIT lowers the goal below live × (1 + GOGC/100).
+        let memlimit_binds = s.gomemlimit.is_some_and(|m| m < i64::MAX as u64);
+        let (heap_live, method) = match (envelope, from_goal, s.heap_alloc) {
+            (_, Some(g), Some(a)) if !memlimit_binds => (Some(g.min(a)), Some(LiveMethod::Goal)),
+            (Some(e), _, _) => (Some(e), Some(LiveMethod::Envelope)),
+            (None, _, _) => (None, None),
         };
         GoDerived {
             heap_live,
@@ -140,9 +144,16 @@ mod tests {
             (Some(110), Some(LiveMethod::Envelope))
         );
         let d = t.ingest(&s(150, 200, 9, 9000), Some(1), Some(100));
+        assert_eq!((d.heap_live, d.heap_live_method), (Some(100), Some(LiveMethod::Goal)));
+        // Never above HeapAlloc (right after a GC they meet).
+        let d = t.ingest(&s(90, 200, 10, 9100), Some(1), Some(100));
+        assert_eq!(d.heap_live, Some(90));
+        // A binding GOMEMLIMIT lowers the goal: the envelope is used instead.
+        let mut x = s(150, 120, 11, 9200);
+        x.gomemlimit = Some(1 << 30);
         assert_eq!(
-            (d.heap_live, d.heap_live_method),
-            (Some(100), Some(LiveMethod::EnvelopeAndGoal))
+            t.ingest(&x, Some(1), Some(100)).heap_live_method,
+            Some(LiveMethod::Envelope)
         );
         // The envelope is bounded: old minima age out.
         let mut t = GoTracker::default();

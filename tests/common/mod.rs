@@ -361,3 +361,194 @@ pub fn assert_close(what: &str, a: f64, b: f64, pct: f64) {
     let tol = b.abs() * pct / 100.0;
     assert!((a - b).abs() <= tol, "{what}: {a} not within {pct} % of {b}");
 }
+
+/// A free port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real Alertmanager (Debian's prometheus-alertmanager) on loopback.
+pub struct Alertmanager {
+    pub child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    pub fn start() -> Alertmanager {
+        let bin = require_program("prometheus-alertmanager");
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("alertmanager.yml");
+        std::fs::write(&cfg, "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n").unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start alertmanager");
+        let am = Alertmanager { child, addr, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(addr, "/-/ready").map(|r| r.0).ok() != Some(200) {
+            assert!(Instant::now() < deadline, "alertmanager did not get ready on {addr}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        am
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The alerts it holds (active and otherwise).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        let (code, body) = http_get(
+            self.addr,
+            "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true",
+        )
+        .expect("alertmanager API");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Vec<serde_json::Value>>(&body).expect("alerts JSON")
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A webhook receiver: records each POST body; the first `fail_first`
+/// requests are answered 503 to exercise retries.
+pub struct Webhook {
+    pub addr: SocketAddr,
+    pub bodies: Arc<Mutex<Vec<String>>>,
+    pub requests: Arc<Mutex<usize>>,
+}
+
+impl Webhook {
+    pub fn start(fail_first: usize) -> Webhook {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(Mutex::new(0usize));
+        let (b2, r2) = (bodies.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in l.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut len = 0usize;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                let n = {
+                    let mut r = r2.lock().unwrap();
+                    *r += 1;
+                    *r
+                };
+                let mut s = reader.into_inner();
+                if n <= fail_first {
+                    let _ = s.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                } else {
+                    b2.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                }
+            }
+        });
+        Webhook { addr, bodies, requests }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| serde_json::from_str(b).expect("webhook JSON"))
+            .collect()
+    }
+}
+
+/// What /api/v1/status said at one moment of a run.
+#[derive(Debug, Clone)]
+pub struct Tick {
+    pub t: f64,
+    pub risk: u64,
+    pub tto: Option<f64>,
+    pub causes: Vec<String>,
+    pub usage: Option<u64>,
+    pub prediction: String,
+}
+
+/// Records the status every `every` until `stop` says so (or `max` passes).
+pub fn record(
+    hr: &Headroom,
+    every: Duration,
+    max: Duration,
+    mut stop: impl FnMut(&serde_json::Value) -> bool,
+) -> Vec<Tick> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while start.elapsed() < max {
+        let st = hr.status();
+        let a = &st["analysis"];
+        out.push(Tick {
+            t: start.elapsed().as_secs_f64(),
+            risk: match a["risk"].as_str() {
+                Some("warning") => 1,
+                Some("critical") => 2,
+                _ => 0,
+            },
+            tto: a["time_to_oom_s"].as_f64(),
+            causes: a["findings"]
+                .as_array()
+                .map(|f| f.iter().filter_map(|x| x["cause"].as_str().map(String::from)).collect())
+                .unwrap_or_default(),
+            usage: st["memory"]["usage"].as_u64(),
+            prediction: a["prediction"].as_str().unwrap_or_default().to_owned(),
+        });
+        if stop(&st) {
+            break;
+        }
+        std::thread::sleep(every);
+    }
+    out
+}
+
+pub fn timeline(ticks: &[Tick]) -> String {
+    ticks
+        .iter()
+        .map(|k| {
+            format!(
+                "{:6.1}s risk {} tto {:>8} usage {:>6} MiB {:?} {}\n",
+                k.t,
+                k.risk,
+                k.tto.map_or("-".into(), |t| format!("{t:.0}")),
+                k.usage.map_or(0, |u| u >> 20),
+                k.causes,
+                k.prediction
+            )
+        })
+        .collect()
+}
