@@ -289,3 +289,102 @@ fn no_false_alarm_on_calm_workloads_start_up_included() {
         });
     });
 }
+
+#[test]
+fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
+    let am = Alertmanager::start();
+    let hook = Webhook::start(1); // the first delivery fails: it must be retried
+    let profiles = tempfile::tempdir().unwrap();
+    let cg = V1Cgroup::create("alerts", 256 * MIB);
+    let hog = GoHog::start(&cg, &[("GODEBUG", "madvdontneed=1")], &[]);
+    let pid = hog.pid().to_string();
+    let url = hog.url("/debug/vars");
+    let (am_url, hook_url) = (am.url(), hook.url());
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"));
+    cmd.env("POD_NAME", "shop-7d9f").env("POD_NAMESPACE", "prod").env("CONTAINER_NAME", "api");
+    let hr = Headroom::start_with(
+        cmd,
+        &[
+            "--pid",
+            &pid,
+            "--go-url",
+            &url,
+            "--go-interval",
+            "1s",
+            "--alertmanager-url",
+            &am_url,
+            "--webhook-url",
+            &hook_url,
+            "--profile-dir",
+            profiles.path().to_str().unwrap(),
+        ],
+    );
+    // Fill the cgroup to ~94 %: a warning from how close the basis is.
+    hog.call("/hold?mib=225");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        if let Some(a) = am.alerts().into_iter().find(|a| a["labels"]["alertname"] == "HeadroomOOMRisk") {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no alert in Alertmanager; headroom log:\n{}", hr.log());
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(alert["labels"]["severity"], "warning", "{alert:#}");
+    assert_eq!(alert["labels"]["pod"], "shop-7d9f");
+    assert_eq!(alert["labels"]["namespace"], "prod");
+    assert_eq!(alert["labels"]["container"], "api");
+    assert!(alert["annotations"]["summary"].as_str().unwrap().contains("% of the limit"), "{alert:#}");
+    assert!(alert["annotations"]["diagnosis"].as_str().unwrap().contains("gc_headroom"), "{alert:#}");
+    assert_eq!(alert["status"]["state"], "active");
+
+    // The webhook: retried after the 503, then the risk change arrives.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while hook.events().is_empty() {
+        assert!(Instant::now() < deadline, "no webhook delivery; log:\n{}", hr.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ev = &hook.events()[0];
+    assert_eq!((ev["risk"].as_str(), ev["previous"].as_str()), (Some("warning"), Some("ok")), "{ev:#}");
+    assert_eq!(ev["labels"]["pod"], "shop-7d9f");
+    assert!(*hook.requests.lock().unwrap() >= 2, "retried after the failure");
+
+    // The heap profile taken when the risk rose: a real pprof profile.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let saved = loop {
+        let st = hr.status();
+        if let Some(p) = st["profiles"].as_array().and_then(|l| l.first()).cloned() {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no profile listed; log:\n{}", hr.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let path = std::path::PathBuf::from(saved["path"].as_str().unwrap());
+    assert!(path.starts_with(profiles.path()) && path.exists(), "{saved:#}");
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip");
+    let go = require_program("go");
+    let out = std::process::Command::new(go).args(["tool", "pprof", "-raw"]).arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("PeriodType: space bytes"), "go tool pprof: {text}{}", String::from_utf8_lossy(&out.stderr));
+
+    // Memory returned: after the hysteresis period the alert resolves.
+    hog.call("/drop");
+    hog.call("/freeos");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let active = am
+            .alerts()
+            .into_iter()
+            .any(|a| a["labels"]["alertname"] == "HeadroomOOMRisk" && a["status"]["state"] == "active");
+        if !active {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alert not resolved; log:\n{}", hr.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hook.events().iter().any(|e| e["risk"] == "ok" && e["previous"] == "warning") {
+        assert!(Instant::now() < deadline, "no webhook for the all-clear: {:?}", hook.events());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
