@@ -339,3 +339,52 @@ fn check_reports_on_a_fixture() {
     assert_eq!(j["risk"], "warning");
     assert_eq!(j["status"]["memory"]["unreclaimable"], 136220672);
 }
+
+/// Serves `body` to every request (a Go target's /metrics, from a fixture).
+fn serve_static(body: String) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body.as_bytes());
+        }
+    });
+    addr
+}
+
+#[test]
+fn dashboard_queries_only_metrics_a_live_scrape_has() {
+    // The v2 tree and a Go target serving the runtime/metrics names (so that
+    // GOMEMLIMIT and the other "where exported" metrics are in the scrape).
+    let body = std::fs::read_to_string(fixture("go/client_golang-runtime-metrics-go1.22.prom")).unwrap();
+    let go = serve_static(body);
+    let url = format!("http://{go}/metrics");
+    let hr = start_on("v2", &["--pid", "4242", "--go-url", &url, "--go-interval", "200ms"]);
+    // Slopes need three one-second buckets of history.
+    hr.wait_metrics(Duration::from_secs(15), "slopes and Go metrics", |m| {
+        m.contains_key("headroom_leak_slope_bytes_per_second{series=\"unreclaimable\"}")
+            && m.contains_key("headroom_go_gomemlimit_bytes")
+    });
+    let scrape = hr.get("/metrics").1;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scrape.prom");
+    std::fs::write(&file, &scrape).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(project_root().join("scripts/check_dashboard.py"))
+        .arg(project_root().join("deploy/grafana/headroom-dashboard.json"))
+        .arg(&file)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}{}\nscrape:\n{scrape}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    promtool_check(&scrape);
+}
