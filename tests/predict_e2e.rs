@@ -189,9 +189,33 @@ fn assert_calm(c: &Calm, ticks: &[Tick]) {
     }
 }
 
+/// Writes a `mib` MiB file from inside the cgroup and reads it in a loop;
+/// headroom watches the cgroup. Returns the last working set.
+fn page_cache(c: &Calm, cg_name: &str, file: &std::path::Path, mib: u64, pause: &str) -> f64 {
+    let cg = V1Cgroup::create(cg_name, c.limit_mib * MIB);
+    let script = format!(
+        "head -c {mib}M /dev/zero > {f} && while :; do cat {f} > /dev/null; {pause} done",
+        f = file.display()
+    );
+    let mut reader = cg
+        .command(std::path::Path::new("/bin/sh"))
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
+    let hr = Headroom::start(&["--cgroup", cg.dir.to_str().unwrap()]);
+    let ticks = watch_calm(&hr, CALM_SECS);
+    let ws = hr.metrics()["headroom_memory_working_set_bytes"];
+    let _ = reader.kill();
+    let _ = reader.wait();
+    assert_calm(c, &ticks);
+    ws
+}
+
+/// How long each calm workload is watched (the trend grace is 30 s).
+const CALM_SECS: u64 = 75;
+
 #[test]
 fn no_false_alarm_on_calm_workloads_start_up_included() {
-    const SECS: u64 = 75;
     let scratch = tempfile::tempdir_in(project_root().join("target")).expect("scratch dir on disk");
     let big = scratch.path().join("big.bin");
     let small = scratch.path().join("small.bin");
@@ -206,7 +230,7 @@ fn no_false_alarm_on_calm_workloads_start_up_included() {
             let cg = V1Cgroup::create("calm-saw", c.limit_mib * MIB);
             let hog = GoHog::start(&cg, &[], &["-live", "100", "-garbage", "100"]);
             let hr = headroom_for(&hog, &[]);
-            assert_calm(&c, &watch_calm(&hr, SECS));
+            assert_calm(&c, &watch_calm(&hr, CALM_SECS));
         });
         // 2. Page cache: a file larger than the limit read in a loop.
         scope.spawn(|| {
@@ -215,21 +239,7 @@ fn no_false_alarm_on_calm_workloads_start_up_included() {
                 limit_mib: 256,
                 expect: &["page_cache"],
             };
-            let cg = V1Cgroup::create("calm-cache-big", c.limit_mib * MIB);
-            let script = format!(
-                "head -c 320M /dev/zero > {f} && while :; do cat {f} > /dev/null; done",
-                f = big.display()
-            );
-            let mut reader = cg
-                .command(std::path::Path::new("/bin/sh"))
-                .args(["-c", &script])
-                .spawn()
-                .unwrap();
-            let hr = Headroom::start(&["--cgroup", cg.dir.to_str().unwrap()]);
-            let ticks = watch_calm(&hr, SECS);
-            let _ = reader.kill();
-            let _ = reader.wait();
-            assert_calm(&c, &ticks);
+            page_cache(&c, "calm-cache-big", &big, 320, "");
         });
         // 3. Page cache that fits: it stays in active_file, working set high.
         scope.spawn(|| {
@@ -238,22 +248,7 @@ fn no_false_alarm_on_calm_workloads_start_up_included() {
                 limit_mib: 256,
                 expect: &[],
             };
-            let cg = V1Cgroup::create("calm-cache-fits", c.limit_mib * MIB);
-            let script = format!(
-                "head -c 180M /dev/zero > {f} && while :; do cat {f} > /dev/null; sleep 0.2; done",
-                f = small.display()
-            );
-            let mut reader = cg
-                .command(std::path::Path::new("/bin/sh"))
-                .args(["-c", &script])
-                .spawn()
-                .unwrap();
-            let hr = Headroom::start(&["--cgroup", cg.dir.to_str().unwrap()]);
-            let ticks = watch_calm(&hr, SECS);
-            let ws = hr.metrics()["headroom_memory_working_set_bytes"];
-            let _ = reader.kill();
-            let _ = reader.wait();
-            assert_calm(&c, &ticks);
+            let ws = page_cache(&c, "calm-cache-fits", &small, 180, "sleep 0.2;");
             assert!(
                 ws > 0.5 * (c.limit_mib * MIB) as f64,
                 "the working set is high ({ws}) yet no alarm"
@@ -272,7 +267,7 @@ fn no_false_alarm_on_calm_workloads_start_up_included() {
             hog.call("/hold?mib=400");
             hog.call("/drop");
             hog.call("/freeos");
-            assert_calm(&c, &watch_calm(&hr, SECS));
+            assert_calm(&c, &watch_calm(&hr, CALM_SECS));
         });
         // 5. A fragmented heap.
         scope.spawn(|| {
@@ -285,7 +280,7 @@ fn no_false_alarm_on_calm_workloads_start_up_included() {
             let hog = GoHog::start(&cg, &[], &[]);
             let hr = headroom_for(&hog, &[]);
             hog.call("/fragment?mib=150");
-            assert_calm(&c, &watch_calm(&hr, SECS));
+            assert_calm(&c, &watch_calm(&hr, CALM_SECS));
         });
     });
 }
@@ -301,7 +296,9 @@ fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
     let url = hog.url("/debug/vars");
     let (am_url, hook_url) = (am.url(), hook.url());
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"));
-    cmd.env("POD_NAME", "shop-7d9f").env("POD_NAMESPACE", "prod").env("CONTAINER_NAME", "api");
+    cmd.env("POD_NAME", "shop-7d9f")
+        .env("POD_NAMESPACE", "prod")
+        .env("CONTAINER_NAME", "api");
     let hr = Headroom::start_with(
         cmd,
         &[
@@ -323,18 +320,38 @@ fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
     hog.call("/hold?mib=225");
     let deadline = Instant::now() + Duration::from_secs(30);
     let alert = loop {
-        if let Some(a) = am.alerts().into_iter().find(|a| a["labels"]["alertname"] == "HeadroomOOMRisk") {
+        if let Some(a) = am
+            .alerts()
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "HeadroomOOMRisk")
+        {
             break a;
         }
-        assert!(Instant::now() < deadline, "no alert in Alertmanager; headroom log:\n{}", hr.log());
+        assert!(
+            Instant::now() < deadline,
+            "no alert in Alertmanager; headroom log:\n{}",
+            hr.log()
+        );
         std::thread::sleep(Duration::from_millis(250));
     };
     assert_eq!(alert["labels"]["severity"], "warning", "{alert:#}");
     assert_eq!(alert["labels"]["pod"], "shop-7d9f");
     assert_eq!(alert["labels"]["namespace"], "prod");
     assert_eq!(alert["labels"]["container"], "api");
-    assert!(alert["annotations"]["summary"].as_str().unwrap().contains("% of the limit"), "{alert:#}");
-    assert!(alert["annotations"]["diagnosis"].as_str().unwrap().contains("gc_headroom"), "{alert:#}");
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("% of the limit"),
+        "{alert:#}"
+    );
+    assert!(
+        alert["annotations"]["diagnosis"]
+            .as_str()
+            .unwrap()
+            .contains("gc_headroom"),
+        "{alert:#}"
+    );
     assert_eq!(alert["status"]["state"], "active");
 
     // The webhook: retried after the 503, then the risk change arrives.
@@ -344,7 +361,11 @@ fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let ev = &hook.events()[0];
-    assert_eq!((ev["risk"].as_str(), ev["previous"].as_str()), (Some("warning"), Some("ok")), "{ev:#}");
+    assert_eq!(
+        (ev["risk"].as_str(), ev["previous"].as_str()),
+        (Some("warning"), Some("ok")),
+        "{ev:#}"
+    );
     assert_eq!(ev["labels"]["pod"], "shop-7d9f");
     assert!(*hook.requests.lock().unwrap() >= 2, "retried after the failure");
 
@@ -363,9 +384,17 @@ fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip");
     let go = require_program("go");
-    let out = std::process::Command::new(go).args(["tool", "pprof", "-raw"]).arg(&path).output().unwrap();
+    let out = std::process::Command::new(go)
+        .args(["tool", "pprof", "-raw"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("PeriodType: space bytes"), "go tool pprof: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains("PeriodType: space bytes"),
+        "go tool pprof: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Memory returned: after the hysteresis period the alert resolves.
     hog.call("/drop");
@@ -383,8 +412,16 @@ fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !hook.events().iter().any(|e| e["risk"] == "ok" && e["previous"] == "warning") {
-        assert!(Instant::now() < deadline, "no webhook for the all-clear: {:?}", hook.events());
+    while !hook
+        .events()
+        .iter()
+        .any(|e| e["risk"] == "ok" && e["previous"] == "warning")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no webhook for the all-clear: {:?}",
+            hook.events()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

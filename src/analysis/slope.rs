@@ -7,7 +7,7 @@
 //! a high tau (see `predict`). At most [`MAX_FIT_POINTS`] evenly spaced points
 //! enter a fit, so its cost is bounded whatever the window.
 
-pub const MAX_FIT_POINTS: usize = 120;
+pub const MAX_FIT_POINTS: usize = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fit {
