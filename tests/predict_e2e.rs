@@ -89,13 +89,18 @@ fn heap_leak_to_a_real_oom_kill_is_predicted_early_and_right() {
         "critical only {:.0} s before running out:\n{tl}",
         out_at - crit
     );
-    // Once the window has data, the prediction is within 35 % of the truth.
+    // Once the window has data, the prediction is within 35 % of the truth,
+    // or within 8 s near the end: the last GC cycle fills the heap from live
+    // to its goal in ~6 s at this workload's 42 MiB/s of allocation, so when
+    // in that cycle the limit is crossed is known to about that much (and the
+    // Go runtime is scraped every 2 s).
     let mut checked = 0;
     for k in ticks.iter().filter(|k| k.t >= 45.0 && out_at - k.t >= 10.0) {
         let real = out_at - k.t;
         let tto = k.tto.unwrap_or_else(|| panic!("no prediction at {:.0} s:\n{tl}", k.t));
+        let tolerance = (0.35 * real).max(8.0);
         assert!(
-            (tto - real).abs() <= 0.35 * real,
+            (tto - real).abs() <= tolerance,
             "at {:.0} s predicted {tto:.0} s, real {real:.0} s:\n{tl}",
             k.t
         );

@@ -491,8 +491,7 @@ fn oom_kill_of_a_go_leak_is_counted_once_and_headroom_keeps_serving() {
         "the cgroup outlives its process: {st:#}"
     );
 
-    // The timeline: what a dashboard polling /metrics saw. headroom_oom_risk
-    // is recorded when headroom exports it (asserted by a later issue).
+    // The timeline: what a dashboard polling /metrics saw.
     let tl = timeline(s);
     eprintln!("  timeline (t s since the leak began; bytes):");
     for p in &tl {
@@ -515,6 +514,18 @@ fn oom_kill_of_a_go_leak_is_counted_once_and_headroom_keeps_serving() {
     assert!(
         alive.iter().all(|p| p["oom_kills"] == "0"),
         "no kill counted while gohog lived: {alive:?}"
+    );
+    // The warning came before the kill, with time to act.
+    let killed_after: f64 = s.kv("killed_after_s").parse().expect("killed_after_s");
+    let warned_at = alive
+        .iter()
+        .find(|p| p["oom_risk"].parse::<f64>().is_ok_and(|r| r >= 1.0))
+        .map(|p| p["t"].parse::<f64>().expect("t"))
+        .unwrap_or_else(|| panic!("no warning before the kill at {killed_after} s: {alive:?}"));
+    assert!(
+        killed_after - warned_at >= 10.0,
+        "warned at {warned_at} s, only {:.1} s before the kill",
+        killed_after - warned_at
     );
     assert!(
         after.iter().all(|p| p["oom_kills"] == "1"),

@@ -1,8 +1,9 @@
-# Scenario oom_kill: gohog leaks Go heap at 16 MiB/s in a cgroup with
-# memory.max 96M until the kernel OOM-kills it. While it runs, /metrics is
-# polled every 0.5 s into a `timeline` section (usage, oom kills, and
-# headroom_oom_risk when headroom exports it). Then headroom must count
-# exactly one kill and keep serving.
+# Scenario oom_kill: gohog leaks Go heap at 1.5 MiB/s in a cgroup with
+# memory.max 96M until the kernel OOM-kills it (about a minute: long enough
+# for headroom's 30 s trend grace and a warning before the kill). While it
+# runs, /metrics is polled every 0.5 s into a `timeline` section (usage, oom
+# kills, headroom_oom_risk, time to OOM). Then headroom must count exactly
+# one kill and keep serving.
 SCEN=oom_kill
 # shellcheck source=lib.sh
 . /vm/lib.sh
@@ -19,7 +20,7 @@ file_blob "$cg/memory.events" events.before
 get "$m/metrics" >"$d/metrics.before"
 file_blob "$d/metrics.before" metrics.before
 
-get "http://127.0.0.1:6062/leak?mib_per_s=16" >"$d/leak.json"
+get "http://127.0.0.1:6062/leak?mib_per_s=1.5" >"$d/leak.json"
 kv leak_response "$(cat "$d/leak.json")"
 t0=$(uptime_s)
 kv leak_start_s "$t0"
@@ -41,8 +42,8 @@ sample() {
 }
 start=$(date +%s)
 while alive "$GOHOG_PID"; do
-    if [ $(($(date +%s) - start)) -ge 90 ]; then
-        kv timeout "gohog still alive 90 s into the leak"
+    if [ $(($(date +%s) - start)) -ge 120 ]; then
+        kv timeout "gohog still alive 120 s into the leak"
         break
     fi
     sample 1
