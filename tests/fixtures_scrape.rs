@@ -301,17 +301,23 @@ fn missing_target_golden_failure_scrape() {
     assert!(err.contains("999999"), "{err}");
 }
 
-#[test]
-fn check_reports_on_a_fixture() {
-    let root = fixture("v2");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"))
+/// `headroom check --pid 4242` on a fixture tree, with `extra` flags.
+fn check_on(tree: &str, extra: &[&str]) -> std::process::Output {
+    let root = fixture(tree);
+    std::process::Command::new(env!("CARGO_BIN_EXE_headroom"))
         .args(["check", "--pid", "4242"])
+        .args(extra)
         .arg("--proc-root")
         .arg(root.join("proc"))
         .arg("--cgroup-root")
         .arg(root.join("sys/fs/cgroup"))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn check_reports_on_a_fixture() {
+    let out = check_on("v2", &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     for needle in [
@@ -326,14 +332,7 @@ fn check_reports_on_a_fixture() {
         assert!(text.contains(needle), "missing {needle:?}:\n{text}");
     }
     // Near the limit: the exit status says so.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"))
-        .args(["check", "--pid", "4242", "--json", "--memory-limit", "140MiB"])
-        .arg("--proc-root")
-        .arg(root.join("proc"))
-        .arg("--cgroup-root")
-        .arg(root.join("sys/fs/cgroup"))
-        .output()
-        .unwrap();
+    let out = check_on("v2", &["--json", "--memory-limit", "140MiB"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["risk"], "warning");
