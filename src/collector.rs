@@ -200,10 +200,6 @@ impl Collector {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
     fn state(&mut self, name: &'static str) -> &mut SourceState {
         self.sources.get_mut(name).expect("known source")
     }

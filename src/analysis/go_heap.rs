@@ -95,15 +95,6 @@ impl GoTracker {
             restarted,
         }
     }
-
-    /// Forgets everything (the target is gone).
-    pub fn reset(&mut self) {
-        let restarts = self.restarts;
-        *self = GoTracker {
-            restarts,
-            ..GoTracker::default()
-        };
-    }
 }
 
 #[cfg(test)]

@@ -64,10 +64,6 @@ impl RiskState {
         }
         self.level
     }
-
-    pub fn reset(&mut self) {
-        *self = RiskState::default();
-    }
 }
 
 #[cfg(test)]

@@ -261,14 +261,6 @@ impl CgroupReader {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn version(&self) -> CgroupVersion {
-        self.version
-    }
-
     fn read_opt(&mut self, name: &str) -> Result<Option<String>, CgroupError> {
         let path = self.dir.join(name);
         self.read_path(&path)

@@ -40,11 +40,6 @@ impl FileCache {
         Ok(Some(Self::text(&self.buf, path)?))
     }
 
-    /// Forgets every handle (after the target moved to another cgroup).
-    pub fn clear(&mut self) {
-        self.open.clear();
-    }
-
     fn read_at_zero(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.clear();
         if buf.capacity() < 4096 {
@@ -103,8 +98,7 @@ mod tests {
         // Replaced by a new file (cgroup recreated): a cached handle on a
         // regular file still reads the old inode, so removal is what counts.
         std::fs::remove_file(&p).unwrap();
-        cache.clear();
-        assert_eq!(cache.read(&p).unwrap(), None);
+        assert_eq!(FileCache::default().read(&p).unwrap(), None);
     }
 
     #[test]

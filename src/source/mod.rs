@@ -5,5 +5,3 @@ pub mod cgroup;
 mod files;
 pub mod go;
 pub mod proc;
-
-pub use files::FileCache;

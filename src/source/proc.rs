@@ -117,14 +117,6 @@ impl ProcReader {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn process(&mut self) -> Result<&Process, ProcSourceError> {
         if self.process.is_none() {
             let p = Process::new_with_root(self.dir.clone())
