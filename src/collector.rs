@@ -85,6 +85,8 @@ pub struct Collector {
     cfg: Config,
     own_pid: u32,
     pid: Option<u32>,
+    /// The last PID the target had, kept while it is gone.
+    last_pid: Option<u32>,
     located: Option<Located>,
     cgroup: Option<CgroupReader>,
     proc: Option<ProcReader>,
@@ -133,6 +135,7 @@ impl Collector {
             cfg,
             own_pid: std::process::id(),
             pid: None,
+            last_pid: None,
             located: None,
             cgroup: None,
             proc: None,
@@ -243,9 +246,14 @@ impl Collector {
     pub fn poll(&mut self, now_ms: u64, now: Instant) -> Status {
         let pid = self.resolve_pid(now);
         if pid != self.pid {
-            if let (Some(old), Some(new)) = (self.pid, pid) {
-                tracing::info!(old_pid = old, new_pid = new, "target restarted with a new PID");
+            // The old PID may have been gone for some polls: compare with the
+            // last one seen.
+            if let (Some(old), Some(new)) = (self.last_pid, pid) {
+                if old != new {
+                    tracing::info!(old_pid = old, new_pid = new, "target restarted with a new PID");
+                }
             }
+            self.last_pid = pid.or(self.last_pid);
             self.pid = pid;
             self.proc = pid.map(|p| ProcReader::new(&self.cfg.proc_root, p));
             self.smaps = None;

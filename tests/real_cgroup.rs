@@ -140,6 +140,10 @@ fn process_name_follows_a_restart_into_a_new_cgroup_and_keeps_the_oom_count() {
     });
     let _ = a.kill();
     let _ = a.wait();
+    // A restart takes a while: headroom sees the target gone first.
+    hr.wait_metrics(Duration::from_secs(10), "the target gone", |m| {
+        m.get("headroom_source_up{source=\"proc\"}") == Some(&0.0)
+    });
 
     // The container restarts: a new process in a new cgroup, whose kernel count is 0.
     let second = V1Cgroup::create("restart-b", 128 * MIB);
