@@ -11,7 +11,6 @@ use crate::source::cgroup::{locate_auto, locate_explicit, CgroupError, CgroupRea
 use crate::source::proc::{find_process, ProcReader, ProcSourceError};
 use crate::status::{GoStatus, Memory, SourceStatus, Status, TargetStatus, SOURCES};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// A counter that survives resets: when the kernel's count goes down (a new
@@ -207,23 +206,21 @@ impl Collector {
         self.sources.get_mut(name).expect("known source")
     }
 
-    /// Finds the target PID; re-resolves `--process` when the process is gone.
+    /// Finds the target PID; `--process` is resolved again once the process
+    /// is gone.
     fn resolve_pid(&mut self, now: Instant) -> Option<u32> {
-        let alive = |pid: u32, root: &PathBuf| root.join(pid.to_string()).join("status").exists();
-        match self.cfg.target.clone() {
-            Target::Own => None,
-            Target::Pid(p) => Some(p),
-            Target::Process(name) => {
-                if let Some(p) = self.pid.filter(|p| alive(*p, &self.cfg.proc_root)) {
-                    return Some(p);
-                }
-                match find_process(&self.cfg.proc_root, &name, Some(self.own_pid)) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        self.state("proc").fail("proc", e.to_string(), now);
-                        None
-                    }
-                }
+        let name = match &self.cfg.target {
+            Target::Own => return None,
+            Target::Pid(p) => return Some(*p),
+            // Kept until a read finds the process gone (see `poll`).
+            Target::Process(_) if self.pid.is_some() => return self.pid,
+            Target::Process(name) => name,
+        };
+        match find_process(&self.cfg.proc_root, name, Some(self.own_pid)) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.state("proc").fail("proc", e.to_string(), now);
+                None
             }
         }
     }

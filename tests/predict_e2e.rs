@@ -25,16 +25,38 @@ fn headroom_for(hog: &GoHog, extra: &[&str]) -> Headroom {
     Headroom::start(&args)
 }
 
-/// Waits for the process to die; returns how long after `since` it did.
-fn wait_killed(hog: &mut GoHog, since: Instant, timeout: Duration) -> f64 {
-    let deadline = Instant::now() + timeout;
-    loop {
+/// Records the status until `hog` dies (or `max` passes), calling `each`
+/// with the seconds since `since` on every tick; returns the ticks and when
+/// it died.
+fn record_until_killed(
+    hr: &Headroom,
+    hog: &mut GoHog,
+    since: Instant,
+    max: Duration,
+    mut each: impl FnMut(f64),
+) -> (Vec<Tick>, f64) {
+    let mut killed_at = None;
+    let ticks = record(hr, Duration::from_millis(500), max, |_| {
+        let now = since.elapsed().as_secs_f64();
+        each(now);
         if hog.child.try_wait().expect("wait").is_some() {
-            return since.elapsed().as_secs_f64();
+            killed_at = Some(now);
         }
-        assert!(Instant::now() < deadline, "not killed within {timeout:?}");
+        killed_at.is_some()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while killed_at.is_none() {
+        if hog.child.try_wait().expect("wait").is_some() {
+            killed_at = Some(since.elapsed().as_secs_f64());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not killed within {max:?}:\n{}",
+            timeline(&ticks)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+    (ticks, killed_at.expect("set above"))
 }
 
 #[test]
@@ -47,10 +69,9 @@ fn heap_leak_to_a_real_oom_kill_is_predicted_early_and_right() {
     let start = Instant::now();
     let mut hog = GoHog::start(&cg, &[], &["-leak", "2", "-garbage", "40"]);
     let hr = headroom_for(&hog, &[]);
-    let (mut killed_at, mut limit_at) = (None, None);
+    let mut limit_at = None;
     let limit = (512 * MIB) as f64;
-    let ticks = record(&hr, Duration::from_millis(500), Duration::from_secs(300), |_| {
-        let now = start.elapsed().as_secs_f64();
+    let (ticks, killed_at) = record_until_killed(&hr, &mut hog, start, Duration::from_secs(300), |now| {
         // headroom predicts when the limit-basis value (unreclaimable, by
         // default) reaches the limit: watch that in the kernel's own files.
         let stat = cg.stat();
@@ -60,13 +81,8 @@ fn heap_leak_to_a_real_oom_kill_is_predicted_early_and_right() {
         if limit_at.is_none() && unreclaimable >= 0.98 * limit {
             limit_at = Some(now);
         }
-        if hog.child.try_wait().expect("wait").is_some() {
-            killed_at = Some(now);
-        }
-        killed_at.is_some()
     });
     let tl = timeline(&ticks);
-    let killed_at = killed_at.unwrap_or_else(|| wait_killed(&mut hog, start, Duration::from_secs(10)));
     assert!(
         cg.read("memory.oom_control").contains("oom_kill 1"),
         "a real OOM kill:\n{tl}"
@@ -125,15 +141,8 @@ fn off_heap_growth_to_a_real_oom_kill_is_warned_and_told_apart() {
     let start = Instant::now();
     let mut hog = GoHog::start(&cg, &[], &["-hold", "16", "-mmap-leak", "2"]);
     let hr = headroom_for(&hog, &[]);
-    let mut killed_at = None;
-    let ticks = record(&hr, Duration::from_millis(500), Duration::from_secs(200), |_| {
-        if hog.child.try_wait().expect("wait").is_some() {
-            killed_at = Some(start.elapsed().as_secs_f64());
-        }
-        killed_at.is_some()
-    });
+    let (ticks, killed_at) = record_until_killed(&hr, &mut hog, start, Duration::from_secs(200), |_| {});
     let tl = timeline(&ticks);
-    let killed_at = killed_at.unwrap_or_else(|| wait_killed(&mut hog, start, Duration::from_secs(10)));
     assert!(
         cg.read("memory.oom_control").contains("oom_kill 1"),
         "a real OOM kill:\n{tl}"
