@@ -1,10 +1,13 @@
-//! One poll (cgroup + /proc) over the fixture trees, and the metrics update
-//! and encoding that follow it. `cargo bench --bench poll`.
+//! One poll (cgroup + /proc, the analysis, the status) over the fixture
+//! trees, and the metrics update and encoding that follow it; the analysis
+//! alone on synthetic samples with a full window. `cargo bench --bench poll`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use headroom::collector::Collector;
 use headroom::config::Config;
 use headroom::metrics::Metrics;
+use headroom::monitor::Monitor;
+use headroom::sample::{CgroupSample, GoReading, Sample};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -24,17 +27,17 @@ fn config(tree: &str) -> Config {
 
 fn poll(c: &mut Criterion) {
     for tree in ["v1", "v2"] {
-        let mut collector = Collector::new(config(tree));
+        let mut monitor = Monitor::new(config(tree));
         let mut ms = 0;
         c.bench_function(&format!("poll_{tree}"), |b| {
             b.iter(|| {
                 ms += 1000;
-                collector.poll(ms, Instant::now())
+                monitor.poll(ms, Instant::now())
             })
         });
     }
-    let mut collector = Collector::new(config("v2"));
-    let status = collector.poll(0, Instant::now());
+    let mut monitor = Monitor::new(config("v2"));
+    let status = monitor.poll(0, Instant::now());
     let metrics = Metrics::new();
     c.bench_function("metrics_update_and_encode", |b| {
         b.iter(|| {
@@ -45,15 +48,17 @@ fn poll(c: &mut Criterion) {
     c.bench_function("status_json", |b| b.iter(|| serde_json::to_vec(&status).unwrap()));
 }
 
-/// A status one second after the last, with a growing leak and Go data.
-fn synthetic(t: u64, base: &headroom::status::Status) -> headroom::status::Status {
+/// A sample one second after the last, with a growing leak and Go data.
+fn synthetic(t: u64, base: &Sample) -> Sample {
     let mut s = base.clone();
-    s.time_ms = t * 1000;
+    s.time_ms = 1_700_000_000_000 + t * 1000;
+    s.mono_ms = t * 1000;
     let grow = t * 100_000;
-    s.memory.unreclaimable = s.memory.unreclaimable.map(|v| v + grow);
-    s.memory.working_set = s.memory.working_set.map(|v| v + grow);
+    if let Some(c) = s.cgroup.as_mut() {
+        c.usage += grow;
+    }
     if let Some(g) = s.go.as_mut() {
-        g.scraped_at_ms = (t / 5) * 5000;
+        g.scraped_mono_ms = (t / 5) * 5000;
         g.sample.total_alloc = Some(t * 10_000_000);
         g.heap_live = Some(50_000_000 + grow / 2);
     }
@@ -61,9 +66,9 @@ fn synthetic(t: u64, base: &headroom::status::Status) -> headroom::status::Statu
 }
 
 fn analysis(c: &mut Criterion) {
-    let mut collector = Collector::new(config("v2"));
-    let mut base = collector.poll(0, Instant::now());
-    base.go = Some(headroom::status::GoStatus {
+    let mut base = Collector::new(config("v2")).poll(0, Instant::now());
+    base.cgroup = Some(CgroupSample::all_anonymous("/cg", 200_000_000));
+    base.go = Some(GoReading {
         sample: headroom::parse::go_runtime::GoSample {
             heap_alloc: Some(80_000_000),
             heap_inuse: Some(82_000_000),
@@ -75,23 +80,20 @@ fn analysis(c: &mut Criterion) {
             ..Default::default()
         },
         scraped_at_ms: 0,
+        scraped_mono_ms: 0,
         heap_live: Some(50_000_000),
         heap_live_method: None,
         gogc_env: Some(100),
         restarts: 0,
     });
-    for (name, window) in [("10m", 600_000u64), ("24h", 86_400_000)] {
-        let cfg = headroom::analysis::predict::AnalysisConfig {
-            window_ms: window,
-            warn_within_s: 1800.0,
-            critical_within_s: 300.0,
-            thresholds: Default::default(),
-        };
-        let mut a = headroom::analysis::predict::Analyzer::new(cfg);
+    for (name, window) in [("10m", "10m"), ("24h", "24h")] {
+        let mut cfg = config("v2");
+        cfg.window = humantime::parse_duration(window).unwrap();
+        let mut a = headroom::analysis::predict::Analyzer::new(cfg.analysis_config());
         // One poll a second fills the window; past 600 points polls merge into
         // buckets, so one poll per bucket fills it just the same, faster.
-        let step = (window / 1000 / 600).max(1);
-        let polls = window / 1000;
+        let polls = cfg.window.as_secs();
+        let step = (polls / 600).max(1);
         for t in (0..polls).step_by(step as usize) {
             a.update(&synthetic(t, &base));
         }

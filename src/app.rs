@@ -5,40 +5,26 @@
 //! It sleeps on a channel, so Go results and the stop signal wake it.
 
 use crate::alert::{list_profiles, AlertConfig, AlertEvent, AlertPlan, Deliverer, Plan, Profiles};
-use crate::collector::Collector;
+use crate::collector::go::{scrape, unix_ms, GoScrape};
 use crate::config::Config;
 use crate::http::{router, Published, Shared};
 use crate::httpc::HttpClient;
 use crate::metrics::Metrics;
-use crate::parse::go_runtime::GoSample;
-use crate::source::go::{self, SCRAPE_TIMEOUT};
+use crate::monitor::Monitor;
+use crate::source::go;
 use anyhow::Context;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 /// How long in-flight HTTP requests may take to finish after a signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// One Go scrape's result, stamped with the wall-clock time it finished.
-pub type GoResult = (Result<GoSample, String>, u64);
-
 /// What wakes the poller besides its timer.
 pub enum PollerMsg {
-    Go(Box<GoResult>),
+    Go(Box<GoScrape>),
     Stop,
-}
-
-/// Scrapes one Go URL now.
-pub async fn scrape_go(client: &HttpClient, url: &str, interval: Duration) -> GoResult {
-    let timeout = SCRAPE_TIMEOUT.min(interval);
-    let r = go::scrape(client, url, timeout).await.map_err(|e| e.to_string());
-    (r, unix_ms(SystemTime::now()))
 }
 
 /// Scrapes the target's Go runtime every `interval`, apart from the cgroup
@@ -53,7 +39,7 @@ async fn go_loop(url: String, interval: Duration, tx: std_mpsc::Sender<PollerMsg
             _ = stop.changed() => return,
         }
         let result = tokio::select! {
-            r = scrape_go(&client, &url, interval) => r,
+            r = scrape(&client, &url, interval) => r,
             _ = stop.changed() => return,
         };
         if tx.send(PollerMsg::Go(Box::new(result))).is_err() {
@@ -68,7 +54,7 @@ type AlertTx = Option<tokio::sync::mpsc::Sender<(Plan, AlertEvent)>>;
 /// The poll loop, on its own thread: poll every `interval`, publish, and
 /// hand alert work to the delivery task without ever waiting for it.
 fn poller(
-    mut collector: Collector,
+    mut monitor: Monitor,
     interval: Duration,
     shared: Arc<Shared>,
     histogram: prometheus::Histogram,
@@ -86,16 +72,13 @@ fn poller(
                 break;
             }
             match rx.recv_timeout(wait) {
-                Ok(PollerMsg::Go(r)) => {
-                    let (result, at_ms) = *r;
-                    collector.ingest_go(result, at_ms, Instant::now())
-                }
+                Ok(PollerMsg::Go(r)) => monitor.ingest_go(*r),
                 Ok(PollerMsg::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
                 Err(std_mpsc::RecvTimeoutError::Timeout) => break,
             }
         }
         let started = Instant::now();
-        let status = collector.poll(unix_ms(SystemTime::now()), started);
+        let status = monitor.poll(unix_ms(SystemTime::now()), started);
         histogram.observe(started.elapsed().as_secs_f64());
         if let (Some(tx), Some(a)) = (&alerts, &status.analysis) {
             let p = plan.step(a.risk, status.time_ms);
@@ -178,7 +161,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         None
     } else {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(Plan, AlertEvent)>(64);
-        let deliverer = Deliverer::new(alert_cfg.clone(), profiles.clone());
+        let deliverer = Deliverer::new(&alert_cfg, profiles.clone());
         tokio::spawn(async move {
             while let Some((plan, ev)) = rx.recv().await {
                 deliverer.deliver(plan, ev).await;
@@ -187,13 +170,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Some(tx)
     };
     let interval = cfg.interval;
-    let mut collector = Collector::new(cfg);
-    collector.set_profiles(profiles);
+    let mut monitor = Monitor::new(cfg);
+    monitor.set_profiles(profiles);
     let poller_shared = shared.clone();
     let labels = alert_cfg.labels;
     let poller = std::thread::Builder::new()
         .name("poller".into())
-        .spawn(move || poller(collector, interval, poller_shared, histogram, poll_rx, alert_tx, labels))
+        .spawn(move || poller(monitor, interval, poller_shared, histogram, poll_rx, alert_tx, labels))
         .context("starting the poller thread")?;
     let mut server_stop = stop_rx;
     let server = tokio::spawn(async move {

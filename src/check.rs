@@ -4,10 +4,10 @@
 
 use crate::analysis::diagnosis::Finding;
 use crate::analysis::risk::Risk;
-use crate::app::{scrape_go, unix_ms};
-use crate::collector::Collector;
+use crate::collector::go::{scrape, unix_ms};
 use crate::config::Config;
 use crate::httpc::HttpClient;
+use crate::monitor::Monitor;
 use crate::parse::cgroup_files::Limit;
 use crate::status::Status;
 use serde::Serialize;
@@ -108,7 +108,7 @@ pub fn render_table(r: &Report) -> String {
     let basis = s.limit_basis.map_or("–", |b| b.as_str());
     let rows: Vec<(String, String)> = vec![
         (
-            format!("limit ({})", m.limit_source.unwrap_or("–")),
+            format!("limit ({})", m.limit_source.map_or("–", |s| s.as_str())),
             limit_text(m.limit),
         ),
         ("killer measures".into(), basis.to_owned()),
@@ -132,7 +132,7 @@ pub fn render_table(r: &Report) -> String {
             "{}{}",
             mib(go.heap_live),
             match go.heap_live_method {
-                Some(crate::analysis::go_heap::LiveMethod::Exact) | None => "",
+                Some(crate::sample::LiveMethod::Exact) | None => "",
                 Some(_) => " (est.)",
             }
         );
@@ -162,7 +162,7 @@ pub fn render_table(r: &Report) -> String {
     }
     for (name, src) in &s.sources {
         if let (Some(false), Some(e)) = (src.up, &src.last_error) {
-            let _ = writeln!(out, "  source {name} down: {e}");
+            let _ = writeln!(out, "  source {} down: {e}", name.as_str());
         }
     }
     let _ = writeln!(out, "verdict  {:?}: {}", r.risk, r.verdict);
@@ -179,13 +179,12 @@ pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
     let go_url = cfg.go_url.clone();
     let go_interval = cfg.go_interval;
     let client = HttpClient::new();
-    let mut c = Collector::new(cfg);
-    let poll = |c: &mut Collector| c.poll(unix_ms(std::time::SystemTime::now()), std::time::Instant::now());
+    let mut c = Monitor::new(cfg);
+    let poll = |c: &mut Monitor| c.poll(unix_ms(std::time::SystemTime::now()), std::time::Instant::now());
     // Poll once first: the target found, its Go scrape can use its environment (GOGC).
     let mut first = poll(&mut c);
     if let Some(url) = &go_url {
-        let (r, at) = scrape_go(&client, url, go_interval).await;
-        c.ingest_go(r, at, std::time::Instant::now());
+        c.ingest_go(scrape(&client, url, go_interval).await);
         first = poll(&mut c);
     }
     let started = std::time::Instant::now();
@@ -194,8 +193,7 @@ pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
     while started.elapsed() < sample_for {
         tokio::time::sleep(interval.min(sample_for.saturating_sub(started.elapsed()))).await;
         if let Some(url) = go_url.as_ref().filter(|_| std::time::Instant::now() >= next_go) {
-            let (r, at) = scrape_go(&client, url, go_interval).await;
-            c.ingest_go(r, at, std::time::Instant::now());
+            c.ingest_go(scrape(&client, url, go_interval).await);
             next_go += go_interval;
         }
         last = poll(&mut c);

@@ -1,192 +1,314 @@
 //! Configuration: flags > `HEADROOM_*` env > `--config` TOML file > defaults.
 //!
+//! One table, [`FLAGS`], lists every setting once: its name, default, help
+//! and example. clap's flags and their env names, the TOML keys, the help
+//! text and the defaults the validation falls back to are all read from it.
 //! clap collects flags and env as raw strings; the file adds what they left
 //! out; [`Config::from_map`] validates the merged map and reports every bad
 //! key at once. Tests fill that map directly.
 
+use crate::analysis::predict::AnalysisConfig;
 use crate::parse::cgroup_files::Limit;
-use clap::{Args, Parser, Subcommand};
+pub use crate::sample::LimitBasis;
+use clap::{Arg, ArgAction, ArgMatches};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Exit status for a bad configuration (EX_USAGE from sysexits.h).
+/// Exit status for a bad configuration or usage (EX_USAGE from sysexits.h).
 pub const EXIT_CONFIG: i32 = 64;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "headroom",
-    version,
-    about = "Predicts a Go service's OOM kill and says why its memory grows.",
-    long_about = "headroom watches one Go process and the memory cgroup the kernel charges it to, \
+/// One setting: a flag of `run` and `check`, env `HEADROOM_<NAME>`, and a
+/// key of the `--config` file.
+#[derive(Debug, Clone, Copy)]
+pub struct Flag {
+    /// The flag's name, without `--` (`go-interval`).
+    pub name: &'static str,
+    pub value_name: &'static str,
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+    pub example: Option<&'static str>,
+}
+
+impl Flag {
+    /// `HEADROOM_GO_INTERVAL` for `go-interval`.
+    pub fn env(&self) -> String {
+        format!("HEADROOM_{}", self.name.replace('-', "_").to_uppercase())
+    }
+
+    fn help_text(&self) -> String {
+        let mut h = self.help.to_owned();
+        if let Some(d) = self.default {
+            h.push_str(&format!(" Default {d}."));
+        }
+        if let Some(e) = self.example {
+            h.push_str(&format!(" Example: --{} {e}", self.name));
+        }
+        h
+    }
+}
+
+const fn flag(
+    name: &'static str,
+    value_name: &'static str,
+    default: Option<&'static str>,
+    help: &'static str,
+    example: Option<&'static str>,
+) -> Flag {
+    Flag {
+        name,
+        value_name,
+        default,
+        help,
+        example,
+    }
+}
+
+/// Every setting, in the order `--help` lists them.
+pub const FLAGS: &[Flag] = &[
+    flag(
+        "listen",
+        "ADDR",
+        Some("0.0.0.0:9184"),
+        "HTTP address for /metrics, /api/v1/status and the dashboard.",
+        Some("127.0.0.1:9184"),
+    ),
+    flag("interval", "DUR", Some("1s"), "Poll period of the cgroup and /proc.", Some("500ms")),
+    flag("window", "DUR", Some("10m"), "History used for slopes and predictions.", Some("30m")),
+    flag("pid", "PID", None, "PID of the target (shared PID namespace).", Some("1234")),
+    flag(
+        "process",
+        "NAME",
+        None,
+        "Name of the target (its comm or executable name); found again if it restarts.",
+        Some("my-go-app"),
+    ),
+    flag(
+        "cgroup",
+        "auto|PATH",
+        Some("auto"),
+        "The memory cgroup to read: `auto` (the target's, else our own) or a directory (absolute, or relative to --cgroup-root).",
+        Some("/sys/fs/cgroup/memory/kubepods/pod1/ctr"),
+    ),
+    flag("cgroup-root", "PATH", Some("/sys/fs/cgroup"), "Where cgroupfs is mounted.", None),
+    flag("proc-root", "PATH", Some("/proc"), "Where procfs is mounted.", None),
+    flag(
+        "go-url",
+        "URL",
+        None,
+        "The target's expvar JSON (/debug/vars) or Prometheus text (/metrics), told apart by content.",
+        Some("http://127.0.0.1:6060/debug/vars"),
+    ),
+    flag(
+        "go-interval",
+        "DUR",
+        Some("5s"),
+        "Go scrape period; an expvar scrape stops the target's world, so keep it rarer than --interval.",
+        None,
+    ),
+    flag(
+        "smaps-interval",
+        "DUR",
+        Some("30s"),
+        "Period for /proc/PID/smaps_rollup (LazyFree); it walks the target's whole memory map (~10 ms at 500 MiB).",
+        None,
+    ),
+    flag(
+        "memory-limit",
+        "BYTES",
+        None,
+        "Override the limit, for platforms that kill below the cgroup limit.",
+        Some("3GiB"),
+    ),
+    flag(
+        "limit-basis",
+        "BASIS",
+        Some("unreclaimable"),
+        "What the killer measures: unreclaimable (kernel OOM), working_set (kubelet), usage (cgroup usage), rss (the target's RSS, as platform killers do).",
+        None,
+    ),
+    flag(
+        "log-format",
+        "FORMAT",
+        Some("text"),
+        "Log format: text or json. The level comes from RUST_LOG (default info).",
+        None,
+    ),
+    flag("warn-within", "DUR", Some("30m"), "Warn when OOM is predicted within this.", None),
+    flag("critical-within", "DUR", Some("5m"), "Critical when OOM is predicted within this.", None),
+    flag(
+        "alertmanager-url",
+        "URL",
+        None,
+        "Push alerts to Alertmanager's v2 API.",
+        Some("http://alertmanager:9093"),
+    ),
+    flag(
+        "webhook-url",
+        "URL",
+        None,
+        "POST a JSON alert on every risk change.",
+        Some("http://hooks.local/headroom"),
+    ),
+    flag(
+        "profile-dir",
+        "DIR",
+        None,
+        "Save the target's /debug/pprof/heap here when risk rises.",
+        Some("/var/lib/headroom"),
+    ),
+    flag(
+        "pprof-url",
+        "URL",
+        None,
+        "Where the target serves /debug/pprof/heap. Default: --go-url's host.",
+        None,
+    ),
+];
+
+/// Every key the map (and the TOML file) may hold, in flag spelling.
+pub const KEYS: [&str; FLAGS.len()] = {
+    let mut keys = [""; FLAGS.len()];
+    let mut i = 0;
+    while i < FLAGS.len() {
+        keys[i] = FLAGS[i].name;
+        i += 1;
+    }
+    keys
+};
+
+fn default_of(key: &str) -> Option<&'static str> {
+    FLAGS.iter().find(|f| f.name == key).and_then(|f| f.default)
+}
+
+const ABOUT: &str = "Predicts a Go service's OOM kill and says why its memory grows.";
+const LONG_ABOUT: &str = "headroom watches one Go process and the memory cgroup the kernel charges it to, \
 exports Prometheus metrics, JSON status and a dashboard, and tells how close the container is to its \
 memory limit.\n\nEvery flag can also be set as env HEADROOM_<FLAG> (e.g. HEADROOM_GO_URL) or as a \
 key in the TOML file given with --config (e.g. go-url = \"http://127.0.0.1:6060/debug/vars\"). \
-Flags win over env, env over the file.\n\nExamples:\n  headroom run --process my-go-app --go-url http://127.0.0.1:6060/debug/vars\n  headroom check --pid 1234 --for 30s"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Flags of `run`, also accepted with no subcommand.
-    #[command(flatten)]
-    pub run: TargetArgs,
+Flags win over env, env over the file.\n\nExamples:\n  headroom run --process my-go-app --go-url http://127.0.0.1:6060/debug/vars\n  headroom check --pid 1234 --for 30s";
+
+/// The settings' flags, shared by `run`, `check` and the bare command.
+fn setting_args() -> Vec<Arg> {
+    let mut args = vec![Arg::new("config")
+        .long("config")
+        .value_name("FILE")
+        .env("HEADROOM_CONFIG")
+        .help("TOML file with any of these flags as keys (go-url = \"...\").")];
+    args.extend(FLAGS.iter().map(|f| {
+        Arg::new(f.name)
+            .long(f.name)
+            .value_name(f.value_name)
+            .env(f.env())
+            .help(f.help_text())
+    }));
+    args
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the daemon (the default): poll, serve /metrics, /api/v1/status and /.
-    Run(TargetArgs),
-    /// One-shot report to stdout. Exit 0: no risk; 1: warning; 2: critical; 3: could not read the target; 64: bad flags.
-    Check(CheckArgs),
+/// The command line, built from [`FLAGS`].
+pub fn command() -> clap::Command {
+    clap::Command::new("headroom")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(ABOUT)
+        .long_about(LONG_ABOUT)
+        .args(setting_args())
+        .subcommand(
+            clap::Command::new("run")
+                .about("Run the daemon (the default): poll, serve /metrics, /api/v1/status and /.")
+                .args(setting_args()),
+        )
+        .subcommand(
+            clap::Command::new("check")
+                .about(
+                    "One-shot report to stdout. Exit 0: no risk; 1: warning; 2: critical; 3: could not read the target; 64: bad flags.",
+                )
+                .args(setting_args())
+                .arg(
+                    Arg::new("for")
+                        .long("for")
+                        .value_name("DUR")
+                        .help("Sample for this long before reporting, to show growth. Example: --for 30s"),
+                )
+                .arg(
+                    Arg::new("json")
+                        .long("json")
+                        .action(ArgAction::SetTrue)
+                        .help("Print JSON instead of the table."),
+                ),
+        )
 }
 
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    #[command(flatten)]
-    pub target: TargetArgs,
-    /// Sample for this long before reporting, to show growth. Example: --for 30s
-    #[arg(long = "for", value_name = "DUR")]
-    pub for_: Option<String>,
-    /// Print JSON instead of the table.
-    #[arg(long)]
-    pub json: bool,
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invocation {
+    Run(Config),
+    Check { config: Config, sample_for: Duration, json: bool },
 }
 
-/// Flags shared by `run` and `check`. All raw strings here: validation is
-/// done once, on the merged map, in [`Config::from_map`].
-#[derive(Debug, Args, Default, Clone)]
-pub struct TargetArgs {
-    /// TOML file with any of these flags as keys (go-url = "..."). Env: HEADROOM_CONFIG
-    #[arg(long, value_name = "FILE", env = "HEADROOM_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// HTTP address for /metrics, /api/v1/status and the dashboard. Default 0.0.0.0:9184. Example: --listen 127.0.0.1:9184
-    #[arg(long, value_name = "ADDR", env = "HEADROOM_LISTEN")]
-    pub listen: Option<String>,
-    /// Poll period of the cgroup and /proc. Default 1s. Example: --interval 500ms
-    #[arg(long, value_name = "DUR", env = "HEADROOM_INTERVAL")]
-    pub interval: Option<String>,
-    /// History used for slopes and predictions. Default 10m. Example: --window 30m
-    #[arg(long, value_name = "DUR", env = "HEADROOM_WINDOW")]
-    pub window: Option<String>,
-    /// PID of the target (shared PID namespace). Example: --pid 1234
-    #[arg(long, value_name = "PID", env = "HEADROOM_PID")]
-    pub pid: Option<String>,
-    /// Name of the target (its comm or executable name); found again if it restarts. Example: --process my-go-app
-    #[arg(long, value_name = "NAME", env = "HEADROOM_PROCESS")]
-    pub process: Option<String>,
-    /// The memory cgroup to read: `auto` (the target's, else our own) or a directory (absolute, or relative to --cgroup-root). Default auto. Example: --cgroup /sys/fs/cgroup/memory/kubepods/pod1/ctr
-    #[arg(long, value_name = "auto|PATH", env = "HEADROOM_CGROUP")]
-    pub cgroup: Option<String>,
-    /// Where cgroupfs is mounted. Default /sys/fs/cgroup.
-    #[arg(long, value_name = "PATH", env = "HEADROOM_CGROUP_ROOT")]
-    pub cgroup_root: Option<String>,
-    /// Where procfs is mounted. Default /proc.
-    #[arg(long, value_name = "PATH", env = "HEADROOM_PROC_ROOT")]
-    pub proc_root: Option<String>,
-    /// The target's expvar JSON (/debug/vars) or Prometheus text (/metrics), told apart by content. Example: --go-url http://127.0.0.1:6060/debug/vars
-    #[arg(long, value_name = "URL", env = "HEADROOM_GO_URL")]
-    pub go_url: Option<String>,
-    /// Go scrape period; an expvar scrape stops the target's world, so keep it rarer than --interval. Default 5s.
-    #[arg(long, value_name = "DUR", env = "HEADROOM_GO_INTERVAL")]
-    pub go_interval: Option<String>,
-    /// Period for /proc/PID/smaps_rollup (LazyFree); it walks the target's whole memory map (~10 ms at 500 MiB). Default 30s.
-    #[arg(long, value_name = "DUR", env = "HEADROOM_SMAPS_INTERVAL")]
-    pub smaps_interval: Option<String>,
-    /// Override the limit, for platforms that kill below the cgroup limit. Example: --memory-limit 3GiB
-    #[arg(long, value_name = "BYTES", env = "HEADROOM_MEMORY_LIMIT")]
-    pub memory_limit: Option<String>,
-    /// What the killer measures: unreclaimable (kernel OOM), working_set (kubelet), usage (cgroup usage), rss (the target's RSS, as platform killers do). Default unreclaimable.
-    #[arg(long, value_name = "BASIS", env = "HEADROOM_LIMIT_BASIS")]
-    pub limit_basis: Option<String>,
-    /// Log format: text or json. The level comes from RUST_LOG (default info). Default text.
-    #[arg(long, value_name = "FORMAT", env = "HEADROOM_LOG_FORMAT")]
-    pub log_format: Option<String>,
-    /// Warn when OOM is predicted within this. Default 30m.
-    #[arg(long, value_name = "DUR", env = "HEADROOM_WARN_WITHIN")]
-    pub warn_within: Option<String>,
-    /// Critical when OOM is predicted within this. Default 5m.
-    #[arg(long, value_name = "DUR", env = "HEADROOM_CRITICAL_WITHIN")]
-    pub critical_within: Option<String>,
-    /// Push alerts to Alertmanager's v2 API. Example: --alertmanager-url http://alertmanager:9093
-    #[arg(long, value_name = "URL", env = "HEADROOM_ALERTMANAGER_URL")]
-    pub alertmanager_url: Option<String>,
-    /// POST a JSON alert on every risk change. Example: --webhook-url http://hooks.local/headroom
-    #[arg(long, value_name = "URL", env = "HEADROOM_WEBHOOK_URL")]
-    pub webhook_url: Option<String>,
-    /// Save the target's /debug/pprof/heap here when risk rises. Example: --profile-dir /var/lib/headroom
-    #[arg(long, value_name = "DIR", env = "HEADROOM_PROFILE_DIR")]
-    pub profile_dir: Option<String>,
-    /// Where the target serves /debug/pprof/heap. Default: --go-url's host.
-    #[arg(long, value_name = "URL", env = "HEADROOM_PPROF_URL")]
-    pub pprof_url: Option<String>,
+/// Why the command line was not accepted.
+#[derive(Debug)]
+pub enum CliError {
+    /// clap's own answer: help and version (exit 0) or a usage error.
+    Clap(clap::Error),
+    /// Every bad setting, each naming the flag, the value and what is allowed.
+    Invalid(Vec<String>),
 }
 
-/// Every key the map (and the TOML file) may hold, in flag spelling.
-pub const KEYS: &[&str] = &[
-    "listen",
-    "interval",
-    "window",
-    "pid",
-    "process",
-    "cgroup",
-    "cgroup-root",
-    "proc-root",
-    "go-url",
-    "go-interval",
-    "smaps-interval",
-    "memory-limit",
-    "limit-basis",
-    "log-format",
-    "warn-within",
-    "critical-within",
-    "alertmanager-url",
-    "webhook-url",
-    "profile-dir",
-    "pprof-url",
-];
-
-impl TargetArgs {
-    /// The values given as flags or env, keyed by flag name.
-    pub fn to_map(&self) -> BTreeMap<String, String> {
-        let pairs = [
-            ("listen", &self.listen),
-            ("interval", &self.interval),
-            ("window", &self.window),
-            ("pid", &self.pid),
-            ("process", &self.process),
-            ("cgroup", &self.cgroup),
-            ("cgroup-root", &self.cgroup_root),
-            ("proc-root", &self.proc_root),
-            ("go-url", &self.go_url),
-            ("go-interval", &self.go_interval),
-            ("smaps-interval", &self.smaps_interval),
-            ("memory-limit", &self.memory_limit),
-            ("limit-basis", &self.limit_basis),
-            ("log-format", &self.log_format),
-            ("warn-within", &self.warn_within),
-            ("critical-within", &self.critical_within),
-            ("alertmanager-url", &self.alertmanager_url),
-            ("webhook-url", &self.webhook_url),
-            ("profile-dir", &self.profile_dir),
-            ("pprof-url", &self.pprof_url),
-        ];
-        pairs
-            .into_iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), v.clone())))
-            .collect()
+/// Parses the command line (and the env, and the `--config` file).
+pub fn parse_args<I, T>(args: I) -> Result<Invocation, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let m = command().try_get_matches_from(args).map_err(CliError::Clap)?;
+    let (sub, check) = match m.subcommand() {
+        Some(("check", sub)) => (sub, true),
+        Some((_, sub)) => (sub, false),
+        None => (&m, false),
+    };
+    let map = merged_map(sub).map_err(CliError::Invalid)?;
+    let config = Config::from_map(&map);
+    if !check {
+        return config.map(Invocation::Run).map_err(CliError::Invalid);
     }
-
-    /// Flags/env over the file's values; `Err` lists every problem.
-    pub fn merged_map(&self) -> Result<BTreeMap<String, String>, Vec<String>> {
-        let mut map = match &self.config {
-            Some(path) => read_config_file(path)?,
-            None => BTreeMap::new(),
-        };
-        map.extend(self.to_map());
-        Ok(map)
+    let sample_for = match sub.get_one::<String>("for").map(|s| (s, humantime::parse_duration(s))) {
+        None => Ok(Duration::ZERO),
+        Some((_, Ok(d))) => Ok(d),
+        Some((s, Err(e))) => Err(format!("--for {s:?}: {e}; expected a duration such as 30s")),
+    };
+    match (config, sample_for) {
+        (Ok(config), Ok(sample_for)) => Ok(Invocation::Check {
+            config,
+            sample_for,
+            json: sub.get_flag("json"),
+        }),
+        (config, sample_for) => {
+            let mut errors = config.err().unwrap_or_default();
+            errors.extend(sample_for.err());
+            Err(CliError::Invalid(errors))
+        }
     }
+}
+
+/// The values given as flags or env, keyed by flag name.
+fn args_map(m: &ArgMatches) -> BTreeMap<String, String> {
+    FLAGS
+        .iter()
+        .filter_map(|f| m.get_one::<String>(f.name).map(|v| (f.name.to_owned(), v.clone())))
+        .collect()
+}
+
+/// Flags/env over the file's values; `Err` lists every problem.
+fn merged_map(m: &ArgMatches) -> Result<BTreeMap<String, String>, Vec<String>> {
+    let mut map = match m.get_one::<String>("config") {
+        Some(path) => read_config_file(Path::new(path))?,
+        None => BTreeMap::new(),
+    };
+    map.extend(args_map(m));
+    Ok(map)
 }
 
 /// Reads a TOML config file into the raw map. Keys may be spelled like the
@@ -229,39 +351,6 @@ pub fn parse_config_toml(text: &str) -> Result<BTreeMap<String, String>, Vec<Str
         Ok(map)
     } else {
         Err(errors)
-    }
-}
-
-/// What the killer measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitBasis {
-    Unreclaimable,
-    WorkingSet,
-    Usage,
-    Rss,
-}
-
-impl LimitBasis {
-    pub const NAMES: &'static str = "unreclaimable, working_set, usage, rss";
-
-    pub fn parse(s: &str) -> Option<LimitBasis> {
-        Some(match s {
-            "unreclaimable" => LimitBasis::Unreclaimable,
-            "working_set" | "working-set" => LimitBasis::WorkingSet,
-            "usage" => LimitBasis::Usage,
-            "rss" => LimitBasis::Rss,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LimitBasis::Unreclaimable => "unreclaimable",
-            LimitBasis::WorkingSet => "working_set",
-            LimitBasis::Usage => "usage",
-            LimitBasis::Rss => "rss",
-        }
     }
 }
 
@@ -327,8 +416,13 @@ impl Validator<'_> {
         self.errors.push(format!("--{key} {value:?}: {allowed}"));
     }
 
-    fn duration(&mut self, key: &str, default: &str, min: Duration) -> Duration {
-        let v = self.raw(key).unwrap_or(default).to_owned();
+    /// The value given, else the table's default.
+    fn value(&self, key: &str) -> Option<String> {
+        self.raw(key).or_else(|| default_of(key)).map(str::to_owned)
+    }
+
+    fn duration(&mut self, key: &str, min: Duration) -> Duration {
+        let v = self.value(key).unwrap_or_default();
         match humantime::parse_duration(&v) {
             Ok(d) if d >= min => d,
             Ok(_) => {
@@ -369,8 +463,8 @@ impl Validator<'_> {
         }
     }
 
-    fn dir(&mut self, key: &str, default: &str) -> PathBuf {
-        let v = self.raw(key).unwrap_or(default).to_owned();
+    fn dir(&mut self, key: &str) -> PathBuf {
+        let v = self.value(key).unwrap_or_default();
         let p = PathBuf::from(&v);
         if !p.is_dir() {
             self.fail(key, &v, "no such directory");
@@ -380,6 +474,17 @@ impl Validator<'_> {
 }
 
 impl Config {
+    /// The analysis' settings.
+    pub fn analysis_config(&self) -> AnalysisConfig {
+        AnalysisConfig {
+            window_ms: self.window.as_millis() as u64,
+            limit_basis: self.limit_basis,
+            warn_within_s: self.warn_within.as_secs_f64(),
+            critical_within_s: self.critical_within.as_secs_f64(),
+            thresholds: Default::default(),
+        }
+    }
+
     /// Validates a raw map of flag name → value; `Err` holds every problem,
     /// each naming the flag, the value and what is allowed.
     pub fn from_map(map: &BTreeMap<String, String>) -> Result<Config, Vec<String>> {
@@ -392,7 +497,7 @@ impl Config {
                 v.errors.push(format!("unknown setting {key:?}"));
             }
         }
-        let listen_raw = v.raw("listen").unwrap_or("0.0.0.0:9184").to_owned();
+        let listen_raw = v.value("listen").unwrap_or_default();
         let listen = listen_raw.parse().unwrap_or_else(|_| {
             v.fail(
                 "listen",
@@ -402,10 +507,10 @@ impl Config {
             SocketAddr::from(([0, 0, 0, 0], 9184))
         });
         let ms = Duration::from_millis;
-        let interval = v.duration("interval", "1s", ms(50));
-        let window = v.duration("window", "10m", ms(1000));
+        let interval = v.duration("interval", ms(50));
+        let window = v.duration("window", ms(1000));
         if !interval.is_zero() && !window.is_zero() && window < interval * 3 {
-            let w = v.raw("window").unwrap_or("10m").to_owned();
+            let w = v.value("window").unwrap_or_default();
             v.fail("window", &w, "must be at least three --interval periods");
         }
         let target = match (v.raw("pid").map(str::to_owned), v.raw("process").map(str::to_owned)) {
@@ -432,7 +537,7 @@ impl Config {
             (None, Some(n)) => Target::Process(n),
             (None, None) => Target::Own,
         };
-        let cgroup = match v.raw("cgroup") {
+        let cgroup = match v.value("cgroup").as_deref() {
             None | Some("auto") => None,
             Some("") => {
                 v.fail("cgroup", "", "expected auto or a cgroup directory");
@@ -440,11 +545,11 @@ impl Config {
             }
             Some(p) => Some(PathBuf::from(p)),
         };
-        let cgroup_root = v.dir("cgroup-root", "/sys/fs/cgroup");
-        let proc_root = v.dir("proc-root", "/proc");
+        let cgroup_root = v.dir("cgroup-root");
+        let proc_root = v.dir("proc-root");
         let go_url = v.url("go-url");
-        let go_interval = v.duration("go-interval", "5s", ms(100));
-        let smaps_interval = v.duration("smaps-interval", "30s", ms(1000));
+        let go_interval = v.duration("go-interval", ms(100));
+        let smaps_interval = v.duration("smaps-interval", ms(1000));
         let memory_limit =
             v.raw("memory-limit")
                 .map(str::to_owned)
@@ -459,7 +564,7 @@ impl Config {
                         None
                     }
                 });
-        let basis_raw = v.raw("limit-basis").unwrap_or("unreclaimable").to_owned();
+        let basis_raw = v.value("limit-basis").unwrap_or_default();
         let limit_basis = LimitBasis::parse(&basis_raw).unwrap_or_else(|| {
             v.fail(
                 "limit-basis",
@@ -468,7 +573,7 @@ impl Config {
             );
             LimitBasis::Unreclaimable
         });
-        let lf = v.raw("log-format").unwrap_or("text").to_owned();
+        let lf = v.value("log-format").unwrap_or_default();
         let log_format = match lf.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -477,10 +582,10 @@ impl Config {
                 LogFormat::Text
             }
         };
-        let warn_within = v.duration("warn-within", "30m", ms(1000));
-        let critical_within = v.duration("critical-within", "5m", ms(1000));
+        let warn_within = v.duration("warn-within", ms(1000));
+        let critical_within = v.duration("critical-within", ms(1000));
         if !warn_within.is_zero() && critical_within > warn_within {
-            let c = v.raw("critical-within").unwrap_or("5m").to_owned();
+            let c = v.value("critical-within").unwrap_or_default();
             v.fail("critical-within", &c, "must not be longer than --warn-within");
         }
         let alertmanager_url = v.url("alertmanager-url");
@@ -612,30 +717,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("headroom.toml");
         std::fs::write(&file, "interval = \"3s\"\nwindow = \"20m\"\n").unwrap();
-        let args = TargetArgs {
-            config: Some(file),
-            interval: Some("2s".into()),
-            ..Default::default()
-        };
-        let c = Config::from_map(&args.merged_map().unwrap()).unwrap();
+        let inv = parse_args(["headroom", "run", "--config", file.to_str().unwrap(), "--interval", "2s"]).unwrap();
+        let Invocation::Run(c) = inv else { panic!("{inv:?}") };
         assert_eq!(c.interval, Duration::from_secs(2));
         assert_eq!(c.window, Duration::from_secs(1200));
     }
 
     #[test]
-    fn cli_parses_env_and_subcommands() {
-        use clap::Parser;
-        let cli = Cli::try_parse_from(["headroom", "check", "--pid", "5", "--for", "10s", "--json"]).unwrap();
-        match cli.command {
-            Some(Command::Check(c)) => {
-                assert_eq!(c.target.pid.as_deref(), Some("5"));
-                assert_eq!(c.for_.as_deref(), Some("10s"));
-                assert!(c.json);
+    fn cli_parses_subcommands() {
+        let inv = parse_args(["headroom", "check", "--pid", "5", "--for", "10s", "--json"]).unwrap();
+        assert_eq!(
+            inv,
+            Invocation::Check {
+                config: Config::from_map(&map(&[("pid", "5")])).unwrap(),
+                sample_for: Duration::from_secs(10),
+                json: true
             }
+        );
+        let inv = parse_args(["headroom", "--interval", "2s"]).unwrap();
+        let Invocation::Run(c) = inv else { panic!("{inv:?}") };
+        assert_eq!(c.interval, Duration::from_secs(2));
+        match parse_args(["headroom", "check", "--josn"]) {
+            Err(CliError::Clap(e)) => assert!(e.to_string().contains("--josn"), "{e}"),
             other => panic!("{other:?}"),
         }
-        let cli = Cli::try_parse_from(["headroom", "--interval", "2s"]).unwrap();
-        assert!(cli.command.is_none());
-        assert_eq!(cli.run.interval.as_deref(), Some("2s"));
+        match parse_args(["headroom", "check", "--for", "soon", "--interval", "x"]) {
+            Err(CliError::Invalid(errs)) => assert_eq!(errs.len(), 2, "{errs:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_table_gives_env_names_and_defaults() {
+        let f = FLAGS.iter().find(|f| f.name == "go-interval").unwrap();
+        assert_eq!(f.env(), "HEADROOM_GO_INTERVAL");
+        assert_eq!(KEYS.len(), FLAGS.len());
+        assert!(KEYS.contains(&"smaps-interval"));
+        let help = command().render_long_help().to_string();
+        for f in FLAGS {
+            assert!(help.contains(&format!("--{}", f.name)), "{help}");
+        }
     }
 }

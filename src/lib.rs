@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod http;
 pub mod httpc;
 pub mod metrics;
+pub mod monitor;
 pub mod parse;
 pub mod sample;
 pub mod source;

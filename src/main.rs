@@ -1,7 +1,6 @@
 //! The `headroom` binary: parse config, init tracing, run until a signal.
 
-use clap::Parser;
-use headroom::config::{Cli, Command, Config, LogFormat, EXIT_CONFIG};
+use headroom::config::{parse_args, CliError, Invocation, LogFormat, EXIT_CONFIG};
 use std::process::ExitCode;
 
 fn init_tracing(format: LogFormat, default_level: &str) {
@@ -17,49 +16,51 @@ fn init_tracing(format: LogFormat, default_level: &str) {
     }
 }
 
-fn config_errors(errors: &[String]) -> ExitCode {
-    eprintln!("headroom: invalid configuration:");
-    for e in errors {
-        eprintln!("  {e}");
+/// Usage errors exit 64 (clap's included), so that `check`'s 1 and 2 always
+/// mean a risk; help and version exit 0.
+fn usage_error(e: CliError) -> ExitCode {
+    match e {
+        CliError::Clap(e) => {
+            let _ = e.print();
+            if e.use_stderr() {
+                ExitCode::from(EXIT_CONFIG as u8)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        CliError::Invalid(errors) => {
+            eprintln!("headroom: invalid configuration:");
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            eprintln!("See `headroom --help`.");
+            ExitCode::from(EXIT_CONFIG as u8)
+        }
     }
-    eprintln!("See `headroom --help`.");
-    ExitCode::from(EXIT_CONFIG as u8)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let (args, check) = match cli.command {
-        None => (cli.run, None),
-        Some(Command::Run(a)) => (a, None),
-        Some(Command::Check(c)) => (c.target, Some((c.for_, c.json))),
-    };
-    let cfg = match args.merged_map().and_then(|m| Config::from_map(&m)) {
-        Ok(c) => c,
-        Err(errors) => return config_errors(&errors),
+    let invocation = match parse_args(std::env::args_os()) {
+        Ok(i) => i,
+        Err(e) => return usage_error(e),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match check {
-        Some((for_, json)) => {
-            let sample_for = match for_.as_deref().map(humantime::parse_duration) {
-                None => std::time::Duration::ZERO,
-                Some(Ok(d)) => d,
-                Some(Err(e)) => {
-                    return config_errors(&[format!(
-                        "--for {:?}: {e}; expected a duration such as 30s",
-                        for_.unwrap_or_default()
-                    )])
-                }
-            };
-            init_tracing(cfg.log_format, "warn");
-            let code = runtime.block_on(headroom::check::run(cfg, sample_for, json));
+    match invocation {
+        Invocation::Check {
+            config,
+            sample_for,
+            json,
+        } => {
+            init_tracing(config.log_format, "warn");
+            let code = runtime.block_on(headroom::check::run(config, sample_for, json));
             ExitCode::from(code as u8)
         }
-        None => {
-            init_tracing(cfg.log_format, "info");
-            match runtime.block_on(headroom::app::run(cfg)) {
+        Invocation::Run(config) => {
+            init_tracing(config.log_format, "info");
+            match runtime.block_on(headroom::app::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -5,7 +5,10 @@
 //! and served as is: a scrape never triggers a poll.
 
 use crate::parse::cgroup_files::Limit;
-use crate::status::{Status, SOURCES};
+use crate::analysis::diagnosis::Cause;
+use crate::analysis::predict::SlopeSeries;
+use crate::collector::health::Source;
+use crate::status::Status;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -255,8 +258,9 @@ impl Metrics {
                 None => g.reset(),
             }
         }
-        for name in SOURCES {
-            let st = status.source(name).cloned().unwrap_or_default();
+        for source in Source::ALL {
+            let name = source.as_str();
+            let st = status.source(source).cloned().unwrap_or_default();
             match st.up {
                 Some(up) => {
                     self.source_up.with_label_values(&[name]).set(i64::from(up));
@@ -273,15 +277,16 @@ impl Metrics {
         self.oom_kills.inc_by(total.saturating_sub(self.oom_kills.get()));
         match &status.analysis {
             Some(a) => {
-                for series in ["unreclaimable", "working_set", "go_heap_live"] {
-                    match a.slopes.get(series) {
-                        Some(t) => self.leak_slope.with_label_values(&[series]).set(t.bytes_per_second),
+                for series in SlopeSeries::EXPORTED {
+                    let label = series.as_str();
+                    match a.slopes.get(&series) {
+                        Some(t) => self.leak_slope.with_label_values(&[label]).set(t.bytes_per_second),
                         None => {
-                            let _ = self.leak_slope.remove_label_values(&[series]);
+                            let _ = self.leak_slope.remove_label_values(&[label]);
                         }
                     }
                 }
-                for cause in crate::analysis::diagnosis::Cause::ALL {
+                for cause in Cause::ALL {
                     self.diagnosis
                         .with_label_values(&[cause.as_str()])
                         .set(i64::from(a.has(cause)));
@@ -292,8 +297,8 @@ impl Metrics {
                 self.diagnosis.reset();
             }
         }
-        for (name, total) in &status.memory.events_total {
-            let c = self.high_events.with_label_values(&[*name]);
+        for (event, total) in &status.memory.events_total {
+            let c = self.high_events.with_label_values(&[event.as_str()]);
             c.inc_by(total.saturating_sub(c.get()));
         }
     }

@@ -1,8 +1,12 @@
-//! One poll's data: plain serde structs, filled by `crate::source`.
+//! One poll's input ([`Sample`]): what the collector read from the cgroup,
+//! /proc and the Go runtime, with the identity of the target it read. Plain
+//! data; the analysis and the status are built from it.
 
 use crate::parse::cgroup_files::{Limit, MemoryEvents, MemoryStat, OomControl};
+use crate::parse::go_runtime::GoSample;
 use crate::parse::psi::Pressure;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,6 +50,35 @@ pub struct CgroupSample {
 }
 
 impl CgroupSample {
+    /// A v2 sample whose whole usage is anonymous memory (no page cache), so
+    /// usage, working set and unreclaimable memory are equal: for synthetic
+    /// series in tests and benchmarks.
+    pub fn all_anonymous(path: impl Into<PathBuf>, usage: u64) -> CgroupSample {
+        CgroupSample {
+            version: CgroupVersion::V2,
+            path: path.into(),
+            usage,
+            limit: None,
+            path_limit: Limit::Unlimited,
+            high: None,
+            soft_limit: None,
+            peak: None,
+            swap: None,
+            failcnt: None,
+            stat: Some(MemoryStat {
+                anon: Some(usage),
+                active_file: Some(0),
+                inactive_file: Some(0),
+                ..MemoryStat::default()
+            }),
+            events: None,
+            events_local: None,
+            pressure: None,
+            oom_control: None,
+            warnings: Vec::new(),
+        }
+    }
+
     /// usage − inactive_file, floored at 0, as the kubelet computes it.
     pub fn working_set(&self) -> Option<u64> {
         let inactive = self.stat.as_ref()?.inactive_file?;
@@ -92,4 +125,204 @@ pub struct SmapsSample {
     /// Unix time in milliseconds when it was read (it is read less often
     /// than the rest).
     pub read_at_ms: u64,
+}
+
+/// What the killer measures (`--limit-basis`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitBasis {
+    Unreclaimable,
+    WorkingSet,
+    Usage,
+    Rss,
+}
+
+impl LimitBasis {
+    pub const NAMES: &'static str = "unreclaimable, working_set, usage, rss";
+
+    pub fn parse(s: &str) -> Option<LimitBasis> {
+        Some(match s {
+            "unreclaimable" => LimitBasis::Unreclaimable,
+            "working_set" | "working-set" => LimitBasis::WorkingSet,
+            "usage" => LimitBasis::Usage,
+            "rss" => LimitBasis::Rss,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitBasis::Unreclaimable => "unreclaimable",
+            LimitBasis::WorkingSet => "working_set",
+            LimitBasis::Usage => "usage",
+            LimitBasis::Rss => "rss",
+        }
+    }
+}
+
+/// Where the effective limit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitSource {
+    /// `--memory-limit`.
+    Override,
+    /// The smallest limit on the cgroup's path.
+    Cgroup,
+}
+
+impl LimitSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitSource::Override => "override",
+            LimitSource::Cgroup => "cgroup",
+        }
+    }
+}
+
+/// The v2 `memory.events` counters headroom keeps, in the order of their
+/// names (the JSON and the `event` label spell them as [`MemoryEvent::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryEvent {
+    High,
+    Max,
+    Oom,
+    OomKill,
+}
+
+impl MemoryEvent {
+    pub const ALL: [MemoryEvent; 4] = [MemoryEvent::High, MemoryEvent::Max, MemoryEvent::Oom, MemoryEvent::OomKill];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryEvent::High => "high",
+            MemoryEvent::Max => "max",
+            MemoryEvent::Oom => "oom",
+            MemoryEvent::OomKill => "oom_kill",
+        }
+    }
+
+    /// This event's count in a parsed `memory.events`.
+    pub fn count(self, e: &MemoryEvents) -> Option<u64> {
+        match self {
+            MemoryEvent::High => e.high,
+            MemoryEvent::Max => e.max,
+            MemoryEvent::Oom => e.oom,
+            MemoryEvent::OomKill => e.oom_kill,
+        }
+    }
+}
+
+/// The watched process and its cgroup, as the collector's target tracker
+/// sees them in this poll.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    pub pid: Option<u32>,
+    /// `--process NAME`, when the target is found by name.
+    pub process: Option<String>,
+    /// Counts target instances: it changes when the target restarts (a new
+    /// PID, or a PID reused by another process). Consumers compare it with
+    /// the one they saw last; they never detect restarts themselves.
+    pub instance: u64,
+    /// Counts Go runtimes: it changes with `instance` and also when the Go
+    /// runtime's own counters go back (NumGC or TotalAlloc).
+    pub go_epoch: u64,
+    /// The cgroup directory read, its version and how it was found.
+    pub cgroup: Option<PathBuf>,
+    pub cgroup_version: Option<CgroupVersion>,
+    pub cgroup_found: Option<String>,
+}
+
+/// How the live heap was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveMethod {
+    /// `go_gc_heap_live_bytes`, exported by the runtime.
+    Exact,
+    /// NextGC / (1 + GOGC/100), capped at HeapAlloc.
+    Goal,
+    /// The lowest HeapAlloc of the last scrapes.
+    Envelope,
+}
+
+/// The latest successful scrape of the target's Go runtime, with what the
+/// collector derived from it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoReading {
+    pub sample: GoSample,
+    /// Unix time (ms) the scrape finished: for display.
+    pub scraped_at_ms: u64,
+    /// Monotonic time (ms, the same clock as [`Sample::mono_ms`]) the scrape
+    /// finished: for the analysis.
+    #[serde(skip)]
+    pub scraped_mono_ms: u64,
+    pub heap_live: Option<u64>,
+    pub heap_live_method: Option<LiveMethod>,
+    /// GOGC as read from the target's environment (-1 = off), when readable.
+    pub gogc_env: Option<i64>,
+    /// Restarts of the Go runtime seen (NumGC or TotalAlloc going back, new PID).
+    pub restarts: u64,
+}
+
+/// One poll's input: everything the collector read, with the identity of
+/// what it read it from. The analysis reads this, never the status.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    /// Unix time of the poll, ms: for display and alert timestamps only.
+    pub time_ms: u64,
+    /// Monotonic time of the poll, ms since the collector started: what the
+    /// analysis measures time with (a wall-clock step moves neither).
+    pub mono_ms: u64,
+    pub target: Target,
+    /// Effective limit: the override, else the smallest limit on the path.
+    pub limit: Option<Limit>,
+    pub limit_source: Option<LimitSource>,
+    pub cgroup: Option<CgroupSample>,
+    pub process: Option<ProcSample>,
+    /// The last smaps_rollup read (it is read less often than the rest).
+    pub smaps: Option<SmapsSample>,
+    pub go: Option<GoReading>,
+    /// OOM kills of the target's cgroup as the kernel counts them, kept
+    /// across the target's restarts.
+    pub oom_kills_total: u64,
+    /// v2 memory.events counts, kept across restarts like `oom_kills_total`.
+    pub events_total: BTreeMap<MemoryEvent, u64>,
+}
+
+impl Sample {
+    pub fn usage(&self) -> Option<u64> {
+        self.cgroup.as_ref().map(|c| c.usage)
+    }
+
+    pub fn working_set(&self) -> Option<u64> {
+        self.cgroup.as_ref().and_then(CgroupSample::working_set)
+    }
+
+    pub fn unreclaimable(&self) -> Option<u64> {
+        self.cgroup.as_ref().and_then(CgroupSample::unreclaimable)
+    }
+
+    /// The target's VmRSS.
+    pub fn rss(&self) -> Option<u64> {
+        self.process.as_ref().and_then(|p| p.vm_rss)
+    }
+
+    /// The value the killer measures, per `--limit-basis`.
+    pub fn basis_value(&self, basis: LimitBasis) -> Option<u64> {
+        match basis {
+            LimitBasis::Unreclaimable => self.unreclaimable(),
+            LimitBasis::WorkingSet => self.working_set(),
+            LimitBasis::Usage => self.usage(),
+            LimitBasis::Rss => self.rss(),
+        }
+    }
+
+    /// The effective limit in bytes; `None` when unlimited or unknown.
+    pub fn limit_bytes(&self) -> Option<u64> {
+        self.limit.and_then(Limit::bytes)
+    }
+
+    pub fn lazy_free(&self) -> Option<u64> {
+        self.smaps.as_ref().and_then(|s| s.lazy_free)
+    }
 }

@@ -1,26 +1,17 @@
-//! The one snapshot that /metrics, /api/v1/status, the dashboard and
-//! `headroom check` all render.
+//! The one snapshot that /metrics, /api/v1/status, the dashboard, `headroom
+//! check` and the alert planning all render: assembled after the analysis
+//! from the sample, the analysis, the sources' health and the saved profiles.
 
+use crate::alert::profile::SavedProfile;
 use crate::analysis::breakdown::Breakdown;
-use crate::analysis::go_heap::LiveMethod;
-use crate::config::LimitBasis;
+use crate::analysis::predict::Analysis;
+use crate::collector::health::{HealthSnapshot, Source, SourceStatus};
 use crate::parse::cgroup_files::Limit;
-use crate::parse::go_runtime::GoSample;
-use crate::sample::{CgroupSample, CgroupVersion, ProcSample, SmapsSample};
+use crate::sample::{
+    CgroupSample, CgroupVersion, GoReading, LimitBasis, LimitSource, MemoryEvent, ProcSample, Sample, SmapsSample,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// Names of the sources, as in `headroom_source_up{source}`.
-pub const SOURCES: [&str; 3] = ["cgroup", "proc", "go"];
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SourceStatus {
-    /// `None` when the source is not configured (no target, no --go-url).
-    pub up: Option<bool>,
-    pub errors_total: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TargetStatus {
@@ -39,8 +30,7 @@ pub struct Memory {
     pub usage: Option<u64>,
     /// Effective limit: the override, else the smallest limit on the path.
     pub limit: Option<Limit>,
-    /// `override` (--memory-limit) or `cgroup`.
-    pub limit_source: Option<&'static str>,
+    pub limit_source: Option<LimitSource>,
     /// v2 memory.high when set: the kernel throttles above it.
     pub high: Option<Limit>,
     pub working_set: Option<u64>,
@@ -54,21 +44,11 @@ pub struct Memory {
     pub oom_kills_total: u64,
     /// v2 memory.events counts (high, max, oom, oom_kill) as the kernel
     /// counts them, kept across the target's restarts like `oom_kills_total`.
-    pub events_total: BTreeMap<&'static str, u64>,
+    pub events_total: BTreeMap<MemoryEvent, u64>,
 }
 
 /// The latest successful scrape of the target's Go runtime.
-#[derive(Debug, Clone, Serialize)]
-pub struct GoStatus {
-    pub sample: GoSample,
-    pub scraped_at_ms: u64,
-    pub heap_live: Option<u64>,
-    pub heap_live_method: Option<LiveMethod>,
-    /// GOGC as read from the target's environment (-1 = off), when readable.
-    pub gogc_env: Option<i64>,
-    /// Restarts of the Go runtime seen (NumGC or TotalAlloc going back, new PID).
-    pub restarts: u64,
-}
+pub type GoStatus = GoReading;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Status {
@@ -85,14 +65,63 @@ pub struct Status {
     pub go: Option<GoStatus>,
     pub breakdown: Breakdown,
     /// Trends, time to OOM, risk and diagnosis; `None` before the first poll.
-    pub analysis: Option<crate::analysis::predict::Analysis>,
+    pub analysis: Option<Analysis>,
     /// Heap profiles saved when the risk rose (--profile-dir), oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub profiles: Vec<crate::alert::SavedProfile>,
-    pub sources: BTreeMap<&'static str, SourceStatus>,
+    pub profiles: Vec<SavedProfile>,
+    pub sources: BTreeMap<Source, SourceStatus>,
 }
 
 impl Status {
+    /// The status of one poll: what was read, what the analysis made of it,
+    /// the sources' health and the profiles saved so far.
+    pub fn assemble(
+        sample: Sample,
+        analysis: Analysis,
+        limit_basis: LimitBasis,
+        health: HealthSnapshot,
+        profiles: Vec<SavedProfile>,
+    ) -> Status {
+        let stat = sample.cgroup.as_ref().and_then(|c| c.stat.as_ref());
+        let memory = Memory {
+            usage: sample.usage(),
+            limit: sample.limit,
+            limit_source: sample.limit_source,
+            high: sample.cgroup.as_ref().and_then(|c| c.high),
+            working_set: sample.working_set(),
+            unreclaimable: sample.unreclaimable(),
+            rss: sample.rss(),
+            anon: stat.and_then(|s| s.anon),
+            file: stat.and_then(|s| s.file),
+            lazy_free: sample.lazy_free(),
+            oom_kills_total: sample.oom_kills_total,
+            events_total: sample.events_total.clone(),
+        };
+        let t = &sample.target;
+        let target = TargetStatus {
+            pid: t.pid,
+            process: t.process.clone(),
+            cgroup: t.cgroup.as_ref().map(|p| p.display().to_string()),
+            cgroup_version: t.cgroup_version,
+            cgroup_found: t.cgroup_found.clone(),
+        };
+        Status {
+            time_ms: sample.time_ms,
+            ready: health.ready,
+            limit_basis: Some(limit_basis),
+            target,
+            memory,
+            cgroup: sample.cgroup,
+            process: sample.process,
+            smaps: sample.smaps,
+            go: sample.go,
+            breakdown: analysis.breakdown.clone(),
+            analysis: Some(analysis),
+            profiles,
+            sources: health.sources,
+        }
+    }
+
     /// The value the killer measures, per `--limit-basis`.
     pub fn basis_value(&self) -> Option<u64> {
         match self.limit_basis? {
@@ -103,7 +132,7 @@ impl Status {
         }
     }
 
-    pub fn source(&self, name: &str) -> Option<&SourceStatus> {
-        self.sources.get(name)
+    pub fn source(&self, s: Source) -> Option<&SourceStatus> {
+        self.sources.get(&s)
     }
 }

@@ -1,11 +1,11 @@
 //! Why memory is where it is: causes with evidence and plain-words advice.
 //!
-//! This module judges one status (what is true now); growth-based causes
+//! This module judges one sample (what is true now); growth-based causes
 //! (`heap_leak`, `off_heap_growth`) need the history and come from the trend
 //! analysis.
 
-use crate::parse::cgroup_files::Limit;
-use crate::status::Status;
+use super::breakdown::Breakdown;
+use crate::sample::Sample;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -84,15 +84,14 @@ pub fn mib(b: u64) -> String {
     format!("{:.0} MiB", b as f64 / 1048576.0)
 }
 
-/// The causes visible in one status.
-pub fn diagnose_now(s: &Status, t: &Thresholds) -> Vec<Finding> {
+/// The causes visible in one sample.
+pub fn diagnose_now(s: &Sample, b: &Breakdown, t: &Thresholds) -> Vec<Finding> {
     let mut out = Vec::new();
-    let limit = s.memory.limit.and_then(Limit::bytes);
-    let b = &s.breakdown;
+    let limit = s.limit_bytes();
     let go = s.go.as_ref().map(|g| &g.sample);
 
     if let Some(r) = b.reclaimable_unreleased {
-        let base = limit.or(s.memory.usage).unwrap_or(0) as f64;
+        let base = limit.or(s.usage()).unwrap_or(0) as f64;
         if r >= t.lazy_free_min_bytes && r as f64 >= t.lazy_free_min_fraction * base {
             let method = match b.reclaimable_method {
                 Some(crate::analysis::breakdown::ReclaimableMethod::SmapsLazyfree) => "LazyFree in smaps_rollup",
@@ -106,7 +105,7 @@ pub fn diagnose_now(s: &Status, t: &Thresholds) -> Vec<Finding> {
                 evidence: format!(
                     "{} freed with MADV_FREE but still charged ({method}){released}; RSS {}",
                     mib(r),
-                    s.memory.rss.map_or("–".into(), mib)
+                    s.rss().map_or("–".into(), mib)
                 ),
                 advice: "Run the service with GODEBUG=madvdontneed=1 (the default since Go 1.16) so released heap \
                          leaves RSS at once. The kernel reclaims these pages under memory pressure, so they do not \
@@ -135,7 +134,7 @@ pub fn diagnose_now(s: &Status, t: &Thresholds) -> Vec<Finding> {
         }
     }
 
-    if let (Some(l), Some(g), Some(unrec)) = (limit, go, s.memory.unreclaimable) {
+    if let (Some(l), Some(g), Some(unrec)) = (limit, go, s.unreclaimable()) {
         if let (Some(next_gc), Some(alloc)) = (g.next_gc, g.heap_alloc) {
             // The heap may grow to NextGC before the next collection.
             let peak = unrec.saturating_add(next_gc.saturating_sub(alloc));
@@ -158,7 +157,7 @@ pub fn diagnose_now(s: &Status, t: &Thresholds) -> Vec<Finding> {
         }
     }
 
-    if let (Some(l), Some(usage), Some(unrec)) = (limit, s.memory.usage, s.memory.unreclaimable) {
+    if let (Some(l), Some(usage), Some(unrec)) = (limit, s.usage(), s.unreclaimable()) {
         let file_lru = usage.saturating_sub(unrec);
         let lazy = b.reclaimable_unreleased.unwrap_or(0);
         let cache = file_lru.saturating_sub(lazy);

@@ -1,4 +1,4 @@
-//! The Go runtime across scrapes: restarts and the live heap.
+//! The live Go heap across scrapes.
 //!
 //! Live heap is exact where the runtime exports it (`go_gc_heap_live_bytes`,
 //! Go 1.21+ through client_golang). Otherwise it is estimated:
@@ -18,51 +18,33 @@ use std::collections::VecDeque;
 /// Scrapes in the HeapAlloc envelope (1 minute at the default 5 s).
 pub const ENVELOPE_SAMPLES: usize = 12;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LiveMethod {
-    /// `go_gc_heap_live_bytes`.
-    Exact,
-    /// NextGC / (1 + GOGC/100), at most HeapAlloc: the live heap the last GC
-    /// marked (plus stacks and globals, which the goal also counts).
-    Goal,
-    /// HeapAlloc envelope only (GOGC unknown).
-    Envelope,
-}
+pub use crate::sample::LiveMethod;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GoDerived {
     pub heap_live: Option<u64>,
     pub heap_live_method: Option<LiveMethod>,
-    /// This scrape follows a restart of the target (history was reset).
-    pub restarted: bool,
 }
 
+/// The HeapAlloc envelope of one Go runtime. It forgets the envelope when
+/// the collector's target tracker says a new runtime started (a new
+/// `go_epoch`); it never decides that itself.
 #[derive(Debug, Clone, Default)]
 pub struct GoTracker {
     recent: VecDeque<u64>,
-    last_num_gc: Option<u64>,
-    last_total_alloc: Option<u64>,
-    pid: Option<u32>,
-    pub restarts: u64,
+    epoch: u64,
 }
 
 impl GoTracker {
-    /// Takes one scrape. `gogc` is GOGC from the target's environment when
-    /// known (`None` for unset means the default 100 is NOT assumed here:
-    /// pass `Some(100)` when the variable is known to be unset).
-    pub fn ingest(&mut self, s: &GoSample, pid: Option<u32>, gogc: Option<i64>) -> GoDerived {
-        let went_back = |now: Option<u64>, before: Option<u64>| matches!((now, before), (Some(n), Some(b)) if n < b);
-        let restarted = (self.pid.is_some() && pid.is_some() && pid != self.pid)
-            || went_back(s.num_gc, self.last_num_gc)
-            || went_back(s.total_alloc, self.last_total_alloc);
-        if restarted {
+    /// Takes one scrape of the runtime numbered `epoch`. `gogc` is GOGC from
+    /// the target's environment when known (`None` for unset means the
+    /// default 100 is NOT assumed here: pass `Some(100)` when the variable is
+    /// known to be unset).
+    pub fn ingest(&mut self, s: &GoSample, epoch: u64, gogc: Option<i64>) -> GoDerived {
+        if epoch != self.epoch {
             self.recent.clear();
-            self.restarts += 1;
+            self.epoch = epoch;
         }
-        self.pid = pid.or(self.pid);
-        self.last_num_gc = s.num_gc;
-        self.last_total_alloc = s.total_alloc;
         if let Some(a) = s.heap_alloc {
             if self.recent.len() == ENVELOPE_SAMPLES {
                 self.recent.pop_front();
@@ -73,7 +55,6 @@ impl GoTracker {
             return GoDerived {
                 heap_live: Some(live),
                 heap_live_method: Some(LiveMethod::Exact),
-                restarted,
             };
         }
         let envelope = self.recent.iter().min().copied();
@@ -92,7 +73,6 @@ impl GoTracker {
         GoDerived {
             heap_live,
             heap_live_method: method,
-            restarted,
         }
     }
 }
@@ -116,7 +96,7 @@ mod tests {
         let mut t = GoTracker::default();
         let mut x = s(50, 100, 1, 50);
         x.heap_live = Some(40);
-        let d = t.ingest(&x, Some(1), None);
+        let d = t.ingest(&x, 1, None);
         assert_eq!((d.heap_live, d.heap_live_method), (Some(40), Some(LiveMethod::Exact)));
     }
 
@@ -127,54 +107,47 @@ mod tests {
         let allocs = [180, 130, 160, 110, 190];
         let mut last = None;
         for (i, a) in allocs.iter().enumerate() {
-            last = Some(t.ingest(&s(*a, 200, i as u64, 1000 * i as u64), Some(1), None));
+            last = Some(t.ingest(&s(*a, 200, i as u64, 1000 * i as u64), 1, None));
         }
         let d = last.unwrap();
         assert_eq!(
             (d.heap_live, d.heap_live_method),
             (Some(110), Some(LiveMethod::Envelope))
         );
-        let d = t.ingest(&s(150, 200, 9, 9000), Some(1), Some(100));
+        let d = t.ingest(&s(150, 200, 9, 9000), 1, Some(100));
         assert_eq!((d.heap_live, d.heap_live_method), (Some(100), Some(LiveMethod::Goal)));
         // Never above HeapAlloc (right after a GC they meet).
-        let d = t.ingest(&s(90, 200, 10, 9100), Some(1), Some(100));
+        let d = t.ingest(&s(90, 200, 10, 9100), 1, Some(100));
         assert_eq!(d.heap_live, Some(90));
         // A binding GOMEMLIMIT lowers the goal: the envelope is used instead.
         let mut x = s(150, 120, 11, 9200);
         x.gomemlimit = Some(1 << 30);
         assert_eq!(
-            t.ingest(&x, Some(1), Some(100)).heap_live_method,
+            t.ingest(&x, 1, Some(100)).heap_live_method,
             Some(LiveMethod::Envelope)
         );
         // The envelope is bounded: old minima age out.
         let mut t = GoTracker::default();
-        t.ingest(&s(10, 20, 1, 10), Some(1), None);
+        t.ingest(&s(10, 20, 1, 10), 1, None);
         for i in 0..ENVELOPE_SAMPLES as u64 {
-            t.ingest(&s(500, 1000, 2 + i, 100 + i), Some(1), None);
+            t.ingest(&s(500, 1000, 2 + i, 100 + i), 1, None);
         }
-        assert_eq!(t.ingest(&s(600, 1000, 50, 999), Some(1), None).heap_live, Some(500));
+        assert_eq!(t.ingest(&s(600, 1000, 50, 999), 1, None).heap_live, Some(500));
     }
 
     #[test]
-    fn restarts_reset_the_history() {
+    fn a_new_epoch_forgets_the_envelope() {
         let mut t = GoTracker::default();
-        t.ingest(&s(10, 20, 5, 1000), Some(1), None);
-        // NumGC went backwards.
-        let d = t.ingest(&s(300, 400, 1, 2000), Some(1), None);
-        assert!(d.restarted);
+        t.ingest(&s(10, 20, 5, 1000), 1, None);
+        assert_eq!(t.ingest(&s(300, 400, 6, 2000), 1, None).heap_live, Some(10));
+        let d = t.ingest(&s(300, 400, 1, 2000), 2, None);
         assert_eq!(d.heap_live, Some(300), "old minimum forgotten");
-        // TotalAlloc went backwards.
-        assert!(t.ingest(&s(300, 400, 2, 10), Some(1), None).restarted);
-        // New PID.
-        assert!(t.ingest(&s(300, 400, 3, 20), Some(2), None).restarted);
-        assert!(!t.ingest(&s(300, 400, 4, 30), Some(2), None).restarted);
-        assert_eq!(t.restarts, 3);
     }
 
     #[test]
     fn gogc_off_or_unknown_uses_the_envelope() {
         let mut t = GoTracker::default();
-        let d = t.ingest(&s(70, 200, 1, 1), Some(1), Some(-1));
+        let d = t.ingest(&s(70, 200, 1, 1), 1, Some(-1));
         assert_eq!(
             (d.heap_live, d.heap_live_method),
             (Some(70), Some(LiveMethod::Envelope))

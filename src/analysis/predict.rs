@@ -1,6 +1,6 @@
 //! The trend analysis: history over the window, robust slopes, time to OOM,
-//! risk and the growth-based causes. Pure: a [`Status`] and its time in,
-//! an [`Analysis`] out.
+//! risk and the growth-based causes. Pure: a [`Sample`] (with its monotonic
+//! time) in, an [`Analysis`] out.
 //!
 //! Time to OOM counts the peaks the heap reaches before each GC. The kernel
 //! kills when charged memory reaches the limit, and a Go heap grows to NextGC
@@ -20,14 +20,15 @@
 //!
 //! Without Go data it is the basis's own robust line to the limit.
 
+use super::breakdown::{breakdown, Breakdown};
 use super::diagnosis::{diagnose_now, mib, Cause, Finding, Thresholds};
 use super::risk::{Risk, RiskState};
 use super::slope::{theil_sen, Fit};
 use super::window::Series;
-use crate::parse::cgroup_files::Limit;
-use crate::status::Status;
+use crate::sample::{LimitBasis, Sample};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// No trend-based call before the history spans this long (start-up grace:
 /// a heap growing to its steady size after a (re)start is not a leak).
@@ -56,6 +57,8 @@ pub const PROXIMITY_MARGIN: f64 = 0.03;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AnalysisConfig {
     pub window_ms: u64,
+    /// What the killer measures: the series predicted against the limit.
+    pub limit_basis: LimitBasis,
     pub warn_within_s: f64,
     pub critical_within_s: f64,
     pub thresholds: Thresholds,
@@ -78,7 +81,11 @@ pub struct Analysis {
     pub history_s: f64,
     /// Robust slopes over the window: unreclaimable, working_set, go_heap_live,
     /// and basis / off_heap where known.
-    pub slopes: BTreeMap<&'static str, Trend>,
+    pub slopes: BTreeMap<SlopeSeries, Trend>,
+    /// The memory breakdown of this sample (fragmentation bound, reclaimable
+    /// but unreleased, …); the status shows it beside the analysis.
+    #[serde(skip)]
+    pub breakdown: Breakdown,
     /// The limit the prediction is made against (bytes), `None` if unlimited.
     pub limit: Option<u64>,
     pub basis: Option<u64>,
@@ -108,9 +115,9 @@ pub struct Analyzer {
     total_alloc: Series,
     nonheap: Series,
     last_go_ms: Option<u64>,
-    go_restarts: u64,
-    pid: Option<u32>,
-    cgroup: Option<String>,
+    go_epoch: u64,
+    instance: Option<u64>,
+    cgroup: Option<PathBuf>,
     risk: RiskState,
     pts: Vec<(f64, f64)>,
     scratch: Vec<f64>,
@@ -128,8 +135,8 @@ impl Analyzer {
             total_alloc: s(),
             nonheap: s(),
             last_go_ms: None,
-            go_restarts: 0,
-            pid: None,
+            go_epoch: 0,
+            instance: None,
             cgroup: None,
             risk: RiskState::default(),
             pts: Vec::new(),
@@ -212,16 +219,17 @@ impl Analyzer {
         })
     }
 
-    /// Takes the status of one poll (its `time_ms` is now) and returns the
+    /// Takes the sample of one poll (its `mono_ms` is now) and returns the
     /// analysis of the window that ends with it.
-    pub fn update(&mut self, s: &Status) -> Analysis {
-        let now = s.time_ms;
-        // Restarts and moves start the history afresh.
-        if s.target.pid.is_some() && s.target.pid != self.pid {
-            if self.pid.is_some() {
+    pub fn update(&mut self, s: &Sample) -> Analysis {
+        let now = s.mono_ms;
+        // A new target instance (the collector says so) or a move to another
+        // cgroup starts the history afresh; a new Go runtime its Go part.
+        if s.target.pid.is_some() && Some(s.target.instance) != self.instance {
+            if self.instance.is_some() {
                 self.clear_all();
             }
-            self.pid = s.target.pid;
+            self.instance = Some(s.target.instance);
         }
         if s.target.cgroup.is_some() && s.target.cgroup != self.cgroup {
             if self.cgroup.is_some() {
@@ -229,25 +237,25 @@ impl Analyzer {
             }
             self.cgroup = s.target.cgroup.clone();
         }
-        let basis = s.basis_value();
+        if s.target.go_epoch != self.go_epoch {
+            self.go_epoch = s.target.go_epoch;
+            self.clear_go();
+        }
+        let basis = s.basis_value(self.cfg.limit_basis);
         if let Some(b) = basis {
             self.basis.push(now, b as f64);
         }
-        if let Some(v) = s.memory.unreclaimable {
+        if let Some(v) = s.unreclaimable() {
             self.unreclaimable.push(now, v as f64);
         }
-        if let Some(v) = s.memory.working_set {
+        if let Some(v) = s.working_set() {
             self.working_set.push(now, v as f64);
         }
         let go = s.go.as_ref();
         if let Some(g) = go {
-            if g.restarts != self.go_restarts {
-                self.go_restarts = g.restarts;
-                self.clear_go();
-            }
-            if self.last_go_ms != Some(g.scraped_at_ms) {
-                self.last_go_ms = Some(g.scraped_at_ms);
-                let t = g.scraped_at_ms;
+            if self.last_go_ms != Some(g.scraped_mono_ms) {
+                self.last_go_ms = Some(g.scraped_mono_ms);
+                let t = g.scraped_mono_ms;
                 if let Some(l) = g.heap_live {
                     self.live.push(t, l as f64);
                 }
@@ -261,20 +269,14 @@ impl Analyzer {
         }
 
         let mut slopes = BTreeMap::new();
-        for (name, which) in [
-            ("unreclaimable", Which::Unreclaimable),
-            ("working_set", Which::WorkingSet),
-            ("basis", Which::Basis),
-            ("go_heap_live", Which::Live),
-            ("off_heap", Which::Nonheap),
-        ] {
-            if let Some(t) = self.trend(which) {
-                slopes.insert(name, t);
+        for series in SlopeSeries::ALL {
+            if let Some(t) = self.trend(series.into()) {
+                slopes.insert(series, t);
             }
         }
         let alloc_rate = self.fit(Which::TotalAlloc, false).map(|f| f.slope).filter(|r| *r > 0.0);
 
-        let limit = s.memory.limit.and_then(Limit::bytes);
+        let limit = s.limit_bytes();
         let history_s = self.basis.span_s();
         let warming_up = history_s < MIN_SPAN_S;
         let (tto, prediction) = match (limit, basis) {
@@ -286,7 +288,7 @@ impl Analyzer {
             ),
             (Some(l), Some(b)) => match go {
                 Some(_) => go_model(s, l, b, &slopes, alloc_rate),
-                None => linear_model(l, b, slopes.get("basis")),
+                None => linear_model(l, b, slopes.get(&SlopeSeries::Basis)),
             },
         };
 
@@ -313,7 +315,8 @@ impl Analyzer {
             _ => format!("the limit-basis value is at {:.1} % of the limit", 100.0 * frac),
         };
 
-        let mut findings = diagnose_now(s, &self.cfg.thresholds);
+        let breakdown = breakdown(s.cgroup.as_ref(), s.smaps.as_ref(), go.map(|g| &g.sample));
+        let mut findings = diagnose_now(s, &breakdown, &self.cfg.thresholds);
         findings.extend(growth_findings(s, limit, &slopes));
         findings.sort_by_key(|f| f.cause);
         Analysis {
@@ -328,6 +331,59 @@ impl Analyzer {
             risk,
             risk_reason,
             findings,
+            breakdown,
+        }
+    }
+}
+
+/// The series the analysis fits a trend to, as named in the status JSON
+/// (`slopes`) and the `series` label of `headroom_leak_slope_bytes_per_second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlopeSeries {
+    /// The limit-basis value.
+    Basis,
+    GoHeapLive,
+    /// Charged memory outside the Go runtime: basis − (Sys − HeapReleased).
+    OffHeap,
+    Unreclaimable,
+    WorkingSet,
+}
+
+impl SlopeSeries {
+    pub const ALL: [SlopeSeries; 5] = [
+        SlopeSeries::Unreclaimable,
+        SlopeSeries::WorkingSet,
+        SlopeSeries::Basis,
+        SlopeSeries::GoHeapLive,
+        SlopeSeries::OffHeap,
+    ];
+    /// The ones exported as `headroom_leak_slope_bytes_per_second{series}`.
+    pub const EXPORTED: [SlopeSeries; 3] = [
+        SlopeSeries::Unreclaimable,
+        SlopeSeries::WorkingSet,
+        SlopeSeries::GoHeapLive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlopeSeries::Basis => "basis",
+            SlopeSeries::GoHeapLive => "go_heap_live",
+            SlopeSeries::OffHeap => "off_heap",
+            SlopeSeries::Unreclaimable => "unreclaimable",
+            SlopeSeries::WorkingSet => "working_set",
+        }
+    }
+}
+
+impl From<SlopeSeries> for Which {
+    fn from(s: SlopeSeries) -> Which {
+        match s {
+            SlopeSeries::Basis => Which::Basis,
+            SlopeSeries::GoHeapLive => Which::Live,
+            SlopeSeries::OffHeap => Which::Nonheap,
+            SlopeSeries::Unreclaimable => Which::Unreclaimable,
+            SlopeSeries::WorkingSet => Which::WorkingSet,
         }
     }
 }
@@ -344,7 +400,7 @@ enum Which {
 
 /// Heap spans resident: HeapSys − HeapReleased (or HeapInuse + HeapIdle −
 /// HeapReleased from the runtime/metrics names).
-fn heap_spans_resident(s: &Status) -> Option<u64> {
+fn heap_spans_resident(s: &Sample) -> Option<u64> {
     let g = &s.go.as_ref()?.sample;
     let sys = g.heap_sys.or_else(|| Some(g.heap_inuse? + g.heap_idle?))?;
     Some(sys.saturating_sub(g.heap_released.unwrap_or(0)))
@@ -352,7 +408,7 @@ fn heap_spans_resident(s: &Status) -> Option<u64> {
 
 /// Memory the Go runtime holds resident: Sys − HeapReleased (heap spans,
 /// stacks, GC metadata). Without Sys: HeapSys, or HeapInuse + HeapIdle.
-fn heap_resident(s: &Status) -> Option<u64> {
+fn heap_resident(s: &Sample) -> Option<u64> {
     let g = &s.go.as_ref()?.sample;
     let sys = g.sys.or(g.heap_sys).or_else(|| Some(g.heap_inuse? + g.heap_idle?))?;
     Some(sys.saturating_sub(g.heap_released.unwrap_or(0)))
@@ -395,15 +451,15 @@ fn linear_model(limit: u64, basis: u64, trend: Option<&Trend>) -> (Option<f64>, 
 }
 
 fn go_model(
-    s: &Status,
+    s: &Sample,
     limit: u64,
     basis: u64,
-    slopes: &BTreeMap<&'static str, Trend>,
+    slopes: &BTreeMap<SlopeSeries, Trend>,
     alloc_rate: Option<f64>,
 ) -> (Option<f64>, String) {
     let g = &s.go.as_ref().expect("go_model needs Go data").sample;
     let (Some(resident), Some(alloc), Some(next_gc)) = (heap_spans_resident(s), g.heap_alloc, g.next_gc) else {
-        return linear_model(limit, basis, slopes.get("basis"));
+        return linear_model(limit, basis, slopes.get(&SlopeSeries::Basis));
     };
     // GOMEMLIMIT makes the runtime collect before the goal when it binds.
     let goal = match g.gomemlimit.filter(|m| *m < i64::MAX as u64) {
@@ -436,7 +492,7 @@ fn go_model(
             );
         }
     } else if let (Some(t), Some(live)) = (
-        slopes.get("go_heap_live").filter(|t| t.significant),
+        slopes.get(&SlopeSeries::GoHeapLive).filter(|t| t.significant),
         s.go.as_ref().and_then(|g| g.heap_live),
     ) {
         let ratio = (goal as f64 / live.max(1) as f64).max(1.0);
@@ -455,7 +511,7 @@ fn go_model(
             ),
         );
     }
-    if let Some(t) = slopes.get("off_heap").filter(|t| t.significant) {
+    if let Some(t) = slopes.get(&SlopeSeries::OffHeap).filter(|t| t.significant) {
         let heap_growth = goal.saturating_sub(resident) as f64 * (1.0 + HEAP_GROWTH_OVERHEAD);
         let peak = basis.saturating_add(heap_growth as u64);
         consider(
@@ -475,11 +531,11 @@ fn go_model(
     }
 }
 
-fn growth_findings(s: &Status, limit: Option<u64>, slopes: &BTreeMap<&'static str, Trend>) -> Vec<Finding> {
+fn growth_findings(s: &Sample, limit: Option<u64>, slopes: &BTreeMap<SlopeSeries, Trend>) -> Vec<Finding> {
     let mut out = Vec::new();
     let min_growth = ((4u64 << 20) as f64).max(0.01 * limit.unwrap_or(0) as f64);
     let grew = |t: &Trend| t.significant && t.bytes_per_second * t.span_s >= min_growth;
-    if let Some(t) = slopes.get("go_heap_live").filter(|t| grew(t)) {
+    if let Some(t) = slopes.get(&SlopeSeries::GoHeapLive).filter(|t| grew(t)) {
         out.push(Finding {
             cause: Cause::HeapLeak,
             evidence: format!(
@@ -498,7 +554,7 @@ fn growth_findings(s: &Status, limit: Option<u64>, slopes: &BTreeMap<&'static st
                 .into(),
         });
     }
-    if let Some(t) = slopes.get("off_heap").filter(|t| grew(t)) {
+    if let Some(t) = slopes.get(&SlopeSeries::OffHeap).filter(|t| grew(t)) {
         out.push(Finding {
             cause: Cause::OffHeapGrowth,
             evidence: format!(
@@ -519,42 +575,46 @@ fn growth_findings(s: &Status, limit: Option<u64>, slopes: &BTreeMap<&'static st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LimitBasis;
+    use crate::parse::cgroup_files::Limit;
     use crate::parse::go_runtime::GoSample;
-    use crate::status::GoStatus;
+    use crate::sample::{CgroupSample, GoReading};
 
     const MIB: f64 = 1048576.0;
 
-    fn analyzer() -> Analyzer {
-        Analyzer::new(AnalysisConfig {
-            window_ms: 600_000,
+    fn config(window_ms: u64) -> AnalysisConfig {
+        AnalysisConfig {
+            window_ms,
+            limit_basis: LimitBasis::Unreclaimable,
             warn_within_s: 1800.0,
             critical_within_s: 300.0,
             thresholds: Thresholds::default(),
-        })
+        }
+    }
+
+    fn analyzer() -> Analyzer {
+        Analyzer::new(config(600_000))
     }
 
     /// A poll at `t` seconds with the unreclaimable basis at `basis_mib`.
-    fn st(t: f64, basis_mib: f64, limit_mib: f64) -> Status {
-        let mut s = Status {
-            time_ms: (t * 1000.0) as u64,
-            limit_basis: Some(LimitBasis::Unreclaimable),
-            ..Status::default()
+    fn st(t: f64, basis_mib: f64, limit_mib: f64) -> Sample {
+        let b = (basis_mib * MIB) as u64;
+        let mut s = Sample {
+            time_ms: 1_700_000_000_000 + (t * 1000.0) as u64,
+            mono_ms: (t * 1000.0) as u64,
+            cgroup: Some(CgroupSample::all_anonymous("/cg", b)),
+            limit: Some(Limit::Bytes((limit_mib * MIB) as u64)),
+            ..Sample::default()
         };
         s.target.pid = Some(1);
+        s.target.instance = 1;
         s.target.cgroup = Some("/cg".into());
-        let b = (basis_mib * MIB) as u64;
-        s.memory.usage = Some(b);
-        s.memory.unreclaimable = Some(b);
-        s.memory.working_set = Some(b);
-        s.memory.limit = Some(Limit::Bytes((limit_mib * MIB) as u64));
         s
     }
 
     /// Go data: live heap, HeapAlloc, NextGC, resident heap (MiB), TotalAlloc (MiB).
-    fn with_go(mut s: Status, live: f64, alloc: f64, next_gc: f64, resident: f64, total: f64) -> Status {
+    fn with_go(mut s: Sample, live: f64, alloc: f64, next_gc: f64, resident: f64, total: f64) -> Sample {
         let b = |m: f64| Some((m * MIB) as u64);
-        s.go = Some(GoStatus {
+        s.go = Some(GoReading {
             sample: GoSample {
                 heap_alloc: b(alloc),
                 heap_inuse: b(alloc),
@@ -566,6 +626,7 @@ mod tests {
                 ..GoSample::default()
             },
             scraped_at_ms: s.time_ms,
+            scraped_mono_ms: s.mono_ms,
             heap_live: b(live),
             heap_live_method: None,
             gogc_env: Some(100),
@@ -574,7 +635,7 @@ mod tests {
         s
     }
 
-    fn run(a: &mut Analyzer, polls: impl IntoIterator<Item = Status>) -> Vec<Analysis> {
+    fn run(a: &mut Analyzer, polls: impl IntoIterator<Item = Sample>) -> Vec<Analysis> {
         polls.into_iter().map(|s| a.update(&s)).collect()
     }
 
@@ -590,7 +651,7 @@ mod tests {
         let tto = last.time_to_oom_s.expect("predicted");
         assert!((tto - 210.0).abs() < 2.0, "{tto} {}", last.prediction);
         assert_eq!(last.risk, Risk::Critical, "210 s < --critical-within 5m");
-        let slope = last.slopes["unreclaimable"].bytes_per_second / MIB;
+        let slope = last.slopes[&SlopeSeries::Unreclaimable].bytes_per_second / MIB;
         assert!((slope - 1.0).abs() < 1e-6);
     }
 
@@ -655,6 +716,7 @@ mod tests {
         assert!(out.last().unwrap().time_to_oom_s.is_some());
         let mut s = st(61.0, 20.0, 400.0);
         s.target.pid = Some(2);
+        s.target.instance = 2;
         let x = a.update(&s);
         assert!(x.warming_up && x.time_to_oom_s.is_none(), "{x:?}");
         assert_eq!(x.history_s, 0.0);
@@ -670,7 +732,7 @@ mod tests {
     /// A Go service with a GC sawtooth: live heap `live(t)`, GOGC=100,
     /// garbage allocated at 100 MiB/s, the charged heap ratcheting to the
     /// highest NextGC seen, 20 MiB outside the heap.
-    fn sawtooth(t: f64, live: f64, peak: &mut f64) -> Status {
+    fn sawtooth(t: f64, live: f64, peak: &mut f64) -> Sample {
         let next_gc = 2.0 * live;
         let phase = (t * 0.37).fract();
         let alloc = live + phase * (next_gc - live);
@@ -758,16 +820,11 @@ mod tests {
 
     #[test]
     fn unlimited_never_predicts_and_history_is_bounded() {
-        let mut a = Analyzer::new(AnalysisConfig {
-            window_ms: 86_400_000,
-            warn_within_s: 1800.0,
-            critical_within_s: 300.0,
-            thresholds: Thresholds::default(),
-        });
+        let mut a = Analyzer::new(config(86_400_000));
         // 50 hours at one poll a minute: twice the window.
         for t in (0..3000u64).map(|i| i * 60) {
             let mut s = st(t as f64, 100.0 + t as f64, 512.0);
-            s.memory.limit = Some(Limit::Unlimited);
+            s.limit = Some(Limit::Unlimited);
             let x = a.update(&s);
             assert!(x.time_to_oom_s.is_none());
         }

@@ -20,6 +20,11 @@ impl Risk {
             Risk::Critical => "critical",
         }
     }
+
+    /// The inverse of [`Risk::as_str`].
+    pub fn parse(s: &str) -> Option<Risk> {
+        [Risk::Ok, Risk::Warning, Risk::Critical].into_iter().find(|r| r.as_str() == s)
+    }
 }
 
 /// Polls in a row a higher level must be seen before it is raised.

@@ -1,0 +1,51 @@
+//! Alerts headroom raises itself: to Alertmanager's v2 API, to a webhook,
+//! and a heap profile of the target saved when the risk rises.
+//!
+//! [`plan`] is the pure part: given the risk of each poll it says what to
+//! send. Delivery runs on its own task through the [`sink::Sink`]s, fed
+//! through a bounded channel the poller never waits on; a slow or down
+//! receiver delays nothing else. A new output is a new `Sink` in a file of
+//! its own, added in [`sink::Deliverer::new`].
+
+pub mod alertmanager;
+pub mod plan;
+pub mod profile;
+pub mod sink;
+pub mod webhook;
+
+pub use plan::{AlertEvent, AlertPlan, AmAction, Plan};
+pub use profile::{list_profiles, Profiles, SavedProfile};
+pub use sink::Deliverer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where alerts go, and the labels that say whose they are.
+#[derive(Debug, Clone, Default)]
+pub struct AlertConfig {
+    pub alertmanager_url: Option<String>,
+    pub webhook_url: Option<String>,
+    pub profile_dir: Option<PathBuf>,
+    pub pprof_url: Option<String>,
+    /// pod, namespace, container (from POD_NAME, POD_NAMESPACE,
+    /// CONTAINER_NAME), and the target process where named.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl AlertConfig {
+    pub fn is_empty(&self) -> bool {
+        self.alertmanager_url.is_none() && self.webhook_url.is_none() && self.profile_dir.is_none()
+    }
+
+    /// Labels from the downward-API environment a Kubernetes pod passes in.
+    pub fn labels_from_env(get: impl Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
+        [
+            ("pod", "POD_NAME"),
+            ("namespace", "POD_NAMESPACE"),
+            ("container", "CONTAINER_NAME"),
+        ]
+        .into_iter()
+        .filter_map(|(label, var)| get(var).filter(|v| !v.is_empty()).map(|v| (label.to_owned(), v)))
+        .collect()
+    }
+}

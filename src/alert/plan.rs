@@ -1,0 +1,177 @@
+//! The pure part of alerting: given the risk of each poll and its time, what
+//! to send — Alertmanager messages, webhook posts (every risk change) and
+//! profile captures (every rise). No I/O, no clock: time comes in.
+
+use crate::analysis::predict::Analysis;
+use crate::analysis::risk::Risk;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Alertmanager forgets an alert not re-sent within its resolve_timeout
+/// (5 m by default): a firing alert is re-sent this often.
+pub const RESEND_EVERY_MS: u64 = 60_000;
+
+/// What to tell Alertmanager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AmAction {
+    /// (Re-)send a firing alert of this severity, started at `starts_ms`.
+    Fire { severity: Risk, starts_ms: u64 },
+    /// Resolve the alert of this severity (ends now).
+    Resolve { severity: Risk, starts_ms: u64 },
+}
+
+/// Decides, poll by poll, the Alertmanager messages, the webhook posts
+/// (every risk change) and the profile captures (every rise).
+#[derive(Debug, Default, Clone)]
+pub struct AlertPlan {
+    last: Risk,
+    firing: Option<(Risk, u64)>,
+    last_sent_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub alertmanager: Vec<AmAction>,
+    /// The risk changed from this level (a webhook post).
+    pub changed_from: Option<Risk>,
+    /// The risk rose: capture a profile.
+    pub capture_profile: bool,
+}
+
+impl AlertPlan {
+    pub fn step(&mut self, risk: Risk, now_ms: u64) -> Plan {
+        let mut plan = Plan::default();
+        if risk != self.last {
+            plan.changed_from = Some(self.last);
+            plan.capture_profile = risk > self.last;
+            self.last = risk;
+        }
+        match (self.firing, risk) {
+            (None, Risk::Ok) => {}
+            (Some((sev, starts)), Risk::Ok) => {
+                plan.alertmanager.push(AmAction::Resolve {
+                    severity: sev,
+                    starts_ms: starts,
+                });
+                self.firing = None;
+            }
+            (Some((sev, starts)), r) if sev == r => {
+                if now_ms.saturating_sub(self.last_sent_ms) >= RESEND_EVERY_MS {
+                    plan.alertmanager.push(AmAction::Fire {
+                        severity: sev,
+                        starts_ms: starts,
+                    });
+                    self.last_sent_ms = now_ms;
+                }
+            }
+            (prev, r) => {
+                if let Some((sev, starts)) = prev {
+                    plan.alertmanager.push(AmAction::Resolve {
+                        severity: sev,
+                        starts_ms: starts,
+                    });
+                }
+                plan.alertmanager.push(AmAction::Fire {
+                    severity: r,
+                    starts_ms: now_ms,
+                });
+                self.firing = Some((r, now_ms));
+                self.last_sent_ms = now_ms;
+            }
+        }
+        plan
+    }
+}
+
+/// One poll's worth of what an alert says.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertEvent {
+    pub time_ms: u64,
+    pub risk: Risk,
+    pub previous: Option<Risk>,
+    pub time_to_oom_seconds: Option<f64>,
+    pub limit_bytes: Option<u64>,
+    pub basis_bytes: Option<u64>,
+    pub reason: String,
+    pub causes: Vec<String>,
+    pub advice: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl AlertEvent {
+    pub fn new(a: &Analysis, time_ms: u64, previous: Option<Risk>, labels: &BTreeMap<String, String>) -> AlertEvent {
+        AlertEvent {
+            time_ms,
+            risk: a.risk,
+            previous,
+            time_to_oom_seconds: a.time_to_oom_s,
+            limit_bytes: a.limit,
+            basis_bytes: a.basis,
+            reason: a.risk_reason.clone(),
+            causes: a.findings.iter().map(|f| f.cause.as_str().to_owned()).collect(),
+            advice: a
+                .findings
+                .iter()
+                .map(|f| format!("{}: {}", f.cause.as_str(), f.advice))
+                .collect(),
+            labels: labels.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Risk::*;
+
+    #[test]
+    fn plan_start_escalate_resend_resolve() {
+        let mut p = AlertPlan::default();
+        assert_eq!(p.step(Ok, 0), Plan::default());
+        let s = p.step(Warning, 1000);
+        assert_eq!(
+            s.alertmanager,
+            vec![AmAction::Fire {
+                severity: Warning,
+                starts_ms: 1000
+            }]
+        );
+        assert_eq!((s.changed_from, s.capture_profile), (Some(Ok), true));
+        assert!(p.step(Warning, 2000).alertmanager.is_empty(), "not re-sent every poll");
+        let s = p.step(Warning, 1000 + RESEND_EVERY_MS);
+        assert_eq!(
+            s.alertmanager,
+            vec![AmAction::Fire {
+                severity: Warning,
+                starts_ms: 1000
+            }]
+        );
+        assert_eq!(s.changed_from, None);
+        let s = p.step(Critical, 70_000);
+        assert_eq!(
+            s.alertmanager,
+            vec![
+                AmAction::Resolve {
+                    severity: Warning,
+                    starts_ms: 1000
+                },
+                AmAction::Fire {
+                    severity: Critical,
+                    starts_ms: 70_000
+                }
+            ]
+        );
+        assert!(s.capture_profile);
+        let s = p.step(Warning, 80_000);
+        assert!(!s.capture_profile, "a fall captures nothing");
+        assert_eq!(s.changed_from, Some(Critical));
+        let s = p.step(Ok, 90_000);
+        assert_eq!(
+            s.alertmanager,
+            vec![AmAction::Resolve {
+                severity: Warning,
+                starts_ms: 80_000
+            }]
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! The one trait every alert output implements, and the [`Deliverer`] that
+//! runs a plan through all of them on the delivery task.
+
+use super::alertmanager::Alertmanager;
+use super::plan::{AlertEvent, Plan};
+use super::profile::{ProfileCapture, Profiles};
+use super::webhook::Webhook;
+use super::AlertConfig;
+use crate::httpc::HttpClient;
+use std::future::Future;
+use std::pin::Pin;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An alert output. Each sink picks from the plan what concerns it (an
+/// Alertmanager action, a risk change, a rise) and does nothing otherwise.
+/// Errors are the sink's to log: one failing output never stops another.
+pub trait Sink: Send + Sync {
+    fn deliver<'a>(&'a self, plan: &'a Plan, ev: &'a AlertEvent) -> BoxFuture<'a, ()>;
+}
+
+/// Sends what a plan says to every configured output, in order.
+pub struct Deliverer {
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl Deliverer {
+    pub fn new(cfg: &AlertConfig, profiles: Profiles) -> Deliverer {
+        let client = HttpClient::new();
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        if let Some(url) = &cfg.alertmanager_url {
+            sinks.push(Box::new(Alertmanager::new(url, client.clone())));
+        }
+        if let Some(url) = &cfg.webhook_url {
+            sinks.push(Box::new(Webhook::new(url.clone(), client.clone())));
+        }
+        if let (Some(dir), Some(url)) = (&cfg.profile_dir, &cfg.pprof_url) {
+            sinks.push(Box::new(ProfileCapture::new(dir.clone(), url.clone(), client, profiles)));
+        }
+        Deliverer { sinks }
+    }
+
+    pub async fn deliver(&self, plan: Plan, ev: AlertEvent) {
+        for sink in &self.sinks {
+            sink.deliver(&plan, &ev).await;
+        }
+    }
+}

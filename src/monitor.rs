@@ -1,0 +1,56 @@
+//! One poll end to end: the collector's [`Sample`], the analyzer's
+//! [`Analysis`] of it, and the [`Status`] assembled from both. The daemon's
+//! poller and `headroom check` both poll through this.
+//!
+//! [`Sample`]: crate::sample::Sample
+//! [`Analysis`]: crate::analysis::predict::Analysis
+
+use crate::alert::Profiles;
+use crate::analysis::predict::Analyzer;
+use crate::collector::go::GoScrape;
+use crate::collector::Collector;
+use crate::config::Config;
+use crate::sample::LimitBasis;
+use crate::status::Status;
+use std::time::Instant;
+
+pub struct Monitor {
+    collector: Collector,
+    analyzer: Analyzer,
+    limit_basis: LimitBasis,
+    profiles: Option<Profiles>,
+}
+
+impl Monitor {
+    pub fn new(cfg: Config) -> Monitor {
+        Monitor {
+            analyzer: Analyzer::new(cfg.analysis_config()),
+            limit_basis: cfg.limit_basis,
+            collector: Collector::new(cfg),
+            profiles: None,
+        }
+    }
+
+    /// The heap profiles saved by the alert task, listed in the status.
+    pub fn set_profiles(&mut self, profiles: Profiles) {
+        self.profiles = Some(profiles);
+    }
+
+    /// Takes one scrape of the target's Go runtime.
+    pub fn ingest_go(&mut self, scrape: GoScrape) {
+        self.collector.ingest_go(scrape);
+    }
+
+    /// One poll: `now_ms` is the wall-clock time shown, `now` the monotonic
+    /// time the analysis measures with.
+    pub fn poll(&mut self, now_ms: u64, now: Instant) -> Status {
+        let sample = self.collector.poll(now_ms, now);
+        let analysis = self.analyzer.update(&sample);
+        let profiles = self
+            .profiles
+            .as_ref()
+            .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect())
+            .unwrap_or_default();
+        Status::assemble(sample, analysis, self.limit_basis, self.collector.health(), profiles)
+    }
+}
