@@ -1,13 +1,32 @@
-//! A small HTTP/1 client (hyper, already brought by axum) with a deadline on
-//! the whole exchange and a cap on the body, for scraping the target and
-//! delivering alerts.
+//! A small HTTP/1 client (hyper, already brought by axum; rustls for https)
+//! with a deadline on the whole exchange and a cap on the body, for scraping
+//! the target, saving its heap profiles and delivering alerts.
+//!
+//! https uses rustls with the ring provider (no OpenSSL) and trusts the
+//! Mozilla root set compiled into the binary (webpki-roots): the same in
+//! every image (distroless, scratch), nothing read from disk at start, no
+//! CA bundle to keep current in the container. Receivers behind a private
+//! CA are trusted by adding its certificate ([`HttpClient::with_ca_file`]).
+//!
+//! Bodies can be read whole ([`HttpClient::get`]), chunk by chunk as they
+//! arrive ([`HttpClient::get_streamed`], memory bounded by a chunk) or
+//! copied to a writer ([`HttpClient::get_to_writer`], a profile to disk).
 
 use axum::body::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body as _;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use hyper::{Method, Request, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HttpError {
@@ -18,14 +37,116 @@ pub enum HttpError {
     #[error("{url}: no complete answer within {after:?} (slow or hung target)")]
     Timeout { url: String, after: Duration },
     #[error("{url}: body larger than {limit} bytes")]
-    TooLarge { url: String, limit: usize },
+    TooLarge { url: String, limit: u64 },
     #[error("{url}: HTTP {status}")]
     Status { url: String, status: u16, body: String },
+    #[error("{url}: writing the body: {reason}")]
+    Write { url: String, reason: String },
+}
+
+/// A failed streamed GET: the exchange failed, or the chunk consumer
+/// refused a chunk (then the rest of the body is not read).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StreamError<E> {
+    #[error(transparent)]
+    Http(HttpError),
+    #[error("{0}")]
+    Sink(E),
+}
+
+/// Setting up the client's trusted roots failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("{path}: {reason}")]
+    Roots { path: String, reason: String },
+}
+
+/// The value of an `Authorization` header (a bearer token or basic auth),
+/// kept out of logs: its `Debug` does not show it, and hyper marks the
+/// header sensitive.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Authorization(HeaderValue);
+
+/// A credential that cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("the credential is empty")]
+    Empty,
+    #[error("the credential contains a character not allowed in an HTTP header (a line break or control character inside it?)")]
+    Invalid,
+}
+
+impl Authorization {
+    /// `Bearer TOKEN`. Surrounding whitespace (the newline that ends a file
+    /// or a Kubernetes Secret) is removed.
+    pub fn bearer(token: &str) -> Result<Authorization, AuthError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AuthError::Empty);
+        }
+        Authorization::header_value(&format!("Bearer {token}"))
+    }
+
+    /// `Basic base64(user:password)` (RFC 7617). The password is taken as
+    /// is but for one trailing line break (`\n` or `\r\n`), as files end.
+    pub fn basic(user: &str, password: &str) -> Result<Authorization, AuthError> {
+        let password = password
+            .strip_suffix('\n')
+            .map(|p| p.strip_suffix('\r').unwrap_or(p))
+            .unwrap_or(password);
+        if user.is_empty() {
+            return Err(AuthError::Empty);
+        }
+        if user.contains(':') || user.chars().chain(password.chars()).any(char::is_control) {
+            return Err(AuthError::Invalid);
+        }
+        Authorization::header_value(&format!("Basic {}", base64(format!("{user}:{password}").as_bytes())))
+    }
+
+    /// A whole header value as given (`Bearer …`, `Basic …`, another scheme).
+    pub fn header_value(value: &str) -> Result<Authorization, AuthError> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(AuthError::Empty);
+        }
+        let mut v = HeaderValue::from_str(value).map_err(|_| AuthError::Invalid)?;
+        v.set_sensitive(true);
+        Ok(Authorization(v))
+    }
+
+    /// The scheme (`Bearer`, `Basic`), for logs.
+    pub fn scheme(&self) -> &str {
+        self.0.to_str().ok().and_then(|v| v.split(' ').next()).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Authorization({} <redacted>)", self.scheme())
+    }
+}
+
+/// Standard base64 with padding.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for group in data.chunks(3) {
+        let b = [group[0], *group.get(1).unwrap_or(&0), *group.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= group.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Default for HttpClient {
@@ -34,11 +155,62 @@ impl Default for HttpClient {
     }
 }
 
+/// At most this much of an error answer's body is kept for the message.
+const ERROR_BODY_BYTES: usize = 200;
+
 impl HttpClient {
+    /// http and https, trusting the compiled-in Mozilla roots.
     pub fn new() -> HttpClient {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        connector.set_nodelay(true);
+        HttpClient::with_roots(mozilla_roots())
+    }
+
+    /// Also trusts every certificate of a PEM file (a private CA for alert
+    /// receivers). The error names the file.
+    pub fn with_ca_file(path: &Path) -> Result<HttpClient, TlsSetupError> {
+        let pem = std::fs::read(path).map_err(|e| TlsSetupError::Roots {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        HttpClient::with_extra_roots_pem(&pem, &path.display().to_string())
+    }
+
+    /// Also trusts every certificate in `pem`; `source` names where it came
+    /// from in errors. A PEM without any certificate is an error.
+    pub fn with_extra_roots_pem(pem: &[u8], source: &str) -> Result<HttpClient, TlsSetupError> {
+        let err = |reason: String| TlsSetupError::Roots {
+            path: source.to_owned(),
+            reason,
+        };
+        let mut roots = mozilla_roots();
+        let mut added = 0;
+        for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
+            let cert = cert.map_err(|e| err(format!("certificate {}: not valid PEM: {e}", i + 1)))?;
+            roots
+                .add(cert)
+                .map_err(|e| err(format!("certificate {}: not a usable CA certificate: {e}", i + 1)))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into()));
+        }
+        Ok(HttpClient::with_roots(roots))
+    }
+
+    fn with_roots(roots: rustls::RootCertStore) -> HttpClient {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(2)));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1)
@@ -49,12 +221,87 @@ impl HttpClient {
     /// GET `url`; the whole exchange must finish within `timeout` and the body
     /// must fit in `max_body` bytes. Non-2xx is an error.
     pub async fn get(&self, url: &str, timeout: Duration, max_body: usize) -> Result<Bytes, HttpError> {
-        self.send(Method::GET, url, None, timeout, max_body).await
+        self.send(Method::GET, url, None, None, timeout, max_body).await
     }
 
     /// POST a JSON body.
     pub async fn post_json(&self, url: &str, body: Vec<u8>, timeout: Duration) -> Result<Bytes, HttpError> {
-        self.send(Method::POST, url, Some(body), timeout, 64 * 1024).await
+        self.send(Method::POST, url, Some(body), None, timeout, 64 * 1024).await
+    }
+
+    /// POST a JSON body with an optional `Authorization` header.
+    pub async fn post_json_auth(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+        auth: Option<&Authorization>,
+    ) -> Result<Bytes, HttpError> {
+        self.send(Method::POST, url, Some(body), auth, timeout, 64 * 1024).await
+    }
+
+    /// GET `url` and hand each chunk of the body to `on_chunk` as it
+    /// arrives, never holding more than one; the whole exchange within
+    /// `timeout`, at most `max_bytes` of body. Returns the body's size.
+    pub async fn get_streamed<E>(
+        &self,
+        url: &str,
+        timeout: Duration,
+        max_bytes: u64,
+        mut on_chunk: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<u64, StreamError<E>> {
+        let exchange = async {
+            let mut body = self
+                .start(Method::GET, url, None, None, max_bytes)
+                .await
+                .map_err(StreamError::Http)?;
+            let mut total = 0u64;
+            while let Some(chunk) = next_chunk(&mut body, url).await.map_err(StreamError::Http)? {
+                total += chunk.len() as u64;
+                if total > max_bytes {
+                    return Err(StreamError::Http(too_large(url, max_bytes)));
+                }
+                on_chunk(&chunk).map_err(StreamError::Sink)?;
+            }
+            Ok(total)
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| StreamError::Http(timed_out(url, timeout)))?
+    }
+
+    /// GET `url` into `out` chunk by chunk (a heap profile to a file): the
+    /// whole exchange within `timeout`, at most `max_bytes`. Returns the
+    /// bytes written; on an error `out` may hold part of the body.
+    pub async fn get_to_writer<W: AsyncWrite + Unpin + ?Sized>(
+        &self,
+        url: &str,
+        timeout: Duration,
+        max_bytes: u64,
+        out: &mut W,
+    ) -> Result<u64, HttpError> {
+        let exchange = async {
+            let mut body = self.start(Method::GET, url, None, None, max_bytes).await?;
+            let mut total = 0u64;
+            while let Some(chunk) = next_chunk(&mut body, url).await? {
+                total += chunk.len() as u64;
+                if total > max_bytes {
+                    return Err(too_large(url, max_bytes));
+                }
+                out.write_all(&chunk).await.map_err(|e| HttpError::Write {
+                    url: url.into(),
+                    reason: e.to_string(),
+                })?;
+            }
+            out.flush().await.map_err(|e| HttpError::Write {
+                url: url.into(),
+                reason: e.to_string(),
+            })?;
+            Ok(total)
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| timed_out(url, timeout))?
     }
 
     async fn send(
@@ -62,19 +309,60 @@ impl HttpClient {
         method: Method,
         url: &str,
         body: Option<Vec<u8>>,
+        auth: Option<&Authorization>,
         timeout: Duration,
         max_body: usize,
     ) -> Result<Bytes, HttpError> {
+        let max = max_body as u64;
+        let exchange = async {
+            let mut resp = self.start(method, url, body, auth, max).await?;
+            let mut buf = Vec::new();
+            while let Some(chunk) = next_chunk(&mut resp, url).await? {
+                if (buf.len() + chunk.len()) as u64 > max {
+                    return Err(too_large(url, max));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(Bytes::from(buf))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| timed_out(url, timeout))?
+    }
+
+    /// Sends the request and checks the answer's head: a 2xx status (else
+    /// an error quoting the start of the body), a declared length within
+    /// `max_body`. Returns the body, unread.
+    async fn start(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        auth: Option<&Authorization>,
+        max_body: u64,
+    ) -> Result<Incoming, HttpError> {
         let uri: Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| HttpError::Url {
             url: url.into(),
             reason: e.to_string(),
         })?;
+        match uri.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => {
+                return Err(HttpError::Url {
+                    url: url.into(),
+                    reason: "only http:// and https:// URLs are supported".into(),
+                })
+            }
+        }
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
-            .header("user-agent", concat!("headroom/", env!("CARGO_PKG_VERSION")));
+            .header(USER_AGENT, concat!("headroom/", env!("CARGO_PKG_VERSION")));
         if body.is_some() {
-            req = req.header("content-type", "application/json");
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        if let Some(a) = auth {
+            req = req.header(AUTHORIZATION, a.0.clone());
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
@@ -82,54 +370,65 @@ impl HttpClient {
                 url: url.into(),
                 reason: e.to_string(),
             })?;
-        let exchange = async {
-            let resp = self.inner.request(req).await.map_err(|e| HttpError::Connect {
-                url: url.into(),
-                reason: error_chain(&e),
-            })?;
-            let status = resp.status();
-            if let Some(len) = resp
-                .headers()
-                .get("content-length")
-                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            {
-                if len > max_body {
-                    return Err(HttpError::TooLarge {
-                        url: url.into(),
-                        limit: max_body,
-                    });
+        let resp = self.inner.request(req).await.map_err(|e| HttpError::Connect {
+            url: url.into(),
+            reason: error_chain(&e),
+        })?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let mut text = Vec::new();
+            while text.len() < ERROR_BODY_BYTES {
+                match next_chunk(&mut body, url).await {
+                    Ok(Some(c)) => text.extend_from_slice(&c[..c.len().min(ERROR_BODY_BYTES - text.len())]),
+                    _ => break,
                 }
             }
-            let body = Limited::new(resp.into_body(), max_body).collect().await.map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    HttpError::TooLarge {
-                        url: url.into(),
-                        limit: max_body,
-                    }
-                } else {
-                    HttpError::Connect {
-                        url: url.into(),
-                        reason: e.to_string(),
-                    }
-                }
-            })?;
-            let bytes = body.to_bytes();
-            if status != StatusCode::OK && !status.is_success() {
-                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-                return Err(HttpError::Status {
+            return Err(HttpError::Status {
+                url: url.into(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&text).into_owned(),
+            });
+        }
+        // A declared Content-Length (hyper has checked it is a number).
+        if body.size_hint().exact().is_some_and(|len| len > max_body) {
+            return Err(too_large(url, max_body));
+        }
+        Ok(body)
+    }
+}
+
+/// The next data chunk of a body (trailers are skipped), `None` at its end.
+async fn next_chunk(body: &mut Incoming, url: &str) -> Result<Option<Bytes>, HttpError> {
+    loop {
+        match body.frame().await {
+            None => return Ok(None),
+            Some(Err(e)) => {
+                return Err(HttpError::Connect {
                     url: url.into(),
-                    status: status.as_u16(),
-                    body: text,
-                });
+                    reason: format!("reading the body: {}", error_chain(&e)),
+                })
             }
-            Ok(bytes)
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| HttpError::Timeout {
-                url: url.into(),
-                after: timeout,
-            })?
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+fn too_large(url: &str, limit: u64) -> HttpError {
+    HttpError::TooLarge { url: url.into(), limit }
+}
+
+fn timed_out(url: &str, after: Duration) -> HttpError {
+    HttpError::Timeout { url: url.into(), after }
+}
+
+fn mozilla_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     }
 }
 
@@ -147,7 +446,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
 
     /// A raw TCP server answering each connection with `answer`, after `delay`.
     async fn server(answer: Vec<u8>, delay: Duration) -> String {
@@ -233,5 +532,310 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, HttpError::Connect { .. }), "{e}");
+    }
+
+    /// A raw TCP server that answers one request per connection with
+    /// `answer` and sends the request it read (head and body) to the test.
+    async fn recording_server(answer: Vec<u8>) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let (answer, tx) = (answer.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let n = s.read(&mut buf).await.unwrap_or(0);
+                        req.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&req).to_lowercase();
+                        let Some(head_end) = text.find("\r\n\r\n") else {
+                            if n == 0 {
+                                break;
+                            }
+                            continue;
+                        };
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: ")?.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if n == 0 || req.len() >= head_end + 4 + len {
+                            break;
+                        }
+                    }
+                    let _ = tx.send(String::from_utf8_lossy(&req).into_owned());
+                    let _ = s.write_all(&answer).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        (format!("http://{addr}/hook"), rx)
+    }
+
+    fn chunked_body(chunks: usize, size: usize) -> Vec<u8> {
+        let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for i in 0..chunks {
+            out.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+            out.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, size));
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    #[tokio::test]
+    async fn streamed_get_hands_over_every_chunk() {
+        let c = HttpClient::new();
+        let (url, _rx) = recording_server(chunked_body(20, 1000)).await;
+        let mut seen = Vec::new();
+        let n = c
+            .get_streamed(&url, Duration::from_secs(5), 1 << 20, |chunk| {
+                seen.extend_from_slice(chunk);
+                Ok::<(), String>(())
+            })
+            .await
+            .unwrap();
+        assert_eq!((n, seen.len()), (20_000, 20_000));
+        assert!(seen[..1000].iter().all(|&b| b == b'a') && seen[19_000..].iter().all(|&b| b == b't'));
+
+        // The consumer refuses: its error, and the rest is not read.
+        let mut calls = 0;
+        let e = c
+            .get_streamed(&url, Duration::from_secs(5), 1 << 20, |_| {
+                calls += 1;
+                Err("not Go")
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StreamError::Sink("not Go")), "{e}");
+        assert_eq!(calls, 1);
+
+        // Above the cap while streaming (no declared length).
+        let e = c
+            .get_streamed(&url, Duration::from_secs(5), 5_000, |_| Ok::<(), String>(()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, StreamError::Http(HttpError::TooLarge { limit: 5_000, .. })),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&url), "{e}");
+    }
+
+    #[tokio::test]
+    async fn get_to_writer_copies_chunk_by_chunk() {
+        let c = HttpClient::new();
+        let (url, _rx) = recording_server(chunked_body(50, 4096)).await;
+        let mut out: Vec<u8> = Vec::new();
+        let n = c
+            .get_to_writer(&url, Duration::from_secs(5), 1 << 20, &mut out)
+            .await
+            .unwrap();
+        assert_eq!((n, out.len()), (50 * 4096, 50 * 4096));
+        let mut out: Vec<u8> = Vec::new();
+        let e = c
+            .get_to_writer(&url, Duration::from_secs(5), 10_000, &mut out)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge { limit: 10_000, .. }), "{e}");
+        assert!(out.len() <= 10_000, "{}", out.len());
+
+        // A writer that fails.
+        struct Full;
+        impl AsyncWrite for Full {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                _: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::task::Poll::Ready(Err(std::io::Error::other("disk full")))
+            }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let e = c
+            .get_to_writer(&url, Duration::from_secs(5), 1 << 20, &mut Full)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, HttpError::Write { .. }) && e.to_string().contains("disk full"),
+            "{e}"
+        );
+
+        // An error status quotes the start of the body, and nothing is written.
+        let (url, _rx) = recording_server(
+            format!(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 1000\r\n\r\n{}",
+                "z".repeat(1000)
+            )
+            .into_bytes(),
+        )
+        .await;
+        let mut out: Vec<u8> = Vec::new();
+        let e = c
+            .get_to_writer(&url, Duration::from_secs(5), 1 << 20, &mut out)
+            .await
+            .unwrap_err();
+        match e {
+            HttpError::Status { status, body, .. } => assert_eq!((status, body.len()), (503, 200)),
+            other => panic!("{other}"),
+        }
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn post_sends_json_and_the_authorization_header() {
+        let c = HttpClient::new();
+        let (url, mut rx) = recording_server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()).await;
+        let auth = Authorization::bearer("s3cret\n").unwrap();
+        c.post_json_auth(&url, b"{\"a\":1}".to_vec(), Duration::from_secs(5), Some(&auth))
+            .await
+            .unwrap();
+        let req = rx.recv().await.unwrap();
+        assert!(req.starts_with("POST /hook HTTP/1.1\r\n"), "{req}");
+        let lower = req.to_lowercase();
+        assert!(lower.contains("\r\nauthorization: bearer s3cret\r\n"), "{req}");
+        assert!(lower.contains("\r\ncontent-type: application/json\r\n"), "{req}");
+        assert!(req.ends_with("\r\n\r\n{\"a\":1}"), "{req}");
+
+        let basic = Authorization::basic("Aladdin", "open sesame\n").unwrap();
+        c.post_json_auth(&url, b"{}".to_vec(), Duration::from_secs(5), Some(&basic))
+            .await
+            .unwrap();
+        let req = rx.recv().await.unwrap();
+        assert!(req.contains("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="), "{req}");
+
+        c.post_json(&url, b"{}".to_vec(), Duration::from_secs(5)).await.unwrap();
+        let req = rx.recv().await.unwrap();
+        assert!(!req.to_lowercase().contains("authorization"), "{req}");
+    }
+
+    #[test]
+    fn authorization_values() {
+        assert_eq!(
+            format!("{:?}", Authorization::bearer("tok").unwrap()),
+            "Authorization(Bearer <redacted>)"
+        );
+        assert_eq!(Authorization::bearer(" \n").unwrap_err(), AuthError::Empty);
+        assert_eq!(Authorization::bearer("a\nb").unwrap_err(), AuthError::Invalid);
+        assert_eq!(Authorization::basic("a:b", "c").unwrap_err(), AuthError::Invalid);
+        assert_eq!(Authorization::basic("", "c").unwrap_err(), AuthError::Empty);
+        assert_eq!(Authorization::basic("u", "p\r\nq").unwrap_err(), AuthError::Invalid);
+        assert_eq!(Authorization::header_value("Token abc").unwrap().scheme(), "Token");
+        assert!(Authorization::header_value("Bearer x").unwrap().0.is_sensitive());
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in cases {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_http_and_https_urls() {
+        let c = HttpClient::new();
+        for url in ["ftp://127.0.0.1/x", "/relative", "not a url"] {
+            let e = c.get(url, Duration::from_secs(1), 10).await.unwrap_err();
+            assert!(
+                matches!(e, HttpError::Url { .. }) && e.to_string().contains(url),
+                "{url}: {e}"
+            );
+        }
+    }
+
+    /// A TLS server on loopback with a certificate made for this test,
+    /// answering `body` to every request.
+    async fn tls_server(body: &'static str) -> (String, String) {
+        let rcgen::CertifiedKey { cert, key_pair } =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = l.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (format!("https://127.0.0.1:{port}/api/v2/alerts"), cert.pem())
+    }
+
+    #[tokio::test]
+    async fn https_with_an_extra_root() {
+        let (url, ca_pem) = tls_server("{\"ok\":true}").await;
+        let c = HttpClient::with_extra_roots_pem(ca_pem.as_bytes(), "test CA").unwrap();
+        let got = c.get(&url, Duration::from_secs(5), 1024).await.unwrap();
+        assert_eq!(&got[..], b"{\"ok\":true}");
+        let auth = Authorization::bearer("t").unwrap();
+        c.post_json_auth(&url, b"[]".to_vec(), Duration::from_secs(5), Some(&auth))
+            .await
+            .unwrap();
+
+        // The compiled-in roots do not trust it: a certificate error naming the URL.
+        let e = HttpClient::new()
+            .get(&url, Duration::from_secs(5), 1024)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&url) && e.contains("certificate"), "{e}");
+
+        // The same root from a file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, &ca_pem).unwrap();
+        let c = HttpClient::with_ca_file(&file).unwrap();
+        assert_eq!(
+            &c.get(&url, Duration::from_secs(5), 1024).await.unwrap()[..],
+            b"{\"ok\":true}"
+        );
+    }
+
+    #[test]
+    fn bad_ca_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let e = HttpClient::with_ca_file(&missing).err().unwrap().to_string();
+        assert!(e.contains("missing.pem"), "{e}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "just text\n").unwrap();
+        let e = HttpClient::with_ca_file(&empty).err().unwrap().to_string();
+        assert!(e.contains("empty.pem") && e.contains("no PEM certificate"), "{e}");
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        let e = HttpClient::with_ca_file(&bad).err().unwrap().to_string();
+        assert!(e.contains("bad.pem") && e.contains("certificate 1"), "{e}");
     }
 }

@@ -4,7 +4,9 @@
 //! what was read, so every edge case is tested on inline strings.
 
 pub mod cgroup_files;
+pub mod cgroup_paths;
 pub mod go_runtime;
+pub mod proc_files;
 pub mod psi;
 
 use std::collections::BTreeMap;

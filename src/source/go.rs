@@ -1,16 +1,19 @@
 //! Scraping the target's Go runtime over HTTP: expvar `/debug/vars` or
-//! client_golang `/metrics`, told apart by content.
+//! client_golang `/metrics`, told apart by content, decoded as the body
+//! arrives (memory bounded by a chunk, whatever the body's size).
 
-use crate::httpc::{HttpClient, HttpError};
-use crate::parse::go_runtime::{parse_go_body, GoParseError, GoSample};
+use crate::httpc::{HttpClient, HttpError, StreamError};
+use crate::parse::go_runtime::{GoBodyDecoder, GoParseError, GoSample};
 use std::time::Duration;
 
 /// The whole scrape must finish within this (a hung target must not hold
 /// the next one up).
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bodies above this are refused: client_golang's /metrics is ~20 KB and
-/// expvar's memstats ~5 KB; a larger body is not a Go runtime page.
-pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Bodies above this are refused. expvar's memstats is ~5 KB and
+/// client_golang's /metrics ~20 KB, but a service may publish a large
+/// expvar map next to memstats; the body is decoded as it streams, so this
+/// bounds the time spent, not memory.
+pub const MAX_BODY: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GoSourceError {
@@ -22,17 +25,32 @@ pub enum GoSourceError {
         #[source]
         source: GoParseError,
     },
-    #[error("{url}: the body is not UTF-8 text")]
-    NotText { url: String },
 }
 
 pub async fn scrape(client: &HttpClient, url: &str, timeout: Duration) -> Result<GoSample, GoSourceError> {
-    let body = client.get(url, timeout, MAX_BODY).await?;
-    let text = std::str::from_utf8(&body).map_err(|_| GoSourceError::NotText { url: url.into() })?;
-    parse_go_body(text).map_err(|source| GoSourceError::Parse {
+    scrape_capped(client, url, timeout, MAX_BODY).await
+}
+
+/// [`scrape`] with another cap on the body.
+pub async fn scrape_capped(
+    client: &HttpClient,
+    url: &str,
+    timeout: Duration,
+    max_body: u64,
+) -> Result<GoSample, GoSourceError> {
+    let parse_err = |source| GoSourceError::Parse {
         url: url.into(),
         source,
-    })
+    };
+    let mut decoder = GoBodyDecoder::new();
+    match client
+        .get_streamed(url, timeout, max_body, |chunk| decoder.feed(chunk))
+        .await
+    {
+        Ok(_) => decoder.finish().map_err(parse_err),
+        Err(StreamError::Http(e)) => Err(e.into()),
+        Err(StreamError::Sink(e)) => Err(parse_err(e)),
+    }
 }
 
 /// `/debug/pprof/heap` on the same host as `go_url`.
@@ -49,6 +67,137 @@ pub fn pprof_url_from(go_url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const MEMSTATS: &str = "\"memstats\":{\"HeapAlloc\":100,\"HeapInuse\":200,\"HeapIdle\":300,\"PauseNs\":[1,2,3]}";
+
+    /// What a test server sends after the request.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// Chunked expvar JSON with about this many bytes of other keys before memstats.
+        Expvar(usize),
+        /// Declares a long body, sends a little, closes.
+        ClosesMidBody,
+        /// Chunked, never ends.
+        Endless,
+        /// An HTML error page, then a long chunked tail.
+        Html,
+    }
+
+    async fn serve(answer: Answer) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let _ = s.read(&mut buf).await;
+                    let chunk = |text: &[u8]| {
+                        let mut c = format!("{:x}\r\n", text.len()).into_bytes();
+                        c.extend_from_slice(text);
+                        c.extend_from_slice(b"\r\n");
+                        c
+                    };
+                    let chunked_head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                    match answer {
+                        Answer::Expvar(filler) => {
+                            let _ = s.write_all(chunked_head).await;
+                            let _ = s.write_all(&chunk(b"{\"cmdline\":[\"/app\"],\"big\":{")).await;
+                            let entry = format!("\"k\":\"{}\",", "x".repeat(4000));
+                            let mut piece = String::new();
+                            let mut sent = 0;
+                            while sent < filler {
+                                piece.clear();
+                                while piece.len() < 60_000 {
+                                    piece.push_str(&entry);
+                                }
+                                sent += piece.len();
+                                if s.write_all(&chunk(piece.as_bytes())).await.is_err() {
+                                    return;
+                                }
+                            }
+                            let tail = format!("\"end\":0}},{MEMSTATS}}}");
+                            let _ = s.write_all(&chunk(tail.as_bytes())).await;
+                            let _ = s.write_all(b"0\r\n\r\n").await;
+                        }
+                        Answer::ClosesMidBody => {
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{\"cmdline\":[\"/app\"")
+                                .await;
+                        }
+                        Answer::Endless => {
+                            let _ = s.write_all(chunked_head).await;
+                            let _ = s.write_all(&chunk(b"{\"k\":[")).await;
+                            let piece = chunk(&b"1,".repeat(8192));
+                            while s.write_all(&piece).await.is_ok() {}
+                            return;
+                        }
+                        Answer::Html => {
+                            let _ = s.write_all(chunked_head).await;
+                            let _ = s.write_all(&chunk(b"\n<!DOCTYPE html><html>")).await;
+                            let piece = chunk(&[b'x'; 65536]);
+                            for _ in 0..1000 {
+                                if s.write_all(&piece).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        format!("http://{addr}/debug/vars")
+    }
+
+    #[tokio::test]
+    async fn streams_a_large_expvar_map() {
+        let c = HttpClient::new();
+        let url = serve(Answer::Expvar(4 << 20)).await;
+        let s = scrape(&c, &url, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(
+            (s.heap_alloc, s.heap_inuse, s.heap_idle),
+            (Some(100), Some(200), Some(300))
+        );
+        let url = serve(Answer::Expvar(0)).await;
+        assert_eq!(scrape(&c, &url, SCRAPE_TIMEOUT).await.unwrap().heap_alloc, Some(100));
+    }
+
+    #[tokio::test]
+    async fn failures_name_the_url() {
+        let c = HttpClient::new();
+        // Over the cap while streaming.
+        let url = serve(Answer::Expvar(1 << 20)).await;
+        let e = scrape_capped(&c, &url, Duration::from_secs(30), 512 * 1024)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, GoSourceError::Http(HttpError::TooLarge { .. })), "{e}");
+        assert!(e.to_string().contains(&url), "{e}");
+        // The connection closes before the declared end.
+        let url = serve(Answer::ClosesMidBody).await;
+        let e = scrape(&c, &url, SCRAPE_TIMEOUT).await.unwrap_err();
+        assert!(matches!(e, GoSourceError::Http(HttpError::Connect { .. })), "{e}");
+        assert!(e.to_string().contains(&url), "{e}");
+        // A body that never ends runs into the deadline.
+        let url = serve(Answer::Endless).await;
+        let e = scrape(&c, &url, Duration::from_millis(500)).await.unwrap_err();
+        assert!(matches!(e, GoSourceError::Http(HttpError::Timeout { .. })), "{e}");
+        assert!(e.to_string().contains(&url), "{e}");
+        // An HTML page is refused from its first chunk, not read to the end.
+        let url = serve(Answer::Html).await;
+        let e = scrape(&c, &url, Duration::from_secs(30)).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                GoSourceError::Parse {
+                    source: GoParseError::Html,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&url), "{e}");
+    }
 
     #[test]
     fn pprof_url() {
