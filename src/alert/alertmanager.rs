@@ -1,10 +1,12 @@
 //! The Alertmanager sink: the v2 API (`POST /api/v2/alerts`), a firing
 //! alert re-sent while it lasts and resolved when the risk falls.
 
+use super::auth::read_credential;
 use super::plan::{AlertEvent, AmAction, Plan};
 use super::sink::{BoxFuture, Sink};
 use crate::httpc::HttpClient;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const ALERT_NAME: &str = "HeadroomOOMRisk";
@@ -58,14 +60,17 @@ pub fn alertmanager_body(action: &AmAction, ev: &AlertEvent, now_ms: u64) -> ser
 pub struct Alertmanager {
     endpoint: String,
     client: HttpClient,
+    auth_file: Option<PathBuf>,
 }
 
 impl Alertmanager {
-    /// `url` is Alertmanager's base URL (`http://alertmanager:9093`).
-    pub fn new(url: &str, client: HttpClient) -> Alertmanager {
+    /// `url` is Alertmanager's base URL (`http://alertmanager:9093`);
+    /// `auth_file` its credential (`--alertmanager-auth-file`).
+    pub fn new(url: &str, client: HttpClient, auth_file: Option<PathBuf>) -> Alertmanager {
         Alertmanager {
             endpoint: format!("{}/api/v2/alerts", url.trim_end_matches('/')),
             client,
+            auth_file,
         }
     }
 }
@@ -76,9 +81,23 @@ impl Sink for Alertmanager {
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
+            if plan.alertmanager.is_empty() {
+                return;
+            }
+            let auth = match self.auth_file.as_deref().map(read_credential).transpose() {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("Alertmanager: not sent: --alertmanager-auth-file {e}");
+                    return;
+                }
+            };
             for action in &plan.alertmanager {
                 let body = serde_json::to_vec(&alertmanager_body(action, ev, now_ms)).expect("alert serializes");
-                if let Err(e) = self.client.post_json(&self.endpoint, body, Duration::from_secs(5)).await {
+                let sent = self
+                    .client
+                    .post_json_auth(&self.endpoint, body, Duration::from_secs(5), auth.as_ref())
+                    .await;
+                if let Err(e) = sent {
                     tracing::warn!("Alertmanager: {e}");
                 }
             }

@@ -8,12 +8,13 @@
 //! its own, added in [`sink::Deliverer::new`].
 
 pub mod alertmanager;
+pub mod auth;
 pub mod plan;
 pub mod profile;
 pub mod sink;
 pub mod webhook;
 
-pub use plan::{AlertEvent, AlertPlan, AmAction, Plan};
+pub use plan::{AlertEvent, AlertPlan, AmAction, Plan, PollTime};
 pub use profile::{list_profiles, Profiles, SavedProfile};
 pub use sink::Deliverer;
 
@@ -25,6 +26,11 @@ use std::path::PathBuf;
 pub struct AlertConfig {
     pub alertmanager_url: Option<String>,
     pub webhook_url: Option<String>,
+    /// Credentials for the receivers (read before each send).
+    pub alertmanager_auth_file: Option<PathBuf>,
+    pub webhook_auth_file: Option<PathBuf>,
+    /// Extra CA certificates for https receivers.
+    pub ca_file: Option<PathBuf>,
     pub profile_dir: Option<PathBuf>,
     pub pprof_url: Option<String>,
     /// pod, namespace, container (from POD_NAME, POD_NAMESPACE,

@@ -25,7 +25,9 @@ pub enum AmAction {
 #[derive(Debug, Default, Clone)]
 pub struct AlertPlan {
     last: Risk,
+    /// The firing severity and its start (wall ms).
     firing: Option<(Risk, u64)>,
+    /// When it was last sent (monotonic ms).
     last_sent_ms: u64,
 }
 
@@ -38,8 +40,17 @@ pub struct Plan {
     pub capture_profile: bool,
 }
 
+/// The time of a poll, twice: a monotonic clock paces re-sends (a wall-clock
+/// step neither floods nor silences Alertmanager); the wall clock stamps
+/// what the alerts say (`startsAt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollTime {
+    pub mono_ms: u64,
+    pub wall_ms: u64,
+}
+
 impl AlertPlan {
-    pub fn step(&mut self, risk: Risk, now_ms: u64) -> Plan {
+    pub fn step(&mut self, risk: Risk, now: PollTime) -> Plan {
         let mut plan = Plan::default();
         if risk != self.last {
             plan.changed_from = Some(self.last);
@@ -56,12 +67,12 @@ impl AlertPlan {
                 self.firing = None;
             }
             (Some((sev, starts)), r) if sev == r => {
-                if now_ms.saturating_sub(self.last_sent_ms) >= RESEND_EVERY_MS {
+                if now.mono_ms.saturating_sub(self.last_sent_ms) >= RESEND_EVERY_MS {
                     plan.alertmanager.push(AmAction::Fire {
                         severity: sev,
                         starts_ms: starts,
                     });
-                    self.last_sent_ms = now_ms;
+                    self.last_sent_ms = now.mono_ms;
                 }
             }
             (prev, r) => {
@@ -73,10 +84,10 @@ impl AlertPlan {
                 }
                 plan.alertmanager.push(AmAction::Fire {
                     severity: r,
-                    starts_ms: now_ms,
+                    starts_ms: now.wall_ms,
                 });
-                self.firing = Some((r, now_ms));
-                self.last_sent_ms = now_ms;
+                self.firing = Some((r, now.wall_ms));
+                self.last_sent_ms = now.mono_ms;
             }
         }
         plan
@@ -124,11 +135,18 @@ mod tests {
     use super::*;
     use Risk::*;
 
+    fn at(ms: u64) -> PollTime {
+        PollTime {
+            mono_ms: ms,
+            wall_ms: ms,
+        }
+    }
+
     #[test]
     fn plan_start_escalate_resend_resolve() {
         let mut p = AlertPlan::default();
-        assert_eq!(p.step(Ok, 0), Plan::default());
-        let s = p.step(Warning, 1000);
+        assert_eq!(p.step(Ok, at(0)), Plan::default());
+        let s = p.step(Warning, at(1000));
         assert_eq!(
             s.alertmanager,
             vec![AmAction::Fire {
@@ -137,8 +155,11 @@ mod tests {
             }]
         );
         assert_eq!((s.changed_from, s.capture_profile), (Some(Ok), true));
-        assert!(p.step(Warning, 2000).alertmanager.is_empty(), "not re-sent every poll");
-        let s = p.step(Warning, 1000 + RESEND_EVERY_MS);
+        assert!(
+            p.step(Warning, at(2000)).alertmanager.is_empty(),
+            "not re-sent every poll"
+        );
+        let s = p.step(Warning, at(1000 + RESEND_EVERY_MS));
         assert_eq!(
             s.alertmanager,
             vec![AmAction::Fire {
@@ -147,7 +168,7 @@ mod tests {
             }]
         );
         assert_eq!(s.changed_from, None);
-        let s = p.step(Critical, 70_000);
+        let s = p.step(Critical, at(70_000));
         assert_eq!(
             s.alertmanager,
             vec![
@@ -162,10 +183,10 @@ mod tests {
             ]
         );
         assert!(s.capture_profile);
-        let s = p.step(Warning, 80_000);
+        let s = p.step(Warning, at(80_000));
         assert!(!s.capture_profile, "a fall captures nothing");
         assert_eq!(s.changed_from, Some(Critical));
-        let s = p.step(Ok, 90_000);
+        let s = p.step(Ok, at(90_000));
         assert_eq!(
             s.alertmanager,
             vec![AmAction::Resolve {
@@ -173,5 +194,42 @@ mod tests {
                 starts_ms: 80_000
             }]
         );
+    }
+
+    #[test]
+    fn a_wall_clock_step_neither_floods_nor_silences() {
+        let mut p = AlertPlan::default();
+        let fire = p.step(
+            Warning,
+            PollTime {
+                mono_ms: 0,
+                wall_ms: 10_000_000,
+            },
+        );
+        assert_eq!(
+            fire.alertmanager,
+            vec![AmAction::Fire {
+                severity: Warning,
+                starts_ms: 10_000_000
+            }]
+        );
+        // The wall clock jumps back an hour: still re-sent on time.
+        let s = p.step(
+            Warning,
+            PollTime {
+                mono_ms: RESEND_EVERY_MS,
+                wall_ms: 10_000_000 - 3_600_000,
+            },
+        );
+        assert_eq!(s.alertmanager.len(), 1, "re-sent after a minute of monotonic time");
+        // It jumps forward a day: not re-sent before a minute has passed.
+        let s = p.step(
+            Warning,
+            PollTime {
+                mono_ms: RESEND_EVERY_MS + 1000,
+                wall_ms: 90_000_000_000,
+            },
+        );
+        assert!(s.alertmanager.is_empty(), "{s:?}");
     }
 }

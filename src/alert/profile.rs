@@ -16,7 +16,7 @@ pub const MAX_PROFILES: usize = 10;
 /// ... and at most this many bytes in all; the oldest are removed first.
 pub const MAX_PROFILE_BYTES: u64 = 256 << 20;
 const PROFILE_TIMEOUT: Duration = Duration::from_secs(30);
-const PROFILE_MAX_BODY: usize = 64 << 20;
+const PROFILE_MAX_BODY: u64 = 64 << 20;
 
 /// A saved heap profile, as listed in the status JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,6 +29,19 @@ pub struct SavedProfile {
 
 /// The profiles saved so far, shared with the collector for the status.
 pub type Profiles = Arc<Mutex<VecDeque<SavedProfile>>>;
+
+/// Removes what an interrupted capture left in `dir` (`.heap-*.tmp`).
+pub fn remove_leftovers(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".heap-") && name.ends_with(".tmp") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => tracing::info!(path = %e.path().display(), "removed an unfinished heap profile"),
+                Err(err) => tracing::warn!("removing {}: {err}", e.path().display()),
+            }
+        }
+    }
+}
 
 /// Profiles already in `dir` (from earlier runs), oldest first.
 pub fn list_profiles(dir: &Path) -> VecDeque<SavedProfile> {
@@ -75,24 +88,51 @@ pub async fn capture_profile(
     now_ms: u64,
     profiles: &Profiles,
 ) -> Result<SavedProfile, String> {
-    let body = client
-        .get(url, PROFILE_TIMEOUT, PROFILE_MAX_BODY)
+    tokio::fs::create_dir_all(dir)
         .await
-        .map_err(|e| e.to_string())?;
-    if !body.starts_with(&[0x1f, 0x8b]) {
-        return Err(format!(
-            "{url}: not a gzip'd pprof profile (is net/http/pprof registered?)"
-        ));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| format!("--profile-dir {}: {e}", dir.display()))?;
+        .map_err(|e| format!("--profile-dir {}: {e}", dir.display()))?;
     let path = dir.join(format!("heap-{now_ms}-{}.pb.gz", risk.as_str()));
     let tmp = dir.join(format!(".heap-{now_ms}.tmp"));
-    std::fs::write(&tmp, &body)
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Streamed to disk chunk by chunk (tokio's file writes run on its
+    // blocking pool): a 64 MiB profile never sits in memory.
+    let written = async {
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let bytes = client
+            .get_to_writer(url, PROFILE_TIMEOUT, PROFILE_MAX_BODY, &mut file)
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(file);
+        let mut magic = [0u8; 2];
+        let head = tokio::fs::File::open(&tmp)
+            .await
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut head = tokio::io::BufReader::new(head);
+        tokio::io::AsyncReadExt::read_exact(&mut head, &mut magic)
+            .await
+            .map_err(|_| format!("{url}: an empty or truncated profile"))?;
+        if magic != [0x1f, 0x8b] {
+            return Err(format!(
+                "{url}: not a gzip'd pprof profile (is net/http/pprof registered?)"
+            ));
+        }
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(bytes)
+    }
+    .await;
+    let bytes = match written {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+    };
     let saved = SavedProfile {
         path,
-        bytes: body.len() as u64,
+        bytes,
         time_ms: now_ms,
         risk,
     };
@@ -145,6 +185,19 @@ impl Sink for ProfileCapture {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftovers_of_an_interrupted_capture_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".heap-1000.tmp"), "partial").unwrap();
+        std::fs::write(dir.path().join("heap-1000-warning.pb.gz"), "kept").unwrap();
+        remove_leftovers(dir.path());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["heap-1000-warning.pb.gz"]);
+    }
 
     #[test]
     fn profiles_are_listed_and_pruned_oldest_first() {

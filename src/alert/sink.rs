@@ -25,19 +25,30 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(cfg: &AlertConfig, profiles: Profiles) -> Deliverer {
-        let client = HttpClient::new();
+    /// Fails when `--alert-ca-file` holds no usable certificate.
+    pub fn new(cfg: &AlertConfig, profiles: Profiles) -> anyhow::Result<Deliverer> {
+        let client = match &cfg.ca_file {
+            Some(f) => HttpClient::with_ca_file(f).map_err(|e| anyhow::anyhow!("--alert-ca-file: {e}"))?,
+            None => HttpClient::new(),
+        };
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if let Some(url) = &cfg.alertmanager_url {
-            sinks.push(Box::new(Alertmanager::new(url, client.clone())));
+            let auth = cfg.alertmanager_auth_file.clone();
+            sinks.push(Box::new(Alertmanager::new(url, client.clone(), auth)));
         }
         if let Some(url) = &cfg.webhook_url {
-            sinks.push(Box::new(Webhook::new(url.clone(), client.clone())));
+            let auth = cfg.webhook_auth_file.clone();
+            sinks.push(Box::new(Webhook::new(url.clone(), client.clone(), auth)));
         }
         if let (Some(dir), Some(url)) = (&cfg.profile_dir, &cfg.pprof_url) {
-            sinks.push(Box::new(ProfileCapture::new(dir.clone(), url.clone(), client, profiles)));
+            sinks.push(Box::new(ProfileCapture::new(
+                dir.clone(),
+                url.clone(),
+                client,
+                profiles,
+            )));
         }
-        Deliverer { sinks }
+        Ok(Deliverer { sinks })
     }
 
     pub async fn deliver(&self, plan: Plan, ev: AlertEvent) {
