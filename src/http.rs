@@ -1,40 +1,67 @@
 //! The HTTP server: serves the last published snapshot, never polls.
+//!
+//! `/healthz` says whether the poller is alive (its last poll finished
+//! recently), `/readyz` whether the memory can be read now.
 
+use crate::analysis::window::SharedWindow;
+use crate::collector::health::Source;
 use crate::metrics::Metrics;
 use crate::status::Status;
 use axum::body::Body;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper::body::{Frame, SizeHint};
+use std::io::Read;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-/// What one poll publishes. Its two encodings are built on the first
-/// request that needs them and then served as they are until the next poll.
+/// `/healthz` fails when no poll has finished for this many intervals ...
+pub const STALE_INTERVALS: u32 = 3;
+/// ... and at least this long.
+pub const STALE_MIN: Duration = Duration::from_secs(3);
+
+/// How long without a finished poll makes the daemon unhealthy:
+/// max([`STALE_INTERVALS`] × `interval`, [`STALE_MIN`]).
+pub fn stale_after(interval: Duration) -> Duration {
+    interval.saturating_mul(STALE_INTERVALS).max(STALE_MIN)
+}
+
+/// What one poll publishes. Its encodings are built on the first request
+/// that needs them and then served as they are until the next poll.
 #[derive(Debug, Default)]
 pub struct Published {
     pub status: Status,
     metrics_text: OnceLock<Bytes>,
     status_json: OnceLock<Bytes>,
+    history_json: OnceLock<Option<Bytes>>,
 }
 
 impl Published {
     pub fn new(status: Status) -> Published {
         Published {
             status,
-            metrics_text: OnceLock::new(),
-            status_json: OnceLock::new(),
+            ..Published::default()
         }
     }
 }
 
-/// The latest snapshot, swapped whole after each poll, and the registry that
-/// renders it.
+/// The latest snapshot, swapped whole after each poll, the registry that
+/// renders it, the analyzer's history and when the last poll finished.
 pub struct Shared {
     latest: RwLock<Arc<Published>>,
     metrics: Mutex<Metrics>,
+    history: Option<SharedWindow>,
+    started: Instant,
+    /// Monotonic time the last published poll finished.
+    last_poll: Mutex<Option<Instant>>,
+    stale_after: Duration,
 }
 
 impl Shared {
@@ -42,11 +69,29 @@ impl Shared {
         Shared {
             latest: RwLock::new(Arc::new(Published::default())),
             metrics: Mutex::new(metrics),
+            history: None,
+            started: Instant::now(),
+            last_poll: Mutex::new(None),
+            stale_after: STALE_MIN,
         }
     }
 
+    /// Serves `history` at `/api/v1/history`.
+    pub fn with_history(mut self, history: SharedWindow) -> Shared {
+        self.history = Some(history);
+        self
+    }
+
+    /// `/healthz` fails after [`stale_after`]`(interval)` without a poll.
+    pub fn with_interval(mut self, interval: Duration) -> Shared {
+        self.stale_after = stale_after(interval);
+        self
+    }
+
+    /// Publishes the status of a poll that just finished.
     pub fn publish(&self, p: Published) {
         *self.latest.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+        *self.last_poll.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
     pub fn latest(&self) -> Arc<Published> {
@@ -72,13 +117,71 @@ impl Shared {
             .get_or_init(|| serde_json::to_vec_pretty(&p.status).expect("status serializes").into())
             .clone()
     }
+
+    /// The JSON of the analyzer's history (docs/api.md), built at most once
+    /// per poll; `None` before the first poll or without a history.
+    pub fn history_json(&self) -> Option<Bytes> {
+        let h = self.history.as_ref()?;
+        let p = self.latest();
+        p.history_json
+            .get_or_init(|| {
+                let w = h.lock();
+                let view = w.view()?;
+                Some(serde_json::to_vec(&view).expect("history serializes").into())
+            })
+            .clone()
+    }
+
+    /// `Err(why)` when no poll has finished for too long (at `now`).
+    pub fn liveness(&self, now: Instant) -> Result<(), String> {
+        let last = *self.last_poll.lock().unwrap_or_else(|e| e.into_inner());
+        let age = now.saturating_duration_since(last.unwrap_or(self.started));
+        if age <= self.stale_after {
+            return Ok(());
+        }
+        Err(match last {
+            Some(_) => format!(
+                "the poller is stalled: the last poll finished {:.1} s ago (allowed: {:.1} s)",
+                age.as_secs_f64(),
+                self.stale_after.as_secs_f64()
+            ),
+            None => format!(
+                "the poller is stalled: no poll has finished in the {:.1} s since start (allowed: {:.1} s)",
+                age.as_secs_f64(),
+                self.stale_after.as_secs_f64()
+            ),
+        })
+    }
+}
+
+/// `Err(why)` unless the memory can be read now: from the cgroup, or from
+/// /proc where the cgroup is not read (unprivileged).
+pub fn readiness(status: &Status) -> Result<(), String> {
+    if !status.ready {
+        return Err("no successful read of the memory yet".into());
+    }
+    let source = match status.source(Source::Cgroup).and_then(|s| s.up) {
+        Some(_) => Source::Cgroup,
+        None => Source::Proc,
+    };
+    match status.source(source) {
+        Some(s) if s.up == Some(true) => Ok(()),
+        Some(s) => Err(format!(
+            "the {} source is down: {}",
+            source.as_str(),
+            s.last_error.as_deref().unwrap_or("its last read failed")
+        )),
+        None => Err(format!("the {} source is not read", source.as_str())),
+    }
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/history", get(history))
+        .route("/profiles/{name}", get(profile))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/", get(dashboard))
         .with_state(shared)
@@ -100,15 +203,28 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-async fn readyz(State(s): State<Arc<Shared>>) -> Response {
-    if s.latest().status.ready {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
+async fn history(State(s): State<Arc<Shared>>) -> Response {
+    match s.history_json() {
+        Some(json) => ([(header::CONTENT_TYPE, "application/json")], Body::from(json)).into_response(),
+        None => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no successful cgroup read yet\n",
+            "no history yet: no poll has finished\n",
         )
-            .into_response()
+            .into_response(),
+    }
+}
+
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    match s.liveness(Instant::now()) {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")).into_response(),
+    }
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    match readiness(&s.latest().status) {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
     }
 }
 
@@ -118,4 +234,329 @@ async fn dashboard() -> Response {
         crate::dashboard::PAGE,
     )
         .into_response()
+}
+
+fn not_found(what: &str) -> Response {
+    (StatusCode::NOT_FOUND, format!("{what}\n")).into_response()
+}
+
+/// Bytes read from a profile at a time.
+const CHUNK: usize = 64 * 1024;
+/// Chunks read ahead of the client, at most.
+const CHUNKS_AHEAD: usize = 4;
+
+/// `GET /profiles/NAME`: a saved heap profile, NAME being exactly the file
+/// name of one the status lists (never a path), streamed from disk.
+async fn profile(State(s): State<Arc<Shared>>, name: Result<Path<String>, PathRejection>) -> Response {
+    let Ok(Path(name)) = name else {
+        return not_found("no such profile");
+    };
+    let listed = s
+        .latest()
+        .status
+        .profiles
+        .iter()
+        .find(|p| p.path.file_name().is_some_and(|f| f == name.as_str()))
+        .map(|p| p.path.clone());
+    let (Some(path), Ok(disposition)) = (
+        listed,
+        HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")),
+    ) else {
+        return not_found("no such profile");
+    };
+    let opened = tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&path)?;
+        let len = f.metadata()?.len();
+        Ok::<_, std::io::Error>((f, len))
+    })
+    .await;
+    let (file, len) = match opened {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            tracing::warn!("profile {name}: cannot open it: {e}");
+            return not_found("no such profile (it is gone from the profile directory)");
+        }
+        Err(e) => {
+            tracing::warn!("profile {name}: {e}");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the profile\n").into_response();
+        }
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        Body::new(FileBody::new(file, len)),
+    )
+        .into_response()
+}
+
+/// A file's bytes as a response body, read in [`CHUNK`]s on a blocking
+/// thread as the client takes them: never held whole in memory.
+struct FileBody {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    len: u64,
+}
+
+impl FileBody {
+    fn new(mut file: std::fs::File, len: u64) -> FileBody {
+        let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+        tokio::task::spawn_blocking(move || loop {
+            let mut buf = vec![0u8; CHUNK];
+            match file.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    // The client went away: stop reading.
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        });
+        FileBody { rx, len }
+    }
+}
+
+impl hyper::body::Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|r| r.map(|chunk| chunk.map(Frame::data)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::profile::SavedProfile;
+    use crate::analysis::risk::Risk;
+    use crate::collector::health::SourceStatus;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves `shared` on a loopback port for as long as the test runs.
+    async fn serve(shared: &Arc<Shared>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(shared.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// One raw HTTP/1.1 GET, the target sent exactly as given (no client
+    /// normalizes it): status, headers (lower-case names), body.
+    async fn get(shared: &Arc<Shared>, target: &str) -> (StatusCode, Vec<(String, String)>, Vec<u8>) {
+        let addr = serve(shared).await;
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        conn.read_to_end(&mut raw).await.unwrap();
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head");
+        let head = String::from_utf8(raw[..end].to_vec()).unwrap();
+        let mut lines = head.split("\r\n");
+        let code: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let body = raw[end + 4..].to_vec();
+        assert!(
+            header(&headers, "transfer-encoding").is_none(),
+            "{target}: a chunked answer where a length was expected"
+        );
+        (StatusCode::from_u16(code).unwrap(), headers, body)
+    }
+
+    fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn profiles_are_served_by_listed_name_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "heap-1764500000000-critical.pb.gz";
+        // Larger than a chunk and not a multiple of it: the stream must
+        // deliver every byte in order.
+        let bytes: Vec<u8> = (0..(3 * CHUNK + 123)).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(dir.path().join(name), &bytes).unwrap();
+        std::fs::write(dir.path().join("heap-1764500000001-warning.pb.gz"), b"unlisted").unwrap();
+        std::fs::write(dir.path().join("secret"), b"secret").unwrap();
+        let shared = Arc::new(Shared::new(Metrics::new()));
+        shared.publish(Published::new(Status {
+            profiles: vec![SavedProfile {
+                path: dir.path().join(name),
+                bytes: bytes.len() as u64,
+                time_ms: 1764500000000,
+                risk: Risk::Critical,
+            }],
+            ..Status::default()
+        }));
+        rt().block_on(async {
+            let (code, headers, body) = get(&shared, &format!("/profiles/{name}")).await;
+            assert_eq!(code, StatusCode::OK);
+            assert_eq!(body.len(), bytes.len());
+            assert!(body == bytes, "the bytes served differ from the file");
+            assert_eq!(header(&headers, "content-type"), Some("application/octet-stream"));
+            assert_eq!(
+                header(&headers, "content-disposition"),
+                Some(format!("attachment; filename=\"{name}\"").as_str())
+            );
+            assert_eq!(
+                header(&headers, "content-length"),
+                Some(bytes.len().to_string().as_str())
+            );
+            for bad in [
+                "/profiles/heap-1764500000001-warning.pb.gz",
+                "/profiles/secret",
+                "/profiles/../etc/passwd",
+                "/profiles/..%2fsecret",
+                "/profiles/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+                "/profiles/%2e%2e",
+                "/profiles/..",
+                "/profiles/",
+                "/profiles/%ff",
+                &format!("/profiles/{}", dir.path().join(name).display()),
+                &format!(
+                    "/profiles/{}",
+                    dir.path().join(name).display().to_string().replace('/', "%2f")
+                ),
+            ] {
+                let (code, _, body) = get(&shared, bad).await;
+                assert_eq!(code, StatusCode::NOT_FOUND, "{bad}: {}", String::from_utf8_lossy(&body));
+                assert!(!body.starts_with(b"secret") && !body.starts_with(b"unlisted"), "{bad}");
+            }
+            // Listed, then removed from the directory: gone, not an error.
+            std::fs::remove_file(dir.path().join(name)).unwrap();
+            let (code, _, _) = get(&shared, &format!("/profiles/{name}")).await;
+            assert_eq!(code, StatusCode::NOT_FOUND);
+        });
+    }
+
+    #[test]
+    fn healthz_fails_when_polls_stop() {
+        assert_eq!(stale_after(Duration::from_millis(100)), Duration::from_secs(3));
+        assert_eq!(stale_after(Duration::from_secs(5)), Duration::from_secs(15));
+        let shared = Shared::new(Metrics::new()).with_interval(Duration::from_secs(2));
+        let t0 = shared.started;
+        // Before the first poll: measured from the start.
+        assert!(shared.liveness(t0 + Duration::from_secs(6)).is_ok());
+        let why = shared.liveness(t0 + Duration::from_secs(7)).unwrap_err();
+        assert!(why.contains("no poll has finished") && why.contains("7.0 s"), "{why}");
+        shared.publish(Published::default());
+        let at = shared.last_poll.lock().unwrap().unwrap();
+        assert!(shared.liveness(at + Duration::from_secs(6)).is_ok());
+        let why = shared.liveness(at + Duration::from_millis(8500)).unwrap_err();
+        assert!(
+            why.contains("last poll finished 8.5 s ago") && why.contains("6.0 s"),
+            "{why}"
+        );
+        // And over HTTP, now: the poll just published is fresh.
+        let shared = Arc::new(shared);
+        rt().block_on(async {
+            let (code, _, body) = get(&shared, "/healthz").await;
+            assert_eq!((code, body.as_slice()), (StatusCode::OK, b"ok\n".as_slice()));
+        });
+    }
+
+    #[test]
+    fn readyz_follows_the_memory_source_now() {
+        let up = |up: bool| SourceStatus {
+            up: Some(up),
+            errors_total: u64::from(!up),
+            last_error: (!up).then(|| "/sys/fs/cgroup/x/memory.current: No such file or directory".to_owned()),
+        };
+        let mut st = Status::default();
+        assert_eq!(readiness(&st).unwrap_err(), "no successful read of the memory yet");
+        st.ready = true;
+        st.sources.insert(Source::Cgroup, up(true));
+        assert!(readiness(&st).is_ok());
+        st.sources.insert(Source::Cgroup, up(false));
+        let why = readiness(&st).unwrap_err();
+        assert!(
+            why.contains("cgroup source is down") && why.contains("memory.current"),
+            "{why}"
+        );
+        // Unprivileged: the cgroup is not read, /proc is.
+        st.sources.insert(Source::Cgroup, SourceStatus::default());
+        st.sources.insert(Source::Proc, up(true));
+        assert!(readiness(&st).is_ok());
+        st.sources.insert(Source::Proc, up(false));
+        assert!(readiness(&st).unwrap_err().contains("proc source is down"));
+
+        let shared = Arc::new(Shared::new(Metrics::new()));
+        st.sources.insert(Source::Cgroup, up(false));
+        shared.publish(Published::new(st));
+        rt().block_on(async {
+            let (code, _, body) = get(&shared, "/readyz").await;
+            assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(String::from_utf8_lossy(&body).starts_with("not ready: the cgroup source is down"));
+        });
+    }
+
+    #[test]
+    fn history_is_built_once_per_poll_and_only_on_request() {
+        use crate::analysis::window::Window;
+        let window = SharedWindow::new(Window::new(600_000));
+        let shared = Arc::new(Shared::new(Metrics::new()).with_history(window.clone()));
+        rt().block_on(async {
+            let (code, _, body) = get(&shared, "/api/v1/history").await;
+            assert_eq!(
+                code,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        });
+        {
+            let mut w = window.lock();
+            w.set_now(1000, 1_764_500_000_000);
+            w.usage.push(1000, 104857600.0);
+        }
+        shared.publish(Published::default());
+        let a = shared.history_json().unwrap();
+        // A sample added before the next poll is published is not shown
+        // yet: the JSON is this poll's, served as built.
+        window.lock().usage.push(2000, 2.0);
+        let b = shared.history_json().unwrap();
+        assert_eq!(a.as_ptr(), b.as_ptr(), "built once per poll");
+        let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(
+            v["series"]["usage"],
+            serde_json::json!([[1_764_500_000_000u64, 104857600u64]])
+        );
+        shared.publish(Published::default());
+        let v: serde_json::Value = serde_json::from_slice(&shared.history_json().unwrap()).unwrap();
+        assert_eq!(v["series"]["usage"].as_array().unwrap().len(), 2);
+        rt().block_on(async {
+            let (code, headers, body) = get(&shared, "/api/v1/history").await;
+            assert_eq!(code, StatusCode::OK);
+            assert_eq!(header(&headers, "content-type"), Some("application/json"));
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["time_ms"], 1_764_500_000_000u64);
+        });
+    }
 }

@@ -7,17 +7,16 @@
 
 use crate::alert::Profiles;
 use crate::analysis::predict::Analyzer;
+use crate::analysis::window::SharedWindow;
 use crate::collector::go::GoScrape;
 use crate::collector::Collector;
 use crate::config::Config;
-use crate::sample::LimitBasis;
 use crate::status::Status;
 use std::time::Instant;
 
 pub struct Monitor {
     collector: Collector,
     analyzer: Analyzer,
-    limit_basis: LimitBasis,
     profiles: Option<Profiles>,
 }
 
@@ -25,10 +24,14 @@ impl Monitor {
     pub fn new(cfg: Config) -> Monitor {
         Monitor {
             analyzer: Analyzer::new(cfg.analysis_config()),
-            limit_basis: cfg.limit_basis,
             collector: Collector::new(cfg),
             profiles: None,
         }
+    }
+
+    /// The analyzer's history, for `/api/v1/history`.
+    pub fn history(&self) -> SharedWindow {
+        self.analyzer.history()
     }
 
     /// The heap profiles saved by the alert task, listed in the status.
@@ -51,6 +54,6 @@ impl Monitor {
             .as_ref()
             .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect())
             .unwrap_or_default();
-        Status::assemble(sample, analysis, self.limit_basis, self.collector.health(), profiles)
+        Status::assemble(sample, analysis, self.collector.health(), profiles)
     }
 }

@@ -122,10 +122,7 @@ mod tests {
         // A binding GOMEMLIMIT lowers the goal: the envelope is used instead.
         let mut x = s(150, 120, 11, 9200);
         x.gomemlimit = Some(1 << 30);
-        assert_eq!(
-            t.ingest(&x, 1, Some(100)).heap_live_method,
-            Some(LiveMethod::Envelope)
-        );
+        assert_eq!(t.ingest(&x, 1, Some(100)).heap_live_method, Some(LiveMethod::Envelope));
         // The envelope is bounded: old minima age out.
         let mut t = GoTracker::default();
         t.ingest(&s(10, 20, 1, 10), 1, None);

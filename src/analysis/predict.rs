@@ -24,8 +24,8 @@ use super::breakdown::{breakdown, Breakdown};
 use super::diagnosis::{diagnose_now, mib, Cause, Finding, Thresholds};
 use super::risk::{Risk, RiskState};
 use super::slope::{theil_sen, Fit};
-use super::window::Series;
-use crate::sample::{LimitBasis, Sample};
+use super::window::{EventKind, PredictedLine, Series, SharedWindow, Window};
+use crate::sample::{KillHow, LimitBasis, Sample};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,8 +57,6 @@ pub const PROXIMITY_MARGIN: f64 = 0.03;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AnalysisConfig {
     pub window_ms: u64,
-    /// What the killer measures: the series predicted against the limit.
-    pub limit_basis: LimitBasis,
     pub warn_within_s: f64,
     pub critical_within_s: f64,
     pub thresholds: Thresholds,
@@ -108,16 +106,21 @@ impl Analysis {
 
 pub struct Analyzer {
     cfg: AnalysisConfig,
-    basis: Series,
-    unreclaimable: Series,
-    working_set: Series,
-    live: Series,
-    total_alloc: Series,
-    nonheap: Series,
+    window: SharedWindow,
+    /// Monotonic ms where the current target instance's (and cgroup's)
+    /// history starts: the fits read only what came after it.
+    since: u64,
+    /// The same for the current Go runtime ...
+    go_since: u64,
+    /// ... and for the current limit basis.
+    basis_since: u64,
     last_go_ms: Option<u64>,
+    limit_basis: Option<LimitBasis>,
     go_epoch: u64,
     instance: Option<u64>,
+    last_pid: Option<u32>,
     cgroup: Option<PathBuf>,
+    oom_kills: Option<u64>,
     risk: RiskState,
     pts: Vec<(f64, f64)>,
     scratch: Vec<f64>,
@@ -125,65 +128,47 @@ pub struct Analyzer {
 
 impl Analyzer {
     pub fn new(cfg: AnalysisConfig) -> Analyzer {
-        let s = || Series::new(cfg.window_ms);
         Analyzer {
+            window: SharedWindow::new(Window::new(cfg.window_ms)),
             cfg,
-            basis: s(),
-            unreclaimable: s(),
-            working_set: s(),
-            live: s(),
-            total_alloc: s(),
-            nonheap: s(),
+            since: 0,
+            go_since: 0,
+            basis_since: 0,
             last_go_ms: None,
+            limit_basis: None,
             go_epoch: 0,
             instance: None,
+            last_pid: None,
             cgroup: None,
+            oom_kills: None,
             risk: RiskState::default(),
             pts: Vec::new(),
             scratch: Vec::new(),
         }
     }
 
+    /// The history, shared for `/api/v1/history`.
+    pub fn history(&self) -> SharedWindow {
+        self.window.clone()
+    }
+
     /// Bytes the history holds (for the benchmark).
     pub fn history_bytes(&self) -> usize {
-        [
-            &self.basis,
-            &self.unreclaimable,
-            &self.working_set,
-            &self.live,
-            &self.total_alloc,
-            &self.nonheap,
-        ]
-        .iter()
-        .map(|s| s.heap_bytes())
-        .sum()
+        self.window.lock().heap_bytes()
     }
 
-    fn clear_go(&mut self) {
-        self.live.clear();
-        self.total_alloc.clear();
-        self.nonheap.clear();
-    }
-
-    fn clear_all(&mut self) {
-        self.basis.clear();
-        self.unreclaimable.clear();
-        self.working_set.clear();
-        self.clear_go();
-    }
-
-    fn fit(&mut self, which: Which, use_max: bool) -> Option<Fit> {
-        let s = match which {
-            Which::Basis => &self.basis,
-            Which::Unreclaimable => &self.unreclaimable,
-            Which::WorkingSet => &self.working_set,
-            Which::Live => &self.live,
-            Which::TotalAlloc => &self.total_alloc,
-            Which::Nonheap => &self.nonheap,
+    fn fit(&mut self, w: &Window, which: Which, use_max: bool) -> Option<Fit> {
+        let (s, since) = match which {
+            Which::Basis => (w.basis(), self.since.max(self.basis_since)),
+            Which::Unreclaimable => (&w.unreclaimable, self.since),
+            Which::WorkingSet => (&w.working_set, self.since),
+            Which::Live => (&w.go_heap_live, self.go_since),
+            Which::TotalAlloc => (&w.total_alloc, self.go_since),
+            Which::Nonheap => (&w.off_heap, self.go_since),
         };
         let end = s.last()?.t_ms;
         self.pts.clear();
-        self.pts.extend(s.points().map(|p| {
+        self.pts.extend(s.points_since(since).map(|p| {
             (
                 (p.t_ms as f64 - end as f64) / 1000.0,
                 if use_max { p.max } else { p.last },
@@ -192,8 +177,8 @@ impl Analyzer {
         theil_sen(&self.pts, &mut self.scratch)
     }
 
-    fn trend(&mut self, which: Which) -> Option<Trend> {
-        let fit = self.fit(which, which == Which::Basis)?;
+    fn trend(&mut self, w: &Window, which: Which) -> Option<Trend> {
+        let fit = self.fit(w, which, which == Which::Basis)?;
         let mut significant = fit.n >= MIN_POINTS && fit.span_s >= MIN_SPAN_S && fit.tau >= MIN_TAU && fit.slope > 0.0;
         if significant && self.pts.len() >= MIN_POINTS {
             // Levelling off (a warm-up reaching its plateau): the recent half
@@ -223,61 +208,115 @@ impl Analyzer {
     /// analysis of the window that ends with it.
     pub fn update(&mut self, s: &Sample) -> Analysis {
         let now = s.mono_ms;
+        let shared = self.window.clone();
+        let mut win = shared.lock();
+        win.set_now(now, s.time_ms);
         // A new target instance (the collector says so) or a move to another
-        // cgroup starts the history afresh; a new Go runtime its Go part.
+        // cgroup starts the trends afresh; a new Go runtime their Go part.
+        // The history stays for display: the fits read what follows the start.
+        let mut fresh = false;
         if s.target.pid.is_some() && Some(s.target.instance) != self.instance {
             if self.instance.is_some() {
-                self.clear_all();
+                fresh = true;
+                let detail = match (self.last_pid, s.target.pid) {
+                    (Some(old), Some(new)) if old != new => format!("pid {old} \u{2192} {new}"),
+                    (_, Some(new)) => format!("a new process with pid {new}"),
+                    _ => "a new process".to_owned(),
+                };
+                win.event(now, EventKind::TargetRestart, detail);
             }
             self.instance = Some(s.target.instance);
         }
+        if s.target.pid.is_some() {
+            self.last_pid = s.target.pid;
+        }
         if s.target.cgroup.is_some() && s.target.cgroup != self.cgroup {
-            if self.cgroup.is_some() {
-                self.clear_all();
-            }
+            fresh |= self.cgroup.is_some();
             self.cgroup = s.target.cgroup.clone();
         }
-        if s.target.go_epoch != self.go_epoch {
-            self.go_epoch = s.target.go_epoch;
-            self.clear_go();
+        if let Some(before) = self.oom_kills.filter(|b| s.oom_kills_total > *b) {
+            let n = s.oom_kills_total - before;
+            let what = if n == 1 {
+                "an OOM kill".to_owned()
+            } else {
+                format!("{n} OOM kills")
+            };
+            let how = match s.last_oom_kill.map(|k| k.how) {
+                Some(KillHow::Inferred) => "inferred: the target died with its cgroup near the limit",
+                _ => "counted by the kernel in the target's cgroup",
+            };
+            win.event(
+                now,
+                EventKind::OomKill,
+                format!("{what}, {how} ({} in all)", s.oom_kills_total),
+            );
         }
-        let basis = s.basis_value(self.cfg.limit_basis);
-        if let Some(b) = basis {
-            self.basis.push(now, b as f64);
-        }
-        if let Some(v) = s.unreclaimable() {
-            self.unreclaimable.push(now, v as f64);
-        }
-        if let Some(v) = s.working_set() {
-            self.working_set.push(now, v as f64);
+        self.oom_kills = Some(s.oom_kills_total);
+        if fresh {
+            self.since = now;
+            win.cut(false);
         }
         let go = s.go.as_ref();
-        if let Some(g) = go {
-            if self.last_go_ms != Some(g.scraped_mono_ms) {
-                self.last_go_ms = Some(g.scraped_mono_ms);
-                let t = g.scraped_mono_ms;
-                if let Some(l) = g.heap_live {
-                    self.live.push(t, l as f64);
-                }
-                if let Some(a) = g.sample.total_alloc {
-                    self.total_alloc.push(t, a as f64);
-                }
-                if let (Some(b), Some(r)) = (basis, heap_resident(s)) {
-                    self.nonheap.push(t, b.saturating_sub(r) as f64);
-                }
+        let new_go = go.filter(|g| self.last_go_ms != Some(g.scraped_mono_ms));
+        if fresh || s.target.go_epoch != self.go_epoch {
+            self.go_epoch = s.target.go_epoch;
+            // A reading taken before this poll belongs to the new runtime
+            // only if it is new.
+            self.go_since = new_go.map_or(now, |g| g.scraped_mono_ms.min(now));
+            win.cut(true);
+        }
+        // The basis may change (the cgroup became unreadable): its trend
+        // starts afresh.
+        if self.limit_basis != Some(s.limit_basis) {
+            if self.limit_basis.is_some() {
+                self.basis_since = now;
+            }
+            self.limit_basis = Some(s.limit_basis);
+        }
+        win.limit_basis = s.limit_basis;
+        let basis = s.basis_value(s.limit_basis);
+        let at_now = |series: &mut Series, v: Option<u64>| {
+            if let Some(v) = v {
+                series.push(now, v as f64);
+            }
+        };
+        at_now(&mut win.usage, s.usage());
+        at_now(&mut win.unreclaimable, s.unreclaimable());
+        at_now(&mut win.working_set, s.working_set());
+        at_now(&mut win.rss, s.rss());
+        if let Some(l) = s.limit {
+            win.limit.push(now, l.bytes().map_or(f64::INFINITY, |b| b as f64));
+        }
+        if let Some(g) = new_go {
+            self.last_go_ms = Some(g.scraped_mono_ms);
+            let t = g.scraped_mono_ms;
+            if let Some(l) = g.heap_live {
+                win.go_heap_live.push(t, l as f64);
+            }
+            if let Some(n) = g.sample.next_gc {
+                win.go_next_gc.push(t, n as f64);
+            }
+            if let Some(a) = g.sample.total_alloc {
+                win.total_alloc.push(t, a as f64);
+            }
+            if let (Some(b), Some(r)) = (basis, heap_resident(s)) {
+                win.off_heap.push(t, b.saturating_sub(r) as f64);
             }
         }
 
         let mut slopes = BTreeMap::new();
         for series in SlopeSeries::ALL {
-            if let Some(t) = self.trend(series.into()) {
+            if let Some(t) = self.trend(&win, series.into()) {
                 slopes.insert(series, t);
             }
         }
-        let alloc_rate = self.fit(Which::TotalAlloc, false).map(|f| f.slope).filter(|r| *r > 0.0);
+        let alloc_rate = self
+            .fit(&win, Which::TotalAlloc, false)
+            .map(|f| f.slope)
+            .filter(|r| *r > 0.0);
 
         let limit = s.limit_bytes();
-        let history_s = self.basis.span_s();
+        let history_s = win.basis().span_since_s(self.since.max(self.basis_since));
         let warming_up = history_s < MIN_SPAN_S;
         let (tto, prediction) = match (limit, basis) {
             (None, _) => (None, "no limit on the cgroup's path: nothing to run out of".to_owned()),
@@ -314,6 +353,17 @@ impl Analyzer {
             }
             _ => format!("the limit-basis value is at {:.1} % of the limit", 100.0 * frac),
         };
+
+        win.set_prediction(match (tto, limit, basis) {
+            (Some(t), Some(l), Some(b)) => Some(PredictedLine {
+                from_ms: now,
+                from_bytes: b,
+                to_ms: now.saturating_add((t * 1000.0) as u64),
+                to_bytes: l,
+            }),
+            _ => None,
+        });
+        drop(win);
 
         let breakdown = breakdown(s.cgroup.as_ref(), s.smaps.as_ref(), go.map(|g| &g.sample));
         let mut findings = diagnose_now(s, &breakdown, &self.cfg.thresholds);
@@ -584,7 +634,6 @@ mod tests {
     fn config(window_ms: u64) -> AnalysisConfig {
         AnalysisConfig {
             window_ms,
-            limit_basis: LimitBasis::Unreclaimable,
             warn_within_s: 1800.0,
             critical_within_s: 300.0,
             thresholds: Thresholds::default(),
@@ -829,5 +878,76 @@ mod tests {
             assert!(x.time_to_oom_s.is_none());
         }
         assert!(a.history_bytes() < 200 * 1024, "{}", a.history_bytes());
+    }
+
+    #[test]
+    fn history_keeps_restarts_kills_and_the_prediction() {
+        let mut a = analyzer();
+        let mut polls: Vec<Sample> = (0..=60).map(|t| st(t as f64, 100.0 + t as f64, 400.0)).collect();
+        // Killed at 61 s (the kernel's count rises), back as pid 2 at 62 s.
+        for (t, pid, kills) in [(61, 1, 1), (62, 2, 1), (63, 2, 1)] {
+            let mut s = st(t as f64, 20.0, 400.0);
+            s.oom_kills_total = kills;
+            s.target.pid = Some(pid);
+            s.target.instance = u64::from(pid);
+            polls.push(s);
+        }
+        // Kills before the first poll are no event.
+        polls[0].oom_kills_total = 0;
+        let mut first = st(-1.0, 100.0, 400.0);
+        first.mono_ms = 0;
+        first.oom_kills_total = 5;
+        let mut b = analyzer();
+        b.update(&first);
+        assert_eq!(b.history().lock().events().count(), 0);
+
+        let out = run(&mut a, polls);
+        let v = serde_json::to_value(a.history().lock().view().unwrap()).unwrap();
+        // The climb before the kill is still shown after the restart.
+        let unreclaimable = v["series"]["unreclaimable"].as_array().unwrap();
+        assert_eq!(unreclaimable.len(), 64);
+        assert_eq!(unreclaimable[60][1], 160 * 1048576);
+        assert_eq!(unreclaimable[63][1], 20 * 1048576);
+        assert_eq!(v["series"]["limit"][0][1], 400 * 1048576);
+        assert_eq!(v["time_ms"], 1_700_000_063_000u64);
+        let events: Vec<(u64, &str, &str)> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["t_ms"].as_u64().unwrap(),
+                    e["kind"].as_str().unwrap(),
+                    e["detail"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                (
+                    1_700_000_061_000,
+                    "oom_kill",
+                    "an OOM kill, counted by the kernel in the target's cgroup (1 in all)"
+                ),
+                (1_700_000_062_000, "target_restart", "pid 1 \u{2192} 2"),
+            ]
+        );
+        // ... but the trends start afresh.
+        assert!(out[62].warming_up && out[62].time_to_oom_s.is_none());
+        assert!(v["prediction"].is_null());
+
+        // A prediction runs from now at the basis to the limit.
+        let mut a = analyzer();
+        let last = run(&mut a, (0..=90).map(|t| st(t as f64, 100.0 + t as f64, 400.0)))
+            .pop()
+            .unwrap();
+        let tto = last.time_to_oom_s.unwrap();
+        let v = serde_json::to_value(a.history().lock().view().unwrap()).unwrap();
+        let p = &v["prediction"];
+        assert_eq!(p["from_ms"], 1_700_000_090_000u64);
+        assert_eq!(p["from_bytes"], 190 * 1048576);
+        assert_eq!(p["to_ms"], 1_700_000_090_000u64 + (tto * 1000.0) as u64);
+        assert_eq!(p["to_bytes"], 400 * 1048576);
     }
 }

@@ -23,7 +23,9 @@ impl Risk {
 
     /// The inverse of [`Risk::as_str`].
     pub fn parse(s: &str) -> Option<Risk> {
-        [Risk::Ok, Risk::Warning, Risk::Critical].into_iter().find(|r| r.as_str() == s)
+        [Risk::Ok, Risk::Warning, Risk::Critical]
+            .into_iter()
+            .find(|r| r.as_str() == s)
     }
 }
 
