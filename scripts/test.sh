@@ -11,7 +11,9 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "install test dependencies"
 scripts/install-test-deps.sh
-[ -x scripts/install-vm-deps.sh ] && scripts/install-vm-deps.sh
+scripts/install-vm-deps.sh
+scripts/install-pod-deps.sh
+scripts/install-browser-deps.sh
 
 step "build the Go test programs"
 scripts/build-test-programs.sh
@@ -28,7 +30,8 @@ cargo build --release --quiet
 step "cargo test"
 cargo test --all-targets
 
-if [ -x scripts/check-deploy.sh ]; then
-  step "deployment files"
-  scripts/check-deploy.sh
-fi
+step "fuzz every parser of outside input (10 s per target; longer: scripts/fuzz.sh 600)"
+scripts/fuzz.sh 10
+
+step "deployment files"
+scripts/check-deploy.sh

@@ -87,6 +87,13 @@ pub const FLAGS: &[Flag] = &[
         Some("my-go-app"),
     ),
     flag(
+        "target-container",
+        "NAME",
+        None,
+        "The target container's name: a label of headroom_target_info, for joins with cAdvisor and kube-state-metrics.",
+        Some("app"),
+    ),
+    flag(
         "cgroup",
         "auto|PATH",
         Some("auto"),
@@ -151,7 +158,28 @@ pub const FLAGS: &[Flag] = &[
         "URL",
         None,
         "POST a JSON alert on every risk change.",
-        Some("http://hooks.local/headroom"),
+        Some("https://hooks.example/headroom"),
+    ),
+    flag(
+        "alertmanager-auth-file",
+        "FILE",
+        None,
+        "Authorization for --alertmanager-url, read before each send (a mounted Secret): `user:password` (basic auth), `Bearer TOKEN` or `Basic B64` as given, else the whole file is a bearer token.",
+        Some("/etc/headroom/alertmanager-token"),
+    ),
+    flag(
+        "webhook-auth-file",
+        "FILE",
+        None,
+        "Authorization for --webhook-url, in the same forms as --alertmanager-auth-file.",
+        None,
+    ),
+    flag(
+        "alert-ca-file",
+        "FILE",
+        None,
+        "PEM CA certificates trusted for https alert receivers besides the built-in roots (a private CA).",
+        None,
     ),
     flag(
         "profile-dir",
@@ -245,7 +273,11 @@ pub fn command() -> clap::Command {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invocation {
     Run(Config),
-    Check { config: Config, sample_for: Duration, json: bool },
+    Check {
+        config: Config,
+        sample_for: Duration,
+        json: bool,
+    },
 }
 
 /// Why the command line was not accepted.
@@ -378,6 +410,7 @@ pub struct Config {
     pub interval: Duration,
     pub window: Duration,
     pub target: Target,
+    pub target_container: Option<String>,
     /// `None` = auto.
     pub cgroup: Option<PathBuf>,
     pub cgroup_root: PathBuf,
@@ -392,6 +425,9 @@ pub struct Config {
     pub critical_within: Duration,
     pub alertmanager_url: Option<String>,
     pub webhook_url: Option<String>,
+    pub alertmanager_auth_file: Option<PathBuf>,
+    pub webhook_auth_file: Option<PathBuf>,
+    pub alert_ca_file: Option<PathBuf>,
     pub profile_dir: Option<PathBuf>,
     pub pprof_url: Option<String>,
 }
@@ -440,6 +476,35 @@ impl Validator<'_> {
         }
     }
 
+    /// An http:// or https:// URL: an alert receiver, anywhere.
+    fn receiver_url(&mut self, key: &str) -> Option<String> {
+        let v = self.raw(key)?.to_owned();
+        match v.parse::<axum::http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Some(v),
+            _ => {
+                self.fail(
+                    key,
+                    &v,
+                    "expected an http:// or https:// URL such as https://alertmanager.example:9093",
+                );
+                None
+            }
+        }
+    }
+
+    /// A file that must be readable (a credential, a CA bundle).
+    fn readable_file(&mut self, key: &str) -> Option<PathBuf> {
+        let v = self.raw(key)?.to_owned();
+        match std::fs::File::open(&v) {
+            Ok(_) => Some(PathBuf::from(v)),
+            Err(e) => {
+                self.fail(key, &v, &format!("cannot read it: {e}"));
+                None
+            }
+        }
+    }
+
+    /// An http:// URL of the target, beside us in the pod.
     fn url(&mut self, key: &str) -> Option<String> {
         let v = self.raw(key)?.to_owned();
         match v.parse::<axum::http::Uri>() {
@@ -478,7 +543,6 @@ impl Config {
     pub fn analysis_config(&self) -> AnalysisConfig {
         AnalysisConfig {
             window_ms: self.window.as_millis() as u64,
-            limit_basis: self.limit_basis,
             warn_within_s: self.warn_within.as_secs_f64(),
             critical_within_s: self.critical_within.as_secs_f64(),
             thresholds: Default::default(),
@@ -588,8 +652,19 @@ impl Config {
             let c = v.value("critical-within").unwrap_or_default();
             v.fail("critical-within", &c, "must not be longer than --warn-within");
         }
-        let alertmanager_url = v.url("alertmanager-url");
-        let webhook_url = v.url("webhook-url");
+        let alertmanager_url = v.receiver_url("alertmanager-url");
+        let webhook_url = v.receiver_url("webhook-url");
+        let alertmanager_auth_file = v.readable_file("alertmanager-auth-file");
+        let webhook_auth_file = v.readable_file("webhook-auth-file");
+        let alert_ca_file = v.readable_file("alert-ca-file");
+        for (file, url) in [
+            ("alertmanager-auth-file", "alertmanager-url"),
+            ("webhook-auth-file", "webhook-url"),
+        ] {
+            if v.raw(file).is_some() && v.raw(url).is_none() {
+                v.errors.push(format!("--{file} is given without --{url}"));
+            }
+        }
         let pprof_url = v.url("pprof-url");
         let profile_dir = v.raw("profile-dir").map(PathBuf::from);
         if v.errors.is_empty() {
@@ -598,6 +673,7 @@ impl Config {
                 interval,
                 window,
                 target,
+                target_container: v.raw("target-container").filter(|s| !s.is_empty()).map(str::to_owned),
                 cgroup,
                 cgroup_root,
                 proc_root,
@@ -611,6 +687,9 @@ impl Config {
                 critical_within,
                 alertmanager_url,
                 webhook_url,
+                alertmanager_auth_file,
+                webhook_auth_file,
+                alert_ca_file,
                 profile_dir,
                 pprof_url,
             })
@@ -717,7 +796,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("headroom.toml");
         std::fs::write(&file, "interval = \"3s\"\nwindow = \"20m\"\n").unwrap();
-        let inv = parse_args(["headroom", "run", "--config", file.to_str().unwrap(), "--interval", "2s"]).unwrap();
+        let inv = parse_args([
+            "headroom",
+            "run",
+            "--config",
+            file.to_str().unwrap(),
+            "--interval",
+            "2s",
+        ])
+        .unwrap();
         let Invocation::Run(c) = inv else { panic!("{inv:?}") };
         assert_eq!(c.interval, Duration::from_secs(2));
         assert_eq!(c.window, Duration::from_secs(1200));
@@ -726,13 +813,17 @@ mod tests {
     #[test]
     fn cli_parses_subcommands() {
         let inv = parse_args(["headroom", "check", "--pid", "5", "--for", "10s", "--json"]).unwrap();
+        let Invocation::Check {
+            config,
+            sample_for,
+            json,
+        } = inv
+        else {
+            panic!("{inv:?}")
+        };
         assert_eq!(
-            inv,
-            Invocation::Check {
-                config: Config::from_map(&map(&[("pid", "5")])).unwrap(),
-                sample_for: Duration::from_secs(10),
-                json: true
-            }
+            (config.target, sample_for, json),
+            (Target::Pid(5), Duration::from_secs(10), true)
         );
         let inv = parse_args(["headroom", "--interval", "2s"]).unwrap();
         let Invocation::Run(c) = inv else { panic!("{inv:?}") };

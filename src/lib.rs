@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod monitor;
 pub mod parse;
 pub mod sample;
+pub mod server;
 pub mod source;
 pub mod status;

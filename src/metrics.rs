@@ -4,10 +4,10 @@
 //! out of the scrape, never exported as 0. The text is encoded once per poll
 //! and served as is: a scrape never triggers a poll.
 
-use crate::parse::cgroup_files::Limit;
 use crate::analysis::diagnosis::Cause;
 use crate::analysis::predict::SlopeSeries;
 use crate::collector::health::Source;
+use crate::parse::cgroup_files::Limit;
 use crate::status::Status;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -123,8 +123,11 @@ const GAUGES: &[(&str, &str, Getter)] = &[
     ),
     (
         "headroom_go_gomemlimit_bytes",
-        "The target's GOMEMLIMIT, where its source exports it (9223372036854775807 means no limit).",
-        |s| bytes(s.go.as_ref().and_then(|g| g.sample.gomemlimit)),
+        "The target's GOMEMLIMIT, where its source exports it; +Inf when unset (Go reports math.MaxInt64 for no limit).",
+        |s| {
+            let m = s.go.as_ref()?.sample.gomemlimit?;
+            Some(if m >= i64::MAX as u64 { f64::INFINITY } else { m as f64 })
+        },
     ),
     (
         "headroom_fragmentation_bound_bytes",
@@ -146,6 +149,11 @@ const GAUGES: &[(&str, &str, Getter)] = &[
         },
     ),
     (
+        "headroom_last_poll_timestamp_seconds",
+        "Unix time at which the last poll finished; /healthz fails when it is older than max(3 x --interval, 3 s).",
+        |s| s.poll_finished_ms.map(|ms| ms as f64 / 1000.0),
+    ),
+    (
         "headroom_oom_risk",
         "OOM risk: 0 ok, 1 warning, 2 critical (with hysteresis).",
         |s| s.analysis.as_ref().map(|a| a.risk as i64 as f64),
@@ -161,6 +169,8 @@ pub struct Metrics {
     leak_slope: GaugeVec,
     diagnosis: IntGaugeVec,
     oom_kills: IntCounter,
+    oom_kills_inferred: IntCounter,
+    target_info: IntGaugeVec,
     poll_duration: Histogram,
 }
 
@@ -197,7 +207,26 @@ impl Metrics {
         .expect("valid metric");
         let oom_kills = IntCounter::new(
             "headroom_oom_kills_total",
-            "OOM kills in the target's cgroup (v2 memory.events oom_kill, v1 memory.oom_control oom_kill), kept across the target's restarts.",
+            "OOM kills of the target, each counted once across its restarts and cgroups: read from its cgroup (v2 memory.events oom_kill, v1 memory.oom_control oom_kill), or inferred when the runtime removed the cgroup before it could be read (see headroom_oom_kills_inferred_total).",
+        )
+        .expect("valid metric");
+        let oom_kills_inferred = IntCounter::new(
+            "headroom_oom_kills_inferred_total",
+            "Of headroom_oom_kills_total, the kills inferred: the target died, its cgroup was gone before it could be read, the node's OOM kill count (/proc/vmstat oom_kill) rose and the cgroup was near its limit.",
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new("headroom_build_info", "The running build of headroom: always 1."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let target_info = IntGaugeVec::new(
+            Opts::new(
+                "headroom_target_info",
+                "What is watched and how its cgroup was found: always 1. Labels: container (--target-container), process (--process), cgroup_version, found_via (explicit, own_mount, target_root), access (full, unprivileged).",
+            ),
+            &["container", "process", "cgroup_version", "found_via", "access"],
         )
         .expect("valid metric");
         let poll_duration = Histogram::with_opts(
@@ -230,6 +259,9 @@ impl Metrics {
         reg(Box::new(source_errors.clone()));
         reg(Box::new(high_events.clone()));
         reg(Box::new(oom_kills.clone()));
+        reg(Box::new(oom_kills_inferred.clone()));
+        reg(Box::new(build_info));
+        reg(Box::new(target_info.clone()));
         reg(Box::new(poll_duration.clone()));
         reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         Metrics {
@@ -241,6 +273,8 @@ impl Metrics {
             source_errors,
             high_events,
             oom_kills,
+            oom_kills_inferred,
+            target_info,
             poll_duration,
         }
     }
@@ -275,6 +309,32 @@ impl Metrics {
         }
         let total = status.memory.oom_kills_total;
         self.oom_kills.inc_by(total.saturating_sub(self.oom_kills.get()));
+        let inferred = status.memory.oom_kills_inferred;
+        self.oom_kills_inferred
+            .inc_by(inferred.saturating_sub(self.oom_kills_inferred.get()));
+        let t = &status.target;
+        let version = match t.cgroup_version {
+            Some(crate::sample::CgroupVersion::V1) => "v1",
+            Some(crate::sample::CgroupVersion::V2) => "v2",
+            None => "",
+        };
+        let access = match t.access {
+            crate::sample::Access::Full => "full",
+            crate::sample::Access::Unprivileged => "unprivileged",
+        };
+        let labels = [
+            t.container.as_deref().unwrap_or(""),
+            t.process.as_deref().unwrap_or(""),
+            version,
+            t.cgroup_found_via.unwrap_or(""),
+            access,
+        ];
+        if self.target_info.get_metric_with_label_values(&labels).is_err()
+            || self.target_info.with_label_values(&labels).get() != 1
+        {
+            self.target_info.reset();
+            self.target_info.with_label_values(&labels).set(1);
+        }
         match &status.analysis {
             Some(a) => {
                 for series in SlopeSeries::EXPORTED {
@@ -356,6 +416,33 @@ mod tests {
         let text = b"# HELP a_bytes inf here\na_bytes inf\nb{x=\"inf\"} -inf\nc 1\n".to_vec();
         let out = String::from_utf8(spell_infinities(text)).unwrap();
         assert_eq!(out, "# HELP a_bytes inf here\na_bytes +Inf\nb{x=\"inf\"} -Inf\nc 1\n");
+    }
+
+    #[test]
+    fn an_unset_gomemlimit_is_no_limit_like_every_other() {
+        let m = Metrics::new();
+        let mut s = Status::default();
+        let mut go = crate::sample::GoReading {
+            sample: crate::parse::go_runtime::GoSample {
+                gomemlimit: Some(i64::MAX as u64),
+                ..Default::default()
+            },
+            scraped_at_ms: 0,
+            scraped_mono_ms: 0,
+            heap_live: None,
+            heap_live_method: None,
+            gogc_env: None,
+            restarts: 0,
+        };
+        s.go = Some(go.clone());
+        m.update(&s);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(text.contains("\nheadroom_go_gomemlimit_bytes +Inf\n"), "{text}");
+        go.sample.gomemlimit = Some(1 << 30);
+        s.go = Some(go);
+        m.update(&s);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(text.contains("\nheadroom_go_gomemlimit_bytes 1073741824\n"), "{text}");
     }
 
     #[test]

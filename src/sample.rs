@@ -128,9 +128,10 @@ pub struct SmapsSample {
 }
 
 /// What the killer measures (`--limit-basis`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitBasis {
+    #[default]
     Unreclaimable,
     WorkingSet,
     Usage,
@@ -191,7 +192,12 @@ pub enum MemoryEvent {
 }
 
 impl MemoryEvent {
-    pub const ALL: [MemoryEvent; 4] = [MemoryEvent::High, MemoryEvent::Max, MemoryEvent::Oom, MemoryEvent::OomKill];
+    pub const ALL: [MemoryEvent; 4] = [
+        MemoryEvent::High,
+        MemoryEvent::Max,
+        MemoryEvent::Oom,
+        MemoryEvent::OomKill,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -213,6 +219,40 @@ impl MemoryEvent {
     }
 }
 
+/// How much of the target headroom may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Its cgroup, /proc/PID/smaps_rollup and /proc/PID/root.
+    #[default]
+    Full,
+    /// No ptrace access (another UID, no CAP_SYS_PTRACE): only what any UID
+    /// may read (/proc/PID/status, the Go endpoint) and the limit given with
+    /// --memory-limit (the downward API's limits.memory in a pod).
+    Unprivileged,
+}
+
+/// How an OOM kill of the target was known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KillHow {
+    /// Read from the cgroup's own counter (memory.events, memory.oom_control).
+    Cgroup,
+    /// The target died and its cgroup could no longer be read; the node's
+    /// OOM kill count rose meanwhile and the cgroup was near its limit.
+    Inferred,
+}
+
+/// The last OOM kill of the target headroom knows of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OomKill {
+    /// Unix time (ms) of the poll that learned of it.
+    pub time_ms: u64,
+    pub how: KillHow,
+    /// The PID killed, where known.
+    pub pid: Option<u32>,
+}
+
 /// The watched process and its cgroup, as the collector's target tracker
 /// sees them in this poll.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -220,6 +260,8 @@ pub struct Target {
     pub pid: Option<u32>,
     /// `--process NAME`, when the target is found by name.
     pub process: Option<String>,
+    /// `--target-container NAME`: the target container's name, a label.
+    pub container: Option<String>,
     /// Counts target instances: it changes when the target restarts (a new
     /// PID, or a PID reused by another process). Consumers compare it with
     /// the one they saw last; they never detect restarts themselves.
@@ -231,6 +273,9 @@ pub struct Target {
     pub cgroup: Option<PathBuf>,
     pub cgroup_version: Option<CgroupVersion>,
     pub cgroup_found: Option<String>,
+    /// The same, as a label value: explicit, own_mount, target_root.
+    pub cgroup_found_via: Option<&'static str>,
+    pub access: Access,
 }
 
 /// How the live heap was found.
@@ -274,6 +319,9 @@ pub struct Sample {
     /// analysis measures time with (a wall-clock step moves neither).
     pub mono_ms: u64,
     pub target: Target,
+    /// What the killer measures, as far as it can be read: `--limit-basis`,
+    /// or `rss` when the target's cgroup cannot be read (unprivileged).
+    pub limit_basis: LimitBasis,
     /// Effective limit: the override, else the smallest limit on the path.
     pub limit: Option<Limit>,
     pub limit_source: Option<LimitSource>,
@@ -282,9 +330,12 @@ pub struct Sample {
     /// The last smaps_rollup read (it is read less often than the rest).
     pub smaps: Option<SmapsSample>,
     pub go: Option<GoReading>,
-    /// OOM kills of the target's cgroup as the kernel counts them, kept
-    /// across the target's restarts.
+    /// OOM kills of the target: its cgroup's count as the kernel keeps it,
+    /// across the target's restarts and cgroups, plus those inferred.
     pub oom_kills_total: u64,
+    /// Of `oom_kills_total`, those inferred (see [`KillHow::Inferred`]).
+    pub oom_kills_inferred: u64,
+    pub last_oom_kill: Option<OomKill>,
     /// v2 memory.events counts, kept across restarts like `oom_kills_total`.
     pub events_total: BTreeMap<MemoryEvent, u64>,
 }

@@ -8,7 +8,8 @@ use crate::analysis::predict::Analysis;
 use crate::collector::health::{HealthSnapshot, Source, SourceStatus};
 use crate::parse::cgroup_files::Limit;
 use crate::sample::{
-    CgroupSample, CgroupVersion, GoReading, LimitBasis, LimitSource, MemoryEvent, ProcSample, Sample, SmapsSample,
+    Access, CgroupSample, CgroupVersion, GoReading, LimitBasis, LimitSource, MemoryEvent, OomKill, ProcSample, Sample,
+    SmapsSample,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -22,6 +23,15 @@ pub struct TargetStatus {
     pub cgroup_version: Option<CgroupVersion>,
     /// How the cgroup was found (which path, and why).
     pub cgroup_found: Option<String>,
+    /// explicit, own_mount or target_root.
+    pub cgroup_found_via: Option<&'static str>,
+    /// `full`, or `unprivileged` (no ptrace access: /proc/PID/status, the Go
+    /// endpoint and --memory-limit only; the limit basis is then rss).
+    pub access: Access,
+    /// The target container's name (--target-container), for joins with
+    /// cAdvisor and kube-state-metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// The headline numbers, in bytes; `None` where the source is missing.
@@ -42,6 +52,11 @@ pub struct Memory {
     /// OOM kills of the target's cgroup as the kernel counts them (including
     /// those before headroom started), kept across the target's restarts.
     pub oom_kills_total: u64,
+    /// Of those, the kills inferred (the cgroup was gone before it could be
+    /// read); the others were read from the cgroup's counter.
+    pub oom_kills_inferred: u64,
+    /// The last OOM kill known, and how it was known (cgroup or inferred).
+    pub last_oom_kill: Option<OomKill>,
     /// v2 memory.events counts (high, max, oom, oom_kill) as the kernel
     /// counts them, kept across the target's restarts like `oom_kills_total`.
     pub events_total: BTreeMap<MemoryEvent, u64>,
@@ -54,6 +69,9 @@ pub type GoStatus = GoReading;
 pub struct Status {
     /// Unix time of the poll, milliseconds.
     pub time_ms: u64,
+    /// Unix time the daemon's poll finished, milliseconds (absent in `check`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_finished_ms: Option<u64>,
     /// True once a cgroup read has worked.
     pub ready: bool,
     pub limit_basis: Option<LimitBasis>,
@@ -75,13 +93,7 @@ pub struct Status {
 impl Status {
     /// The status of one poll: what was read, what the analysis made of it,
     /// the sources' health and the profiles saved so far.
-    pub fn assemble(
-        sample: Sample,
-        analysis: Analysis,
-        limit_basis: LimitBasis,
-        health: HealthSnapshot,
-        profiles: Vec<SavedProfile>,
-    ) -> Status {
+    pub fn assemble(sample: Sample, analysis: Analysis, health: HealthSnapshot, profiles: Vec<SavedProfile>) -> Status {
         let stat = sample.cgroup.as_ref().and_then(|c| c.stat.as_ref());
         let memory = Memory {
             usage: sample.usage(),
@@ -95,6 +107,8 @@ impl Status {
             file: stat.and_then(|s| s.file),
             lazy_free: sample.lazy_free(),
             oom_kills_total: sample.oom_kills_total,
+            oom_kills_inferred: sample.oom_kills_inferred,
+            last_oom_kill: sample.last_oom_kill,
             events_total: sample.events_total.clone(),
         };
         let t = &sample.target;
@@ -104,11 +118,15 @@ impl Status {
             cgroup: t.cgroup.as_ref().map(|p| p.display().to_string()),
             cgroup_version: t.cgroup_version,
             cgroup_found: t.cgroup_found.clone(),
+            cgroup_found_via: t.cgroup_found_via,
+            access: t.access,
+            container: t.container.clone(),
         };
         Status {
             time_ms: sample.time_ms,
+            poll_finished_ms: None,
             ready: health.ready,
-            limit_basis: Some(limit_basis),
+            limit_basis: Some(sample.limit_basis),
             target,
             memory,
             cgroup: sample.cgroup,

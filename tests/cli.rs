@@ -93,3 +93,18 @@ fn busy_port_is_a_clear_error() {
     assert_eq!(code, 1);
     assert!(err.contains(&addr) && err.contains("cannot bind"), "{err}");
 }
+
+#[test]
+fn the_deploy_checks_know_every_flag() {
+    let py = std::fs::read_to_string(common::project_root().join("scripts/check_deploy.py")).unwrap();
+    let start = py
+        .find("SPEC_FLAGS = {")
+        .expect("SPEC_FLAGS in scripts/check_deploy.py");
+    let set = &py[start..start + py[start..].find('}').unwrap()];
+    for flag in headroom::config::KEYS {
+        assert!(
+            set.contains(&format!("\"{flag}\"")),
+            "scripts/check_deploy.py SPEC_FLAGS lacks {flag:?}"
+        );
+    }
+}

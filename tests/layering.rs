@@ -55,13 +55,21 @@ fn the_analysis_is_pure() {
         bad.extend(offending(f, CLOCKS));
         bad.extend(offending(f, &["std::fs", "tokio::"]));
     }
-    assert!(bad.is_empty(), "the analysis must take data and time as arguments:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "the analysis must take data and time as arguments:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
 fn the_alert_plan_reads_no_clock() {
     let bad = offending(&src("alert/plan.rs"), CLOCKS);
-    assert!(bad.is_empty(), "the plan takes time as an argument:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "the plan takes time as an argument:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]

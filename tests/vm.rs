@@ -553,6 +553,36 @@ fn oom_kill_of_a_go_leak_is_counted_once_and_headroom_keeps_serving() {
     );
 }
 
+/// The runtime's behaviour reproduced on v2 (tests/vm/runtime_restart.sh):
+/// the killed container's cgroup removed within 30 ms of the death and the
+/// container restarted in a new cgroup; then a plain SIGKILL, the same way.
+#[test]
+fn a_kill_whose_cgroup_the_runtime_removes_is_counted_once_and_kill_9_not() {
+    let s = scenario("runtime_restart");
+    assert_eq!(
+        s.kv("ctr1_removed"),
+        "1",
+        "the OOM-killed container's cgroup was removed"
+    );
+    let pod = s.flat("pod.events");
+    assert_eq!(pod["oom_kill"], 1, "the kernel's count at the pod level: {pod:?}");
+    assert_eq!(
+        s.kv("after_oom_oom_kills"),
+        "1",
+        "one OOM kill, though its cgroup was gone before the next poll\n{}",
+        s.section("headroom.log")
+    );
+    assert_eq!(s.kv("after_oom_inferred"), "0", "read from the cgroup, not inferred");
+    assert_eq!(s.kv("after_oom_last_how"), "cgroup");
+    assert_eq!(
+        s.kv("after_kill9_oom_kills"),
+        "1",
+        "a SIGKILL is not an OOM kill\n{}",
+        s.section("headroom.log")
+    );
+    assert_eq!(s.kv("after_kill9_inferred"), "0");
+}
+
 #[test]
 fn sidecar_in_its_own_cgroup_namespace_reads_the_targets_cgroup() {
     let s = scenario("sidecar");

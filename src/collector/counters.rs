@@ -50,10 +50,20 @@ impl KernelCounters {
             self.oom_kills.observe(k);
         }
         if let Some(ev) = c.events.as_ref() {
-            for e in MemoryEvent::ALL {
-                if let Some(v) = e.count(ev) {
-                    self.events.entry(e).or_default().observe(v);
-                }
+            self.observe_events(ev);
+        }
+    }
+
+    /// Takes an OOM kill count read apart from a poll (by the watcher).
+    pub fn observe_oom_kills(&mut self, count: u64) {
+        self.oom_kills.observe(count);
+    }
+
+    /// Takes v2 `memory.events` read apart from a poll (by the watcher).
+    pub fn observe_events(&mut self, ev: &crate::parse::cgroup_files::MemoryEvents) {
+        for e in MemoryEvent::ALL {
+            if let Some(v) = e.count(ev) {
+                self.events.entry(e).or_default().observe(v);
             }
         }
     }

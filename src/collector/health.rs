@@ -82,13 +82,21 @@ impl Health {
         Health { states, ready: false }
     }
 
+    /// Whether `s` is read at all (the cgroup is not, when the target's is
+    /// closed to us: the unprivileged mode).
+    pub fn set_configured(&mut self, s: Source, configured: bool) {
+        self.state(s).configured = configured;
+    }
+
     fn state(&mut self, s: Source) -> &mut SourceState {
         self.states.entry(s).or_default()
     }
 
     /// A read of `s` worked.
     pub fn ok(&mut self, s: Source) {
-        if s == Source::Cgroup {
+        // Ready once the memory is read: from the cgroup, or from /proc
+        // when the cgroup is not ours to read.
+        if s == Source::Cgroup || (s == Source::Proc && !self.state(Source::Cgroup).configured) {
             self.ready = true;
         }
         let st = self.state(s);
@@ -148,14 +156,20 @@ mod tests {
         let snap = h.snapshot();
         assert!(!snap.ready);
         let cg = &snap.sources[&Source::Cgroup];
-        assert_eq!((cg.up, cg.errors_total, cg.last_error.as_deref()), (Some(false), 2, Some("gone")));
+        assert_eq!(
+            (cg.up, cg.errors_total, cg.last_error.as_deref()),
+            (Some(false), 2, Some("gone"))
+        );
         let go = &snap.sources[&Source::Go];
         assert_eq!((go.up, go.errors_total), (None, 0), "not configured");
         h.ok(Source::Cgroup);
         let snap = h.snapshot();
         assert!(snap.ready);
         let cg = &snap.sources[&Source::Cgroup];
-        assert_eq!((cg.up, cg.errors_total, cg.last_error.as_deref()), (Some(true), 2, None));
+        assert_eq!(
+            (cg.up, cg.errors_total, cg.last_error.as_deref()),
+            (Some(true), 2, None)
+        );
         let names: Vec<_> = snap.sources.keys().map(|s| s.as_str()).collect();
         assert_eq!(names, ["cgroup", "go", "proc"], "the JSON's key order");
     }

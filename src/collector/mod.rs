@@ -7,15 +7,21 @@
 pub mod counters;
 pub mod go;
 pub mod health;
+pub mod kills;
 pub mod target;
 
 use crate::config::Config;
-use crate::sample::{CgroupSample, GoReading, LimitSource, ProcSample, Sample, SmapsSample};
+use crate::parse::cgroup_files::Limit;
+use crate::sample::{
+    Access, CgroupSample, GoReading, KillHow, LimitBasis, LimitSource, OomKill, ProcSample, Sample, SmapsSample,
+};
 use crate::source::cgroup::{CgroupError, CgroupReader};
-use crate::source::proc::{ProcReader, ProcSourceError};
+use crate::source::events::KillWatch;
+use crate::source::proc::{NodeReader, ProcReader, ProcSourceError};
 use counters::KernelCounters;
 use go::{parse_gogc, GoScrape, GoState};
 use health::{Health, HealthSnapshot, Source};
+use kills::{infer_oom_kill, DeathEvidence};
 use std::time::{Duration, Instant};
 use target::TargetTracker;
 
@@ -25,6 +31,42 @@ struct Smaps {
     last: Option<SmapsSample>,
     due: Option<Instant>,
     denied_logged: bool,
+}
+
+/// The watcher of the current instance's cgroup and exit.
+struct ActiveWatch {
+    watch: KillWatch,
+    instance: u64,
+    pid: u32,
+}
+
+/// What the kernel showed at the last poll, kept to judge a death.
+#[derive(Debug, Default, Clone, Copy)]
+struct LastSeen {
+    node_oom_kills: Option<u64>,
+    /// Monotonic ms of the last cgroup read, and the usage's growth from
+    /// the read before it (bytes per second, never negative).
+    read_ms: Option<u64>,
+    growth: f64,
+    usage: Option<u64>,
+    limit: Option<u64>,
+    failcnt: Option<u64>,
+    hit_limit: bool,
+}
+
+/// OOM kills of the target: what the kernel counters gave, the inferred
+/// ones, and which instance's death was already judged.
+#[derive(Debug, Default)]
+struct Kills {
+    inferred: u64,
+    last: Option<OomKill>,
+    /// The counted total at the last poll, to tell when it rose (kills
+    /// counted before headroom started are not "the last kill").
+    counted_before: Option<u64>,
+    /// The last instance whose death was judged (each is judged once).
+    judged: Option<u64>,
+    /// The PID of the instance that died in this poll.
+    dying_pid: Option<u32>,
 }
 
 pub struct Collector {
@@ -40,12 +82,22 @@ pub struct Collector {
     smaps: Smaps,
     last_warnings: Vec<String>,
     go: GoState,
+    watch: Option<ActiveWatch>,
+    /// The instance whose watcher could not start (not retried).
+    watch_failed: Option<u64>,
+    node: Option<NodeReader>,
+    last_seen: LastSeen,
+    kills: Kills,
+    /// The times of the poll under way.
+    now_mono_ms: u64,
+    now_ms: u64,
 }
 
 impl Collector {
     pub fn new(cfg: Config) -> Collector {
         let target = TargetTracker::new(&cfg);
         let wants_process = target.wants_process();
+        let cfg_proc_root = cfg.proc_root.clone();
         let has_go = cfg.go_url.is_some();
         Collector {
             health: Health::new(|s| match s {
@@ -62,6 +114,13 @@ impl Collector {
             smaps: Smaps::default(),
             last_warnings: Vec::new(),
             go: GoState::default(),
+            watch: None,
+            watch_failed: None,
+            node: wants_process.then(|| NodeReader::new(&cfg_proc_root)),
+            last_seen: LastSeen::default(),
+            kills: Kills::default(),
+            now_mono_ms: 0,
+            now_ms: 0,
         }
     }
 
@@ -130,8 +189,22 @@ impl Collector {
     /// paces smaps reads and log rate limits.
     pub fn poll(&mut self, now_ms: u64, now: Instant) -> Sample {
         let mono_ms = self.mono_ms(now);
+        self.now_mono_ms = mono_ms;
+        self.now_ms = now_ms;
+        let node_oom_kills = self.node.as_mut().and_then(NodeReader::oom_kills);
+        // What the watcher read since the last poll, before anything moves.
+        self.drain_watch(node_oom_kills);
+        let old_instance = self.target.instance();
+        let old_pid = self.target.pid();
         let change = self.target.resolve(&mut self.health, now);
         if change.changed {
+            if old_pid.is_some() {
+                // The process we watched is gone: read its cgroup a last time
+                // if it is still there, then judge the death.
+                let direct = self.read_last_time();
+                self.judge_death(old_instance, old_pid, direct, node_oom_kills);
+            }
+            self.watch = None;
             self.proc = change.pid.map(|p| ProcReader::new(&self.cfg.proc_root, p));
             self.smaps = Smaps {
                 denied_logged: self.smaps.denied_logged,
@@ -143,38 +216,193 @@ impl Collector {
             }
         }
         let cgroup = self.read_cgroup(change.pid, now);
+        let process = self.read_proc(now_ms, now, cgroup.is_some(), node_oom_kills);
         if let Some(c) = &cgroup {
             self.counters.observe(c);
+            self.start_watch(c);
         }
-        let process = self.read_proc(now_ms, now);
         let (limit, limit_source) = match (self.cfg.memory_limit, &cgroup) {
             (Some(l), _) => (Some(l), Some(LimitSource::Override)),
             (None, Some(c)) => (Some(c.path_limit), Some(LimitSource::Cgroup)),
             (None, None) => (None, None),
         };
+        // Without the cgroup (unprivileged), the target's RSS stands in for
+        // its usage in judging a death.
+        let usage = cgroup
+            .as_ref()
+            .map(|c| c.usage)
+            .or(process.as_ref().and_then(|p| p.vm_rss));
+        self.remember(node_oom_kills, cgroup.as_ref(), usage, limit, mono_ms);
+        let counted = self.counters.oom_kills_total();
+        if self.kills.counted_before.is_some_and(|before| counted > before) {
+            self.kills.last = Some(OomKill {
+                time_ms: now_ms,
+                how: KillHow::Cgroup,
+                pid: self.kills.dying_pid.take().or(self.target.pid()),
+            });
+        }
+        self.kills.counted_before = Some(counted);
+        self.kills.dying_pid = None;
+        let limit_basis = match self.target.access() {
+            Access::Unprivileged => LimitBasis::Rss,
+            Access::Full => self.cfg.limit_basis,
+        };
         Sample {
             time_ms: now_ms,
             mono_ms,
             target: self.target.snapshot(),
+            limit_basis,
             limit,
             limit_source,
             cgroup,
             process,
             smaps: self.smaps.last.clone(),
             go: self.go.reading.clone(),
-            oom_kills_total: self.counters.oom_kills_total(),
+            oom_kills_total: counted + self.kills.inferred,
+            oom_kills_inferred: self.kills.inferred,
+            last_oom_kill: self.kills.last,
             events_total: self.counters.events_total(),
         }
     }
 
+    /// Takes what the watcher read; a target that exited is judged now.
+    fn drain_watch(&mut self, node_oom_kills: Option<u64>) {
+        let Some(active) = &self.watch else {
+            return;
+        };
+        let seen = active.watch.latest();
+        if let Some(k) = seen.oom_kills {
+            self.counters.observe_oom_kills(k);
+        }
+        if let Some(ev) = &seen.events {
+            self.counters.observe_events(ev);
+        }
+        if seen.exited {
+            let (instance, pid) = (active.instance, active.pid);
+            self.judge_death(instance, Some(pid), seen.read_after_exit, node_oom_kills);
+            self.watch = None;
+        }
+    }
+
+    /// Reads the current cgroup once more (the target just changed); true
+    /// when it could be read, its counters then taken.
+    fn read_last_time(&mut self) -> bool {
+        let Some(reader) = self.cgroup.as_mut() else {
+            return false;
+        };
+        match reader.read() {
+            Ok(s) => {
+                self.counters.observe(&s);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The target instance `instance` died. `direct`: its cgroup could be
+    /// read after the death, so its own counter already says whether it was
+    /// an OOM kill. Otherwise the kernel's other traces decide.
+    fn judge_death(&mut self, instance: u64, pid: Option<u32>, direct: bool, node_oom_kills: Option<u64>) {
+        if self.kills.judged == Some(instance) {
+            return;
+        }
+        self.kills.judged = Some(instance);
+        self.kills.dying_pid = pid;
+        if direct {
+            return;
+        }
+        let seen = self.last_seen;
+        let since_s = match (seen.read_ms, self.now_mono_ms) {
+            (Some(t), now) if now > t => (now - t) as f64 / 1000.0,
+            _ => 0.0,
+        };
+        let evidence = DeathEvidence {
+            node_oom_kills_before: seen.node_oom_kills,
+            node_oom_kills_now: node_oom_kills,
+            last_usage: seen.usage.map(|u| u.saturating_add((seen.growth * since_s) as u64)),
+            limit: seen.limit,
+            failcnt: seen.failcnt,
+            hit_limit: seen.hit_limit,
+        };
+        if infer_oom_kill(&evidence) {
+            self.kills.inferred += 1;
+            self.kills.last = Some(OomKill {
+                time_ms: self.now_ms,
+                how: KillHow::Inferred,
+                pid: self.kills.dying_pid,
+            });
+            tracing::warn!(
+                inferred_total = self.kills.inferred,
+                "the target died and its cgroup was gone before it could be read; the node's OOM kill count rose and \
+                 the cgroup was near its limit: counted as an OOM kill (inferred)"
+            );
+        } else {
+            tracing::info!("the target exited (not an OOM kill: {evidence:?})");
+        }
+    }
+
+    /// Keeps what a later death will be judged by.
+    fn remember(
+        &mut self,
+        node_oom_kills: Option<u64>,
+        c: Option<&CgroupSample>,
+        usage: Option<u64>,
+        limit: Option<Limit>,
+        mono_ms: u64,
+    ) {
+        self.last_seen.node_oom_kills = node_oom_kills;
+        if let Some(now) = usage {
+            let seen = &mut self.last_seen;
+            seen.growth = match (seen.read_ms, seen.usage) {
+                (Some(t), Some(u)) if mono_ms > t => (now as f64 - u as f64).max(0.0) / ((mono_ms - t) as f64 / 1000.0),
+                _ => 0.0,
+            };
+            seen.read_ms = Some(mono_ms);
+            seen.usage = Some(now);
+            seen.limit = limit.and_then(Limit::bytes);
+        }
+        if let Some(c) = c {
+            self.last_seen.failcnt = c.failcnt;
+            self.last_seen.hit_limit = c.oom_control.as_ref().and_then(|o| o.under_oom) == Some(true)
+                || c.events.as_ref().and_then(|e| e.max).is_some_and(|m| m > 0);
+        }
+    }
+
+    /// Starts the watcher of the current instance's cgroup and exit, once.
+    fn start_watch(&mut self, c: &CgroupSample) {
+        let instance = self.target.instance();
+        if self.watch.is_some() || self.watch_failed == Some(instance) || self.kills.judged == Some(instance) {
+            return;
+        }
+        let Some(pid) = self.target.pid() else {
+            return;
+        };
+        // A pidfd names a PID of our own namespace: only for the real /proc.
+        let pidfd_pid = (self.cfg.proc_root == std::path::Path::new("/proc")).then_some(pid);
+        match KillWatch::start(pidfd_pid, &c.path, c.version) {
+            Ok(watch) => {
+                tracing::debug!(path = %watch.path.display(), "watching for the target's exit and OOM kills");
+                self.watch = Some(ActiveWatch { watch, instance, pid });
+            }
+            Err(e) => {
+                tracing::debug!("no kernel notifications for the target: {e}; OOM kills are read at each poll");
+                self.watch_failed = Some(instance);
+            }
+        }
+    }
+
     fn read_cgroup(&mut self, pid: Option<u32>, now: Instant) -> Option<CgroupSample> {
-        if self.cgroup.is_none() && self.target.can_locate() {
+        if self.cgroup.is_none() && self.target.can_locate() && self.target.access() == Access::Full {
             match self.target.locate() {
                 Ok((loc, moved)) => {
                     if moved {
                         self.counters.rebase();
                     }
                     self.cgroup = Some(CgroupReader::new(&loc));
+                }
+                Err(CgroupError::NoAccess { .. }) if self.cfg.memory_limit.is_some() => {
+                    self.target.set_unprivileged();
+                    self.health.set_configured(Source::Cgroup, false);
                 }
                 Err(e) => self.health.fail(Source::Cgroup, e.to_string(), now),
             }
@@ -207,10 +435,28 @@ impl Collector {
         }
     }
 
-    fn read_proc(&mut self, now_ms: u64, now: Instant) -> Option<ProcSample> {
+    /// Reads /proc/PID/status (and smaps_rollup when due). A target found
+    /// gone is a death to judge (`cgroup_read`: its cgroup was read this
+    /// poll, after the death, so its counter already tells).
+    fn read_proc(
+        &mut self,
+        now_ms: u64,
+        now: Instant,
+        cgroup_read: bool,
+        node_oom_kills: Option<u64>,
+    ) -> Option<ProcSample> {
         let reader = self.proc.as_mut()?;
         match reader.read_status() {
             Ok(p) => {
+                if let Some(start) = reader.start_time() {
+                    if self.target.observe_start_time(start) {
+                        // Another process under the same PID: the old one died.
+                        let old = self.target.instance() - 1;
+                        let pid = self.target.pid();
+                        self.judge_death(old, pid, cgroup_read, node_oom_kills);
+                        self.watch = None;
+                    }
+                }
                 self.health.ok(Source::Proc);
                 self.read_smaps_if_due(now_ms, now);
                 Some(p)
@@ -219,6 +465,11 @@ impl Collector {
                 let gone = matches!(e, ProcSourceError::Gone { .. });
                 self.health.fail(Source::Proc, e.to_string(), now);
                 if gone {
+                    let instance = self.target.instance();
+                    let direct = cgroup_read || self.read_last_time();
+                    let pid = self.target.pid();
+                    self.judge_death(instance, pid, direct, node_oom_kills);
+                    self.watch = None;
                     self.target.gone();
                     if self.target.pid().is_none() {
                         self.proc = None;

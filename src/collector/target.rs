@@ -13,7 +13,7 @@
 use super::health::{Health, Source};
 use crate::config::{Config, Target as TargetSpec};
 use crate::parse::go_runtime::GoSample;
-use crate::sample::Target;
+use crate::sample::{Access, Target};
 use crate::source::cgroup::{locate_auto, locate_explicit, CgroupError, Located};
 use crate::source::proc::find_process;
 use std::path::PathBuf;
@@ -31,6 +31,7 @@ pub struct PidChange {
 #[derive(Debug)]
 pub struct TargetTracker {
     spec: TargetSpec,
+    container: Option<String>,
     /// `--cgroup PATH`; `None` = auto (from the target's PID, else our own).
     cgroup_path: Option<PathBuf>,
     cgroup_root: PathBuf,
@@ -43,13 +44,21 @@ pub struct TargetTracker {
     go_epoch: u64,
     /// The Go runtime's NumGC and TotalAlloc at the last scrape.
     go_counters: (Option<u64>, Option<u64>),
+    /// The current instance's start time (/proc/PID/stat), once read.
+    start_time: Option<u64>,
     located: Option<Located>,
+    /// The target's cgroup directory's identity (device, inode): the same
+    /// cgroup seen through another path (a new PID's /proc/PID/root) is
+    /// not another cgroup.
+    located_id: Option<(u64, u64)>,
+    access: Access,
 }
 
 impl TargetTracker {
     pub fn new(cfg: &Config) -> TargetTracker {
         TargetTracker {
             spec: cfg.target.clone(),
+            container: cfg.target_container.clone(),
             cgroup_path: cfg.cgroup.clone(),
             cgroup_root: cfg.cgroup_root.clone(),
             proc_root: cfg.proc_root.clone(),
@@ -59,7 +68,48 @@ impl TargetTracker {
             instance: 0,
             go_epoch: 0,
             go_counters: (None, None),
+            start_time: None,
             located: None,
+            located_id: None,
+            access: Access::Full,
+        }
+    }
+
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// The target's cgroup is closed to us (no ptrace access): say so once.
+    pub fn set_unprivileged(&mut self) {
+        if self.access != Access::Unprivileged {
+            tracing::warn!(
+                "no ptrace access to the target: watching it unprivileged, from /proc/PID/status (VmRSS), \
+                 the Go endpoint and --memory-limit; the limit basis is rss"
+            );
+            self.access = Access::Unprivileged;
+        }
+    }
+
+    /// Takes the start time of the process just read. A different one
+    /// under the same PID is another process (the PID was reused): a new
+    /// instance. Returns true then.
+    pub fn observe_start_time(&mut self, start: u64) -> bool {
+        match self.start_time.replace(start) {
+            Some(old) if old != start => {
+                tracing::info!(
+                    pid = self.pid,
+                    "the target's PID now belongs to another process (start time {old} → {start}): a new target"
+                );
+                self.instance += 1;
+                self.go_epoch += 1;
+                self.go_counters = (None, None);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -110,6 +160,7 @@ impl TargetTracker {
                     }
                     self.instance += 1;
                     self.go_counters = (None, None);
+                    self.start_time = None;
                 }
             }
             self.last_pid = pid.or(self.last_pid);
@@ -145,11 +196,13 @@ impl TargetTracker {
                 locate_auto(&self.cgroup_root, &self.proc_root, &pid_dir)?
             }
         };
-        let moved = match &self.located {
-            Some(old) if old.dir == loc.dir => false,
-            Some(_) => true,
-            None => false,
+        let id = dir_id(&loc.dir);
+        let moved = match (&self.located, self.located_id, id) {
+            (None, _, _) => false,
+            (Some(_), Some(old), Some(new)) => old != new,
+            (Some(old), _, _) => old.dir != loc.dir,
         };
+        self.located_id = id;
         if self.located.as_ref().map(|l| &l.dir) != Some(&loc.dir) {
             tracing::info!(cgroup = %loc.dir.display(), version = ?loc.version, "watching cgroup: {}", loc.how);
         }
@@ -177,13 +230,21 @@ impl TargetTracker {
                 TargetSpec::Process(n) => Some(n.clone()),
                 _ => None,
             },
+            container: self.container.clone(),
             instance: self.instance,
             go_epoch: self.go_epoch,
             cgroup: self.located.as_ref().map(|l| l.dir.clone()),
             cgroup_version: self.located.as_ref().map(|l| l.version),
             cgroup_found: self.located.as_ref().map(|l| l.how.clone()),
+            cgroup_found_via: self.located.as_ref().map(|l| l.via.as_str()),
+            access: self.access,
         }
     }
+}
+
+fn dir_id(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 #[cfg(test)]
@@ -210,13 +271,53 @@ mod tests {
         let mut h = Health::new(|_| true);
         let now = Instant::now();
         let c = t.resolve(&mut h, now);
-        assert_eq!(c, PidChange { pid: Some(7), changed: true });
-        assert_eq!((t.snapshot().instance, t.go_epoch()), (1, 0), "first sight is no restart");
+        assert_eq!(
+            c,
+            PidChange {
+                pid: Some(7),
+                changed: true
+            }
+        );
+        assert_eq!(
+            (t.snapshot().instance, t.go_epoch()),
+            (1, 0),
+            "first sight is no restart"
+        );
         assert!(!t.resolve(&mut h, now).changed);
         // The same PID is found again: not a restart. A new one is.
         t.spec = TargetSpec::Pid(9);
         assert!(t.resolve(&mut h, now).changed);
         assert_eq!((t.snapshot().instance, t.go_epoch()), (2, 1));
+    }
+
+    #[test]
+    fn the_same_cgroup_through_another_path_is_not_a_move() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("cg");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("memory.current"), "1\n").unwrap();
+        let other = t.path().join("cg2");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("memory.current"), "1\n").unwrap();
+        std::os::unix::fs::symlink(&real, t.path().join("via-another-root")).unwrap();
+        let root = t.path().display().to_string();
+        let mut tr = tracker(&[("cgroup", "cg"), ("cgroup-root", &root)]);
+        assert!(!tr.locate().unwrap().1, "first sight");
+        tr.cgroup_path = Some("via-another-root".into());
+        assert!(!tr.locate().unwrap().1, "the same directory through a symlink");
+        tr.cgroup_path = Some("cg2".into());
+        assert!(tr.locate().unwrap().1, "another cgroup");
+    }
+
+    #[test]
+    fn a_reused_pid_is_a_new_instance() {
+        let mut t = tracker(&[("pid", "7")]);
+        let mut h = Health::new(|_| true);
+        t.resolve(&mut h, Instant::now());
+        assert!(!t.observe_start_time(100));
+        assert!(!t.observe_start_time(100));
+        assert!(t.observe_start_time(250), "another process under PID 7");
+        assert_eq!((t.instance(), t.go_epoch()), (2, 1));
     }
 
     #[test]

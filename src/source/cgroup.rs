@@ -9,10 +9,10 @@
 
 use super::files::FileCache;
 use crate::parse::cgroup_files::{parse_limit_v1, parse_limit_v2, Limit, MemoryEvents, MemoryStat, OomControl};
+use crate::parse::cgroup_paths::{find_cgroup_mount, parse_proc_cgroup, Membership, MembershipError};
 use crate::parse::psi::parse_pressure;
 use crate::parse::{parse_flat_keyed, parse_u64};
 use crate::sample::{CgroupSample, CgroupVersion};
-use procfs::FromBufRead;
 use std::path::{Path, PathBuf};
 
 /// Where the kernel conventionally mounts cgroupfs; mount points from
@@ -35,6 +35,8 @@ pub enum CgroupError {
     NotMemoryCgroup { path: PathBuf },
     #[error("{path}: {reason}")]
     Locate { path: PathBuf, reason: String },
+    #[error("{path}: permission denied: no ptrace access to the target, so its cgroup is not visible through its root (run headroom as the target's UID or with CAP_SYS_PTRACE, or give the container limit with --memory-limit to watch it unprivileged)")]
+    NoAccess { path: PathBuf },
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> CgroupError {
@@ -49,8 +51,33 @@ fn io_err(path: &Path, source: std::io::Error) -> CgroupError {
 pub struct Located {
     pub dir: PathBuf,
     pub version: CgroupVersion,
+    pub via: FoundVia,
     /// A sentence for the log and the status JSON.
     pub how: String,
+}
+
+/// How the cgroup was found, as the `found_via` label of
+/// `headroom_target_info` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundVia {
+    /// `--cgroup PATH`.
+    Explicit,
+    /// The target's /proc/PID/cgroup path under our own cgroupfs mount.
+    OwnMount,
+    /// Through the target's own root, /proc/PID/root/sys/fs/cgroup (a
+    /// sidecar in another cgroup namespace).
+    TargetRoot,
+}
+
+impl FoundVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FoundVia::Explicit => "explicit",
+            FoundVia::OwnMount => "own_mount",
+            FoundVia::TargetRoot => "target_root",
+        }
+    }
 }
 
 /// Tells v1 from v2 by the files in a cgroup directory.
@@ -89,6 +116,7 @@ pub fn locate_explicit(cgroup_root: &Path, path: &Path) -> Result<Located, Cgrou
     Ok(Located {
         dir,
         version,
+        via: FoundVia::Explicit,
         how: "given with --cgroup".into(),
     })
 }
@@ -99,24 +127,17 @@ pub fn locate_explicit(cgroup_root: &Path, path: &Path) -> Result<Located, Cgrou
 /// from here (another cgroup namespace, as in a sidecar).
 pub fn locate_auto(cgroup_root: &Path, proc_root: &Path, pid_dir: &Path) -> Result<Located, CgroupError> {
     let cgroup_file = pid_dir.join("cgroup");
-    let text = std::fs::read(&cgroup_file).map_err(|e| io_err(&cgroup_file, e))?;
-    let groups = procfs::ProcessCGroups::from_buf_read(&text[..]).map_err(|e| CgroupError::Parse {
-        path: cgroup_file.clone(),
-        reason: e.to_string(),
-    })?;
-    let v1 = groups.0.iter().find(|g| g.controllers.iter().any(|c| c == "memory"));
-    let (version, cg_path) = match v1 {
-        Some(g) => (CgroupVersion::V1, g.pathname.clone()),
-        None => match groups.0.iter().find(|g| g.hierarchy == 0) {
-            Some(g) => (CgroupVersion::V2, g.pathname.clone()),
-            None => {
-                return Err(CgroupError::Locate {
-                    path: cgroup_file,
-                    reason: "no memory controller line (v1 `N:memory:/path`) and no v2 line (`0::/path`)".into(),
-                })
-            }
+    let text = std::fs::read_to_string(&cgroup_file).map_err(|e| io_err(&cgroup_file, e))?;
+    let Membership { version, path: cg_path } = parse_proc_cgroup(&text).map_err(|e| match e {
+        MembershipError::Malformed(reason) => CgroupError::Parse {
+            path: cgroup_file.clone(),
+            reason,
         },
-    };
+        MembershipError::NoMemoryLine => CgroupError::Locate {
+            path: cgroup_file.clone(),
+            reason: e.to_string(),
+        },
+    })?;
 
     let (mount_dir, mount_root) = find_mount(cgroup_root, proc_root, version);
     let mut tried = Vec::new();
@@ -124,6 +145,7 @@ pub fn locate_auto(cgroup_root: &Path, proc_root: &Path, pid_dir: &Path) -> Resu
         let dir = join_rel(&mount_dir, &rel);
         if detect_version(&dir).is_ok() {
             return Ok(Located {
+                via: FoundVia::OwnMount,
                 how: format!(
                     "{} from {} under our mount {}",
                     cg_path,
@@ -139,6 +161,14 @@ pub fn locate_auto(cgroup_root: &Path, proc_root: &Path, pid_dir: &Path) -> Resu
 
     // Not visible from here: the target's own view of cgroupfs.
     let target_root = pid_dir.join("root").join("sys/fs/cgroup");
+    // Without ptrace access to the target, its root is closed to us.
+    if let Err(e) = std::fs::read_dir(&target_root) {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            return Err(CgroupError::NoAccess {
+                path: pid_dir.join("root"),
+            });
+        }
+    }
     let target_mount = if version == CgroupVersion::V1 {
         target_root.join("memory")
     } else {
@@ -156,6 +186,7 @@ pub fn locate_auto(cgroup_root: &Path, proc_root: &Path, pid_dir: &Path) -> Resu
         }
         if detect_version(&dir).is_ok() {
             return Ok(Located {
+                via: FoundVia::TargetRoot,
                 how: format!(
                     "{cg_path} from {} is not visible under our mount {} (another cgroup namespace); using the target's own view",
                     cgroup_file.display(),
@@ -209,23 +240,16 @@ fn find_mount(cgroup_root: &Path, proc_root: &Path, version: CgroupVersion) -> (
         CgroupVersion::V2 => cgroup_root.join("unified"),
     };
     let path = proc_root.join("self/mountinfo");
-    let Ok(text) = std::fs::read(&path) else {
+    let Ok(text) = std::fs::read_to_string(&path) else {
         return (conventional, "/".into());
     };
-    let Ok(mounts) = procfs::process::MountInfos::from_buf_read(&text[..]) else {
-        return (conventional, "/".into());
-    };
-    let found = mounts.0.iter().find(|m| match version {
-        CgroupVersion::V1 => m.fs_type == "cgroup" && m.super_options.contains_key("memory"),
-        CgroupVersion::V2 => m.fs_type == "cgroup2",
-    });
-    match found {
+    match find_cgroup_mount(&text, version) {
         Some(m) => {
             let dir = match m.mount_point.strip_prefix(DEFAULT_CGROUP_ROOT) {
                 Ok(rel) => join_rel(cgroup_root, &rel.to_string_lossy()),
                 Err(_) => m.mount_point.clone(),
             };
-            (dir, m.root.clone())
+            (dir, m.root)
         }
         None => (conventional, "/".into()),
     }

@@ -106,6 +106,10 @@ pub struct ProcReader {
     dir: PathBuf,
     pid: u32,
     process: Option<Process>,
+    /// The process's start time (clock ticks after boot, field 22 of
+    /// /proc/PID/stat), read when it is opened: a PID reused by another
+    /// process has another.
+    start_time: Option<u64>,
 }
 
 impl ProcReader {
@@ -114,13 +118,20 @@ impl ProcReader {
             dir: proc_root.join(pid.to_string()),
             pid,
             process: None,
+            start_time: None,
         }
+    }
+
+    /// The start time of the process last opened, if it could be read.
+    pub fn start_time(&self) -> Option<u64> {
+        self.start_time
     }
 
     fn process(&mut self) -> Result<&Process, ProcSourceError> {
         if self.process.is_none() {
             let p = Process::new_with_root(self.dir.clone())
                 .map_err(|e| ProcSourceError::from_proc(self.dir.clone(), e))?;
+            self.start_time = p.stat().ok().map(|st| st.starttime);
             self.process = Some(p);
         }
         Ok(self.process.as_ref().expect("set above"))
@@ -160,22 +171,49 @@ impl ProcReader {
     /// `/proc/PID/smaps_rollup` (Linux 4.14+): Rss, Anonymous, LazyFree, Swap.
     pub fn read_smaps_rollup(&mut self, now_ms: u64) -> Result<SmapsSample, ProcSourceError> {
         let path = self.dir.join("smaps_rollup");
-        let res = self.process()?.smaps_rollup();
-        let rollup = res.map_err(|e| ProcSourceError::from_proc(path.clone(), e))?;
-        let Some(map) = rollup.memory_map_rollup.0.first() else {
-            return Err(ProcSourceError::Other {
-                path,
-                reason: "no rollup entry".into(),
-            });
-        };
-        let get = |k: &str| map.extension.map.get(k).copied();
+        // Read as text and parsed by our own parser (fuzzed; it saturates
+        // where procfs's multiplies kB without a check).
+        let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => ProcSourceError::PermissionDenied { path: path.clone() },
+            std::io::ErrorKind::NotFound => ProcSourceError::Gone { path: path.clone() },
+            _ if e.raw_os_error() == Some(3) => ProcSourceError::Gone { path: path.clone() },
+            _ => ProcSourceError::Other {
+                path: path.clone(),
+                reason: e.to_string(),
+            },
+        })?;
+        let m = crate::parse::proc_files::parse_smaps_rollup(&text)
+            .map_err(|reason| ProcSourceError::Other { path, reason })?;
         Ok(SmapsSample {
-            rss: get("Rss"),
-            anonymous: get("Anonymous"),
-            lazy_free: get("LazyFree"),
-            swap: get("Swap"),
+            rss: m.rss,
+            anonymous: m.anonymous,
+            lazy_free: m.lazy_free,
+            swap: m.swap,
             read_at_ms: now_ms,
         })
+    }
+}
+
+/// The node's counters that anyone may read: `/proc/vmstat`'s `oom_kill`
+/// (Linux 4.13+), every OOM kill on the node, e.g. `oom_kill 3`.
+#[derive(Debug)]
+pub struct NodeReader {
+    path: PathBuf,
+    files: super::files::FileCache,
+}
+
+impl NodeReader {
+    pub fn new(proc_root: &Path) -> NodeReader {
+        NodeReader {
+            path: proc_root.join("vmstat"),
+            files: Default::default(),
+        }
+    }
+
+    /// The node's OOM kill count; `None` when vmstat is unreadable or lacks it.
+    pub fn oom_kills(&mut self) -> Option<u64> {
+        let text = self.files.read(&self.path).ok()??;
+        crate::parse::parse_flat_keyed(text).get("oom_kill")
     }
 }
 
@@ -221,6 +259,26 @@ mod tests {
         assert!(e.contains("--pid"), "{e}");
         let e = find_process(t.path(), "nothere", None).unwrap_err().to_string();
         assert!(e.contains("nothere") && e.contains("shareProcessNamespace"), "{e}");
+    }
+
+    #[test]
+    fn node_oom_kills_from_vmstat() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("vmstat"), "nr_free_pages 5\noom_kill 3\nnuma_hit 1\n").unwrap();
+        assert_eq!(NodeReader::new(t.path()).oom_kills(), Some(3));
+        assert_eq!(NodeReader::new(&t.path().join("none")).oom_kills(), None);
+    }
+
+    #[test]
+    fn start_time_is_read_when_the_process_is_opened() {
+        let mut r = ProcReader::new(Path::new("/proc"), std::process::id());
+        assert_eq!(r.start_time(), None);
+        r.read_status().unwrap();
+        let st = r.start_time().expect("our own start time");
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let field22: u64 = after_comm.split(' ').nth(19).unwrap().parse().unwrap();
+        assert_eq!(st, field22);
     }
 
     #[test]

@@ -56,8 +56,17 @@ The headroom sidecar container, as one item of a pod's `containers:` list:
       ...
     {{- include "headroom.container" . | nindent 4 }}
 
+or, with `nativeSidecar: true` (Kubernetes 1.29 and later), of its
+`initContainers:` list: the item then carries `restartPolicy: Always`, so the
+kubelet starts it before the app, restarts it, and does not wait for it to
+end (a Job completes).
+
 The pod needs `shareProcessNamespace: true`. Only `.Values` is read, so a
 context of `(dict "Values" $someValues)` works too.
+
+The target settings are `HEADROOM_*` env vars rather than flags, so that
+`kubectl exec -c headroom -- headroom check` in the running container watches
+the same target with no flags.
 */}}
 {{- define "headroom.container" -}}
 {{- $v := include "headroom.sidecarValues" . | fromYaml }}
@@ -69,43 +78,59 @@ context of `(dict "Values" $someValues)` works too.
 {{- fail (printf "headroom: procAccess must be sameUser or sysPtrace, not %q" (toString $v.procAccess)) }}
 {{- end }}
 {{- $port := int $v.port -}}
+{{- $readiness := $v.readinessProbe | default dict -}}
 - name: {{ $v.containerName | default "headroom" }}
   image: {{ printf "%s:%s" $v.image.repository (toString $v.image.tag) | quote }}
   imagePullPolicy: {{ $v.image.pullPolicy }}
+  {{- if $v.nativeSidecar }}
+  # A native sidecar (an init container that keeps running): started before
+  # the app, restarted when it exits, and not waited for when the pod's
+  # containers end.
+  restartPolicy: Always
+  {{- end }}
   args:
     - run
-    {{- with $t.process }}
-    - --process
-    - {{ . | quote }}
-    {{- end }}
-    {{- with $t.pid }}
-    - --pid
-    - {{ . | toString | quote }}
-    {{- end }}
-    {{- with $v.goUrl }}
-    - --go-url
-    - {{ . | quote }}
-    {{- end }}
-    - --limit-basis
-    - {{ $v.limitBasis | quote }}
-    {{- with $v.memoryLimit }}
-    - --memory-limit
-    - {{ . | quote }}
-    {{- end }}
-    {{- if ne $port 9184 }}
-    - --listen
-    - {{ printf "0.0.0.0:%d" $port | quote }}
-    {{- end }}
-    - --log-format
-    - {{ $v.logFormat | quote }}
-    {{- if $v.profiles.enabled }}
-    - --profile-dir
-    - /var/lib/headroom/profiles
-    {{- end }}
     {{- range $v.extraArgs }}
     - {{ . | quote }}
     {{- end }}
   env:
+    # What to watch and how: `headroom check` in this container reads the
+    # same env, so it needs no flags.
+    {{- with $t.process }}
+    - name: HEADROOM_PROCESS
+      value: {{ . | quote }}
+    {{- end }}
+    {{- with $t.pid }}
+    - name: HEADROOM_PID
+      value: {{ . | toString | quote }}
+    {{- end }}
+    {{- with $v.goUrl }}
+    - name: HEADROOM_GO_URL
+      value: {{ . | quote }}
+    {{- end }}
+    - name: HEADROOM_LIMIT_BASIS
+      value: {{ $v.limitBasis | quote }}
+    {{- if $v.memoryLimit }}
+    - name: HEADROOM_MEMORY_LIMIT
+      value: {{ $v.memoryLimit | quote }}
+    {{- else if $t.memoryLimitFromPod }}
+    # The watched container's memory limit, in bytes, from the downward API:
+    # what headroom predicts against when it cannot read that container's
+    # cgroup (no ptrace access to the target: the unprivileged mode).
+    - name: HEADROOM_MEMORY_LIMIT
+      valueFrom:
+        resourceFieldRef:
+          containerName: {{ $t.containerName | default "app" | quote }}
+          resource: limits.memory
+    {{- end }}
+    - name: HEADROOM_LISTEN
+      value: {{ printf "0.0.0.0:%d" $port | quote }}
+    - name: HEADROOM_LOG_FORMAT
+      value: {{ $v.logFormat | quote }}
+    {{- if $v.profiles.enabled }}
+    - name: HEADROOM_PROFILE_DIR
+      value: /var/lib/headroom/profiles
+    {{- end }}
     # For the labels of the alerts headroom sends itself.
     - name: POD_NAME
       valueFrom:
@@ -118,6 +143,8 @@ context of `(dict "Values" $someValues)` works too.
     # The downward API has no container name: this is the watched one's.
     - name: CONTAINER_NAME
       value: {{ $t.containerName | default "app" | quote }}
+    - name: HEADROOM_TARGET_CONTAINER
+      value: {{ $t.containerName | default "app" | quote }}
     {{- with $v.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -129,9 +156,9 @@ context of `(dict "Values" $someValues)` works too.
   livenessProbe:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with $v.readinessProbe }}
+  {{- if $readiness.enabled }}
   readinessProbe:
-    {{- toYaml . | nindent 4 }}
+    {{- toYaml (omit $readiness "enabled") | nindent 4 }}
   {{- end }}
   {{- with $v.resources }}
   resources:
