@@ -205,10 +205,23 @@ build_headroom() {
     build_build
     local started=$SECONDS before after out context=${HEADROOM_BUILD_CONTEXT:-$root}
     before=$(podman image inspect --format '{{.Id}}' "$headroom_image" 2>/dev/null || true)
+    # What the build stage copies, hashed: the image is rebuilt when it
+    # changed. (Debian's buildah reuses a cached `COPY src` layer after a
+    # file inside src/ changed, so its layer cache is not trusted: the
+    # rebuild runs with --no-cache, and the Dockerfile's cargo cache mount
+    # keeps the compile incremental.)
+    local hash have
+    hash=$(cd "$context" && find Cargo.toml Cargo.lock Dockerfile src benches -type f -print0 \
+        | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+    have=$(podman image inspect --format '{{index .Labels "org.headroom.source-sha256"}}' "$headroom_image" 2>/dev/null || true)
+    if [[ $have == "$hash" ]]; then
+        return 0
+    fi
     out=$(mktemp)
     # --pull=never: the FROM images are the stand-ins above. The host network
     # for the RUN steps: cargo reaches crates.io the way it does on the host.
-    if ! podman build --pull=never --network=host --layers \
+    if ! podman build --pull=never --network=host --no-cache \
+        --label "org.headroom.source-sha256=$hash" \
         -f "$context/Dockerfile" -t "$headroom_image" "$context" >"$out" 2>&1; then
         cat "$out" >&2
         rm -f "$out"
@@ -220,6 +233,9 @@ build_headroom() {
         # The previous build of this tag, now untagged: remove it (by ID).
         podman rmi "$before" >/dev/null 2>&1 || true
     fi
+    # The untagged build stage of this build and of earlier ones: the
+    # cargo caches live in cache mounts, not in these.
+    podman image prune --force >/dev/null 2>&1 || true
     if [[ $before != "$after" ]]; then
         log "built $headroom_image from Dockerfile in $((SECONDS - started)) s"
     fi

@@ -108,3 +108,14 @@ fn the_deploy_checks_know_every_flag() {
         );
     }
 }
+
+#[test]
+fn a_mistyped_flag_is_a_usage_error_not_a_risk_level() {
+    // check's 1 and 2 mean warning and critical: clap's own errors exit 64.
+    let (code, _, err) = headroom(&["check", "--josn"], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--josn"), "{err}");
+    let (code, out, _) = headroom(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+}

@@ -7,43 +7,11 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::PathBuf;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
-
-/// A copy of gohog under a name of its own, so `--process` matches only it.
-fn named_gohog(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(name);
-    std::fs::copy(gohog_path(), &path).expect("copy gohog");
-    (dir, path)
-}
-
-fn start_named(cg: &V1Cgroup, exe: &Path, args: &[&str]) -> Child {
-    let mut child = cg
-        .command(exe)
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start gohog copy");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    assert!(line.starts_with("listening"), "{line}");
-    child
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "process still running after {timeout:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 fn node_oom_kills() -> u64 {
     std::fs::read_to_string("/proc/vmstat")

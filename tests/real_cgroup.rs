@@ -85,46 +85,12 @@ fn matches_the_kernel_then_counts_the_oom_kill_and_keeps_serving() {
     );
 }
 
-fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            return st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "process still running after {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A copy of gohog under a name of its own, so `--process` matches only it.
-fn named_gohog(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(name);
-    std::fs::copy(gohog_path(), &path).expect("copy gohog");
-    (dir, path)
-}
-
-fn start_named(cg: &V1Cgroup, exe: &std::path::Path) -> std::process::Child {
-    let mut child = cg
-        .command(exe)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start gohog copy");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    assert!(line.starts_with("listening"), "{line}");
-    child
-}
-
 #[test]
 fn process_name_follows_a_restart_into_a_new_cgroup_and_keeps_the_oom_count() {
     let name = format!("hogr{}", std::process::id());
     let (_dir, exe) = named_gohog(&name);
     let first = V1Cgroup::create("restart-a", 128 * MIB);
-    let mut a = start_named(&first, &exe);
+    let mut a = start_named(&first, &exe, &[]);
     let hr = Headroom::start(&["--process", &name, "--interval", "100ms"]);
     hr.wait_metrics(Duration::from_secs(10), "first target found", |m| {
         m.get("headroom_source_up{source=\"proc\"}") == Some(&1.0)
@@ -147,7 +113,7 @@ fn process_name_follows_a_restart_into_a_new_cgroup_and_keeps_the_oom_count() {
 
     // The container restarts: a new process in a new cgroup, whose kernel count is 0.
     let second = V1Cgroup::create("restart-b", 128 * MIB);
-    let mut b = start_named(&second, &exe);
+    let mut b = start_named(&second, &exe, &[]);
     let want = second.dir.to_str().unwrap().to_owned();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {

@@ -24,15 +24,20 @@ pub struct StatusMemory {
 /// Parses `/proc/PID/status`.
 pub fn parse_status(text: &str) -> Result<StatusMemory, String> {
     let st = procfs::process::Status::from_buf_read(text.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(status_memory(&st))
+}
+
+/// The memory lines of a parsed status, converted from kB to bytes.
+pub fn status_memory(st: &procfs::process::Status) -> StatusMemory {
     let kb = |v: Option<u64>| v.map(|k| k.saturating_mul(1024));
-    Ok(StatusMemory {
+    StatusMemory {
         vm_rss: kb(st.vmrss),
         vm_hwm: kb(st.vmhwm),
         rss_anon: kb(st.rssanon),
         rss_file: kb(st.rssfile),
         rss_shmem: kb(st.rssshmem),
         vm_swap: kb(st.vmswap),
-    })
+    }
 }
 
 /// The totals of `/proc/PID/smaps_rollup` (Linux 4.14+), bytes.

@@ -145,15 +145,15 @@ impl ProcReader {
             self.process = None;
             ProcSourceError::from_proc(path, e)
         })?;
-        let kb = |v: Option<u64>| v.map(|k| k.saturating_mul(1024));
+        let m = crate::parse::proc_files::status_memory(&st);
         Ok(ProcSample {
             pid: self.pid,
-            vm_rss: kb(st.vmrss),
-            vm_hwm: kb(st.vmhwm),
-            rss_anon: kb(st.rssanon),
-            rss_file: kb(st.rssfile),
-            rss_shmem: kb(st.rssshmem),
-            vm_swap: kb(st.vmswap),
+            vm_rss: m.vm_rss,
+            vm_hwm: m.vm_hwm,
+            rss_anon: m.rss_anon,
+            rss_file: m.rss_file,
+            rss_shmem: m.rss_shmem,
+            vm_swap: m.vm_swap,
         })
     }
 

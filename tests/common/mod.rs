@@ -552,3 +552,40 @@ pub fn timeline(ticks: &[Tick]) -> String {
         })
         .collect()
 }
+
+/// Waits for `child` to end, polling every 5 ms (a runtime reacts within
+/// milliseconds of a death).
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "process still running after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A copy of gohog under a name of its own, so `--process` matches only it.
+pub fn named_gohog(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::copy(gohog_path(), &path).expect("copy gohog");
+    (dir, path)
+}
+
+/// Starts a named gohog copy in `cg` with `args`, once it listens.
+pub fn start_named(cg: &V1Cgroup, exe: &Path, args: &[&str]) -> Child {
+    let mut child = cg
+        .command(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start gohog copy");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening"), "{line}");
+    child
+}
