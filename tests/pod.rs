@@ -270,7 +270,29 @@ impl Pod {
                 ));
             }
         }
-        out.push_str(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default());
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        // CPU bandwidth and freezer state: a pod that stopped as a whole
+        // may have been throttled or frozen.
+        for line in cgroups.lines() {
+            let mut it = line.splitn(3, ':');
+            let (_, ctrls, path) = (it.next(), it.next().unwrap_or(""), it.next().unwrap_or(""));
+            for (ctrl, files) in [
+                ("cpu", &["cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.stat"][..]),
+                ("freezer", &["freezer.state"][..]),
+            ] {
+                if ctrls.split(',').any(|c| c == ctrl) {
+                    for f in files {
+                        let p = format!("/sys/fs/cgroup/{ctrls}{path}/{f}");
+                        let v = std::fs::read_to_string(&p).unwrap_or_default();
+                        out.push_str(&format!(
+                            "  {f}: {}\n",
+                            v.split_whitespace().collect::<Vec<_>>().join(" ")
+                        ));
+                    }
+                }
+            }
+        }
+        out.push_str(&cgroups);
         out
     }
 
