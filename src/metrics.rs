@@ -329,9 +329,8 @@ impl Metrics {
             t.cgroup_found_via.unwrap_or(""),
             access,
         ];
-        if self.target_info.get_metric_with_label_values(&labels).is_err()
-            || self.target_info.with_label_values(&labels).get() != 1
-        {
+        // One series: a change of any label replaces it.
+        if self.target_info.with_label_values(&labels).get() != 1 {
             self.target_info.reset();
             self.target_info.with_label_values(&labels).set(1);
         }

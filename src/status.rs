@@ -140,14 +140,10 @@ impl Status {
         }
     }
 
-    /// The value the killer measures, per `--limit-basis`.
+    /// The value the killer measures, per the limit basis, as the analysis
+    /// read it off the sample.
     pub fn basis_value(&self) -> Option<u64> {
-        match self.limit_basis? {
-            LimitBasis::Unreclaimable => self.memory.unreclaimable,
-            LimitBasis::WorkingSet => self.memory.working_set,
-            LimitBasis::Usage => self.memory.usage,
-            LimitBasis::Rss => self.memory.rss,
-        }
+        self.analysis.as_ref()?.basis
     }
 
     pub fn source(&self, s: Source) -> Option<&SourceStatus> {

@@ -8,24 +8,6 @@ use common::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-fn start_on(tree: &str, extra: &[&str]) -> Headroom {
-    let root = fixture(tree);
-    let proc_root = root.join("proc");
-    let cgroup_root = root.join("sys/fs/cgroup");
-    let mut args = vec![
-        "--proc-root",
-        proc_root.to_str().unwrap(),
-        "--cgroup-root",
-        cgroup_root.to_str().unwrap(),
-        "--interval",
-        "100ms",
-    ];
-    args.extend_from_slice(extra);
-    let args: Vec<String> = args.into_iter().map(String::from).collect();
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Headroom::start(&refs)
-}
-
 /// The scrape without what changes from run to run (our own process
 /// metrics, poll timings; the time of the last poll is pinned to `T`).
 fn stable(scrape: &str) -> String {
@@ -182,7 +164,7 @@ fn opt(m: &BTreeMap<String, f64>, k: &str) -> Option<f64> {
 #[test]
 fn every_tree_reads_exactly_and_matches_its_golden_scrape() {
     for w in TREES {
-        let hr = start_on(w.tree, &["--pid", "4242"]);
+        let hr = start_on_fixture(w.tree, &["--pid", "4242"]);
         let scrape = scrape_when_ready(&hr);
         let m = parse_metrics(&scrape);
         let t = w.tree;
@@ -225,7 +207,7 @@ fn every_tree_reads_exactly_and_matches_its_golden_scrape() {
 
 #[test]
 fn garbage_is_named_and_the_rest_is_kept() {
-    let hr = start_on("v1-garbage", &["--pid", "4242"]);
+    let hr = start_on_fixture("v1-garbage", &["--pid", "4242"]);
     scrape_when_ready(&hr);
     let st = hr.status();
     let warnings = st["cgroup"]["warnings"].to_string();
@@ -251,7 +233,7 @@ fn garbage_is_named_and_the_rest_is_kept() {
 
 #[test]
 fn v2_extras_peak_high_events_and_limit_source() {
-    let hr = start_on("v2", &["--pid", "4242"]);
+    let hr = start_on_fixture("v2", &["--pid", "4242"]);
     let scrape = scrape_when_ready(&hr);
     let m = parse_metrics(&scrape);
     assert!(m.contains_key("headroom_memory_peak_bytes"), "{scrape}");
@@ -261,14 +243,14 @@ fn v2_extras_peak_high_events_and_limit_source() {
     assert_eq!(st["memory"]["limit_source"], "cgroup");
     assert!(st["cgroup"]["pressure"]["some"]["total_us"].is_u64(), "{st:#}");
     // v2-max lacks memory.peak: absent, not 0.
-    let hr = start_on("v2-max", &["--pid", "4242"]);
+    let hr = start_on_fixture("v2-max", &["--pid", "4242"]);
     let m = parse_metrics(&scrape_when_ready(&hr));
     assert!(!m.contains_key("headroom_memory_peak_bytes"));
 }
 
 #[test]
 fn memory_limit_override_and_process_name() {
-    let hr = start_on("v1", &["--process", "gohog", "--memory-limit", "200MiB"]);
+    let hr = start_on_fixture("v1", &["--process", "gohog", "--memory-limit", "200MiB"]);
     let m = parse_metrics(&scrape_when_ready(&hr));
     assert_eq!(m["headroom_memory_limit_bytes"], (200 * 1024 * 1024) as f64);
     let st = hr.status();
@@ -278,7 +260,7 @@ fn memory_limit_override_and_process_name() {
 
 #[test]
 fn missing_target_golden_failure_scrape() {
-    let hr = start_on("v1", &["--pid", "999999"]);
+    let hr = start_on_fixture("v1", &["--pid", "999999"]);
     let m = hr.wait_metrics(Duration::from_secs(10), "both sources down", |m| {
         m.get("headroom_source_up{source=\"cgroup\"}") == Some(&0.0)
             && m.get("headroom_source_up{source=\"proc\"}") == Some(&0.0)
@@ -369,7 +351,7 @@ fn dashboard_queries_only_metrics_a_live_scrape_has() {
     let body = std::fs::read_to_string(fixture("go/client_golang-runtime-metrics-go1.22.prom")).unwrap();
     let go = serve_static(body);
     let url = format!("http://{go}/metrics");
-    let hr = start_on("v2", &["--pid", "4242", "--go-url", &url, "--go-interval", "200ms"]);
+    let hr = start_on_fixture("v2", &["--pid", "4242", "--go-url", &url, "--go-interval", "200ms"]);
     // Slopes need three one-second buckets of history.
     hr.wait_metrics(Duration::from_secs(15), "slopes and Go metrics", |m| {
         m.contains_key("headroom_leak_slope_bytes_per_second{series=\"unreclaimable\"}")

@@ -11,21 +11,9 @@ fn unix_ms_now() -> u64 {
 }
 
 fn start_on_v2(extra: &[&str]) -> Headroom {
-    let root = fixture("v2");
-    let proc_root = root.join("proc");
-    let cgroup_root = root.join("sys/fs/cgroup");
-    let mut args = vec![
-        "--proc-root",
-        proc_root.to_str().unwrap(),
-        "--cgroup-root",
-        cgroup_root.to_str().unwrap(),
-        "--pid",
-        "4242",
-        "--interval",
-        "100ms",
-    ];
+    let mut args = vec!["--pid", "4242"];
     args.extend_from_slice(extra);
-    Headroom::start(&args)
+    start_on_fixture("v2", &args)
 }
 
 /// `[[t_ms, bytes], …]` of one series.

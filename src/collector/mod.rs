@@ -22,7 +22,7 @@ use counters::KernelCounters;
 use go::{parse_gogc, GoScrape, GoState};
 use health::{Health, HealthSnapshot, Source};
 use kills::{infer_oom_kill, DeathEvidence};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use target::TargetTracker;
 
 /// `smaps_rollup` is read at its own, slower pace.
@@ -191,9 +191,8 @@ impl Collector {
         let mono_ms = self.mono_ms(now);
         self.now_mono_ms = mono_ms;
         self.now_ms = now_ms;
-        let node_oom_kills = self.node.as_mut().and_then(NodeReader::oom_kills);
         // What the watcher read since the last poll, before anything moves.
-        self.drain_watch(node_oom_kills);
+        self.drain_watch();
         let old_instance = self.target.instance();
         let old_pid = self.target.pid();
         let change = self.target.resolve(&mut self.health, now);
@@ -202,7 +201,7 @@ impl Collector {
                 // The process we watched is gone: read its cgroup a last time
                 // if it is still there, then judge the death.
                 let direct = self.read_last_time();
-                self.judge_death(old_instance, old_pid, direct, node_oom_kills);
+                self.judge_death(old_instance, old_pid, direct);
             }
             self.watch = None;
             self.proc = change.pid.map(|p| ProcReader::new(&self.cfg.proc_root, p));
@@ -216,7 +215,7 @@ impl Collector {
             }
         }
         let cgroup = self.read_cgroup(change.pid, now);
-        let process = self.read_proc(now_ms, now, cgroup.is_some(), node_oom_kills);
+        let process = self.read_proc(now_ms, now, cgroup.is_some());
         if let Some(c) = &cgroup {
             self.counters.observe(c);
             self.start_watch(c);
@@ -232,7 +231,7 @@ impl Collector {
             .as_ref()
             .map(|c| c.usage)
             .or(process.as_ref().and_then(|p| p.vm_rss));
-        self.remember(node_oom_kills, cgroup.as_ref(), usage, limit, mono_ms);
+        self.remember(cgroup.as_ref(), usage, limit, mono_ms);
         let counted = self.counters.oom_kills_total();
         if self.kills.counted_before.is_some_and(|before| counted > before) {
             self.kills.last = Some(OomKill {
@@ -266,7 +265,7 @@ impl Collector {
     }
 
     /// Takes what the watcher read; a target that exited is judged now.
-    fn drain_watch(&mut self, node_oom_kills: Option<u64>) {
+    fn drain_watch(&mut self) {
         let Some(active) = &self.watch else {
             return;
         };
@@ -279,7 +278,7 @@ impl Collector {
         }
         if seen.exited {
             let (instance, pid) = (active.instance, active.pid);
-            self.judge_death(instance, Some(pid), seen.read_after_exit, node_oom_kills);
+            self.judge_death(instance, Some(pid), seen.read_after_exit);
             self.watch = None;
         }
     }
@@ -302,7 +301,7 @@ impl Collector {
     /// The target instance `instance` died. `direct`: its cgroup could be
     /// read after the death, so its own counter already says whether it was
     /// an OOM kill. Otherwise the kernel's other traces decide.
-    fn judge_death(&mut self, instance: u64, pid: Option<u32>, direct: bool, node_oom_kills: Option<u64>) {
+    fn judge_death(&mut self, instance: u64, pid: Option<u32>, direct: bool) {
         if self.kills.judged == Some(instance) {
             return;
         }
@@ -318,7 +317,7 @@ impl Collector {
         };
         let evidence = DeathEvidence {
             node_oom_kills_before: seen.node_oom_kills,
-            node_oom_kills_now: node_oom_kills,
+            node_oom_kills_now: self.node.as_mut().and_then(NodeReader::oom_kills),
             last_usage: seen.usage.map(|u| u.saturating_add((seen.growth * since_s) as u64)),
             limit: seen.limit,
             failcnt: seen.failcnt,
@@ -341,16 +340,14 @@ impl Collector {
         }
     }
 
-    /// Keeps what a later death will be judged by.
-    fn remember(
-        &mut self,
-        node_oom_kills: Option<u64>,
-        c: Option<&CgroupSample>,
-        usage: Option<u64>,
-        limit: Option<Limit>,
-        mono_ms: u64,
-    ) {
-        self.last_seen.node_oom_kills = node_oom_kills;
+    /// Keeps what a later death will be judged by. The node's OOM kill count
+    /// (/proc/vmstat, ~25 µs a read: more than the rest of a poll's reads)
+    /// is read only while a death could be taken for an OOM kill: the
+    /// memory within [`kills::NEAR_LIMIT`] of the limit at its pace over
+    /// the next few polls, or the limit already hit. Otherwise the count
+    /// "before" is unknown, and a death then is no inferred kill, as the
+    /// judgement would find anyway.
+    fn remember(&mut self, c: Option<&CgroupSample>, usage: Option<u64>, limit: Option<Limit>, mono_ms: u64) {
         if let Some(now) = usage {
             let seen = &mut self.last_seen;
             seen.growth = match (seen.read_ms, seen.usage) {
@@ -366,6 +363,16 @@ impl Collector {
             self.last_seen.hit_limit = c.oom_control.as_ref().and_then(|o| o.under_oom) == Some(true)
                 || c.events.as_ref().and_then(|e| e.max).is_some_and(|m| m > 0);
         }
+        let seen = self.last_seen;
+        let ahead_s = 3.0 * self.cfg.interval.as_secs_f64();
+        let near_soon = seen.hit_limit
+            || seen.failcnt.is_some_and(|f| f > 0)
+            || matches!((seen.usage, seen.limit), (Some(u), Some(l))
+                if u as f64 + seen.growth * ahead_s >= kills::NEAR_LIMIT * l as f64);
+        self.last_seen.node_oom_kills = match near_soon {
+            true => self.node.as_mut().and_then(NodeReader::oom_kills),
+            false => None,
+        };
     }
 
     /// Starts the watcher of the current instance's cgroup and exit, once.
@@ -438,13 +445,7 @@ impl Collector {
     /// Reads /proc/PID/status (and smaps_rollup when due). A target found
     /// gone is a death to judge (`cgroup_read`: its cgroup was read this
     /// poll, after the death, so its counter already tells).
-    fn read_proc(
-        &mut self,
-        now_ms: u64,
-        now: Instant,
-        cgroup_read: bool,
-        node_oom_kills: Option<u64>,
-    ) -> Option<ProcSample> {
+    fn read_proc(&mut self, now_ms: u64, now: Instant, cgroup_read: bool) -> Option<ProcSample> {
         let reader = self.proc.as_mut()?;
         match reader.read_status() {
             Ok(p) => {
@@ -453,7 +454,7 @@ impl Collector {
                         // Another process under the same PID: the old one died.
                         let old = self.target.instance() - 1;
                         let pid = self.target.pid();
-                        self.judge_death(old, pid, cgroup_read, node_oom_kills);
+                        self.judge_death(old, pid, cgroup_read);
                         self.watch = None;
                     }
                 }
@@ -468,7 +469,7 @@ impl Collector {
                     let instance = self.target.instance();
                     let direct = cgroup_read || self.read_last_time();
                     let pid = self.target.pid();
-                    self.judge_death(instance, pid, direct, node_oom_kills);
+                    self.judge_death(instance, pid, direct);
                     self.watch = None;
                     self.target.gone();
                     if self.target.pid().is_none() {
@@ -484,7 +485,7 @@ impl Collector {
         if self.smaps.due.is_some_and(|due| now < due) {
             return;
         }
-        self.smaps.due = Some(now + self.smaps_interval());
+        self.smaps.due = Some(now + self.cfg.smaps_interval);
         let Some(reader) = self.proc.as_mut() else {
             return;
         };
@@ -505,9 +506,5 @@ impl Collector {
                 self.health.fail(Source::Proc, e.to_string(), now);
             }
         }
-    }
-
-    fn smaps_interval(&self) -> Duration {
-        self.cfg.smaps_interval
     }
 }

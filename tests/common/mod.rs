@@ -589,3 +589,21 @@ pub fn start_named(cg: &V1Cgroup, exe: &Path, args: &[&str]) -> Child {
     assert!(line.starts_with("listening"), "{line}");
     child
 }
+
+/// headroom on a fixture tree (`tests/fixtures/TREE`: its proc and cgroupfs
+/// roots), polling every 100 ms, with `extra` flags.
+pub fn start_on_fixture(tree: &str, extra: &[&str]) -> Headroom {
+    let root = fixture(tree);
+    let proc_root = root.join("proc");
+    let cgroup_root = root.join("sys/fs/cgroup");
+    let mut args = vec![
+        "--proc-root",
+        proc_root.to_str().unwrap(),
+        "--cgroup-root",
+        cgroup_root.to_str().unwrap(),
+        "--interval",
+        "100ms",
+    ];
+    args.extend_from_slice(extra);
+    Headroom::start(&args)
+}
