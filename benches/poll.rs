@@ -84,6 +84,8 @@ fn analysis(c: &mut Criterion) {
         heap_live: Some(50_000_000),
         heap_live_method: None,
         gogc_env: Some(100),
+        gomemlimit_env: None,
+        gomemlimit_binds: None,
         restarts: 0,
     });
     for (name, window) in [("10m", "10m"), ("24h", "24h")] {

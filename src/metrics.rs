@@ -431,6 +431,8 @@ mod tests {
             heap_live: None,
             heap_live_method: None,
             gogc_env: None,
+            gomemlimit_env: None,
+            gomemlimit_binds: None,
             restarts: 0,
         };
         s.go = Some(go.clone());

@@ -125,6 +125,13 @@ pub struct SmapsSample {
     /// Unix time in milliseconds when it was read (it is read less often
     /// than the rest).
     pub read_at_ms: u64,
+    /// The collector's monotonic ms when it was read: its age at a poll is
+    /// that poll's `mono_ms` minus this.
+    #[serde(skip)]
+    pub read_mono_ms: u64,
+    /// The cgroup's LRU estimate of lazy-free memory at the same poll, which
+    /// carries this figure forward until the next read.
+    pub cgroup_lru_estimate: Option<u64>,
 }
 
 /// What the killer measures (`--limit-basis`).
@@ -305,8 +312,26 @@ pub struct GoReading {
     pub heap_live_method: Option<LiveMethod>,
     /// GOGC as read from the target's environment (-1 = off), when readable.
     pub gogc_env: Option<i64>,
+    /// GOMEMLIMIT as read from the target's environment, bytes, when
+    /// readable; unset or `off` is math.MaxInt64 as the runtime has it.
+    pub gomemlimit_env: Option<u64>,
+    /// GOMEMLIMIT sets the GC goal now (the live heap is then read from the
+    /// HeapAlloc envelope); `None` when no limit is known.
+    pub gomemlimit_binds: Option<bool>,
     /// Restarts of the Go runtime seen (NumGC or TotalAlloc going back, new PID).
     pub restarts: u64,
+}
+
+impl GoReading {
+    /// The Go runtime's memory limit, bytes, when one is set: as the runtime
+    /// exports it (`go_gc_gomemlimit_bytes`; a `debug.SetMemoryLimit` call
+    /// shows there), else from the target's environment.
+    pub fn gomemlimit(&self) -> Option<u64> {
+        self.sample
+            .gomemlimit
+            .or(self.gomemlimit_env)
+            .filter(|m| *m < i64::MAX as u64)
+    }
 }
 
 /// One poll's input: everything the collector read, with the identity of

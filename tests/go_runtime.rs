@@ -232,3 +232,79 @@ fn a_go_source_that_is_down_or_not_go_never_stops_the_cgroup() {
     assert_eq!(m["headroom_source_up{source=\"cgroup\"}"], 1.0);
     assert!(hr2.log().contains(&closed), "{}", hr2.log());
 }
+
+/// Issue: reclaimable memory read 0 for up to `--smaps-interval` after a
+/// release. With headroom already watching at its default smaps pace (30 s),
+/// every poll from the first after the release shows the reclaimable memory
+/// within 10 % (or 16 MiB) of the kernel's LazyFree, and `lazy_free`.
+#[test]
+fn reclaimable_is_fresh_from_the_first_poll_after_a_release() {
+    let cg = V1Cgroup::create("lazyfresh", 1 << 30);
+    let hog = GoHog::start(&cg, &[("GODEBUG", "madvdontneed=0")], &[]);
+    let pid = hog.pid().to_string();
+    let url = hog.url("/debug/vars");
+    let hr = Headroom::start(&["--pid", &pid, "--go-url", &url, "--interval", "500ms"]);
+    // Watching, with its first smaps read behind it.
+    hr.wait_metrics(Duration::from_secs(10), "go and smaps", |m| {
+        m.contains_key("headroom_go_heap_released_bytes") && m.contains_key("headroom_memory_lazyfree_bytes")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    released_400(&hog);
+    // Polls stamped later than this started after the release.
+    let released_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let kernel = lazy_free(hog.pid());
+    assert!(kernel > 380.0 * MIB, "LazyFree {kernel}");
+    let tol = (0.10 * kernel).max(16.0 * MIB);
+    let mut polls = Vec::new();
+    let mut last_time = released_at;
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < deadline {
+        let st = hr.status();
+        let t = st["time_ms"].as_u64().unwrap();
+        if t > last_time {
+            last_time = t;
+            polls.push(st);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(polls.len() >= 10, "only {} polls in 8 s", polls.len());
+    // LazyFree stays put while nothing presses on memory.
+    let kernel_after = lazy_free(hog.pid());
+    assert!((kernel_after - kernel).abs() < 16.0 * MIB, "{kernel} → {kernel_after}");
+    for (i, st) in polls.iter().enumerate() {
+        let b = &st["breakdown"];
+        let got = b["reclaimable_unreleased"].as_f64().unwrap_or(0.0);
+        assert!(
+            (got - kernel).abs() <= tol,
+            "poll {i} after the release: reclaimable {got} vs LazyFree {kernel} ({})",
+            b
+        );
+        let causes: Vec<&str> = st["analysis"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["cause"].as_str())
+            .collect();
+        assert!(causes.contains(&"lazy_free"), "poll {i}: {causes:?}");
+        let method = b["reclaimable_method"].as_str().unwrap();
+        assert!(
+            ["smaps_lazyfree", "smaps_lru_adjusted"].contains(&method),
+            "poll {i}: {method}"
+        );
+        assert!(b["smaps_age_s"].as_f64().is_some(), "poll {i}: the smaps read's age");
+    }
+    // The move of the LRU estimate called for a smaps read at once: the
+    // first poll's figure is LazyFree itself, not the carried one.
+    let first = &polls[0]["breakdown"];
+    assert_eq!(first["reclaimable_method"], "smaps_lazyfree", "{first}");
+    assert_eq!(first["smaps_age_s"], 0.0);
+    let smaps_lazy = polls[0]["smaps"]["lazy_free"].as_f64().unwrap();
+    assert!((smaps_lazy - kernel).abs() <= tol, "smaps {smaps_lazy} vs {kernel}");
+    // Later polls carry it with the smaps read's age rising.
+    let last = &polls.last().unwrap()["breakdown"];
+    assert_eq!(last["reclaimable_method"], "smaps_lru_adjusted", "{last}");
+    assert!(last["smaps_age_s"].as_f64().unwrap() >= 3.0, "{last}");
+}

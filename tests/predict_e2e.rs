@@ -165,6 +165,94 @@ fn off_heap_growth_to_a_real_oom_kill_is_warned_and_told_apart() {
     let causes = &diagnosed.unwrap_or_else(|| panic!("no diagnosis:\n{tl}")).causes;
     assert!(causes.contains(&"off_heap_growth".to_owned()), "{causes:?}\n{tl}");
     assert!(!causes.contains(&"heap_leak".to_owned()), "{causes:?}\n{tl}");
+    // Once established, the diagnosis holds: no flicker.
+    let has = |k: &Tick| k.causes.iter().any(|c| c == "off_heap_growth");
+    let from = ticks.iter().position(has).expect("diagnosed above");
+    let span: Vec<&Tick> = ticks[from..].iter().filter(|k| k.t < killed_at - 5.0).collect();
+    let held = span.iter().filter(|k| has(k)).count();
+    assert!(
+        held as f64 >= 0.9 * span.len() as f64,
+        "off_heap_growth at {held} of {} polls once established:\n{tl}",
+        span.len()
+    );
+}
+
+/// A leak under GOMEMLIMIT (set below the cgroup's limit): the memory limit
+/// sets the GC goal, so NextGC stays flat while the live heap grows; the
+/// live heap is read from HeapAlloc then, the leak is diagnosed and warned
+/// of before the kill.
+#[test]
+fn heap_leak_under_gomemlimit_is_diagnosed_and_warned_before_the_kill() {
+    let cg = V1Cgroup::create("memlimit", 256 * MIB);
+    let start = Instant::now();
+    let mut hog = GoHog::start(&cg, &[("GOMEMLIMIT", "160MiB")], &["-leak", "3", "-garbage", "30"]);
+    let hr = headroom_for(&hog, &[]);
+    let mut binds = false;
+    let mut env_limit = None;
+    let (ticks, killed_at) = record_until_killed(&hr, &mut hog, start, Duration::from_secs(240), |_| {
+        let st = hr.status();
+        binds |= st["go"]["gomemlimit_binds"] == true;
+        if let Some(m) = st["go"]["gomemlimit_env"].as_u64() {
+            env_limit = Some(m);
+        }
+    });
+    let tl = timeline(&ticks);
+    assert!(
+        cg.read("memory.oom_control").contains("oom_kill 1"),
+        "a real OOM kill:\n{tl}"
+    );
+    assert_eq!(env_limit, Some(160 * MIB), "GOMEMLIMIT read from the environment");
+    assert!(binds, "the memory limit was never seen to bind:\n{tl}");
+    let warn = ticks
+        .iter()
+        .find(|k| k.risk >= 1)
+        .map(|k| k.t)
+        .unwrap_or_else(|| panic!("no warning:\n{tl}"));
+    assert!(
+        killed_at - warn >= 20.0,
+        "warning only {:.0} s before the kill:\n{tl}",
+        killed_at - warn
+    );
+    let diagnosed = ticks
+        .iter()
+        .filter(|k| k.t < killed_at - 2.0)
+        .rev()
+        .find(|k| !k.causes.is_empty())
+        .unwrap_or_else(|| panic!("no diagnosis:\n{tl}"));
+    assert!(diagnosed.causes.contains(&"heap_leak".to_owned()), "{tl}");
+    eprintln!("GOMEMLIMIT leak: warning at {warn:.0} s, killed at {killed_at:.0} s");
+}
+
+/// A fast leak, killed about half a minute after the start: the start-up
+/// rule calls it once the live heap has risen steadily across GC cycles,
+/// where the former fixed 30 s grace left no warning before the kill.
+#[test]
+fn fast_leak_is_warned_within_the_first_half_minute() {
+    let cg = V1Cgroup::create("fastleak", 256 * MIB);
+    let start = Instant::now();
+    let mut hog = GoHog::start(&cg, &[], &["-leak", "4", "-garbage", "40"]);
+    let hr = headroom_for(&hog, &[]);
+    let (ticks, killed_at) = record_until_killed(&hr, &mut hog, start, Duration::from_secs(120), |_| {});
+    let tl = timeline(&ticks);
+    assert!(
+        cg.read("memory.oom_control").contains("oom_kill 1"),
+        "a real OOM kill:\n{tl}"
+    );
+    let warn = ticks
+        .iter()
+        .find(|k| k.risk >= 1)
+        .map(|k| k.t)
+        .unwrap_or_else(|| panic!("no warning before the kill at {killed_at:.0} s:\n{tl}"));
+    eprintln!("fast leak: first warning at {warn:.1} s, killed at {killed_at:.1} s");
+    assert!(
+        warn < 30.0,
+        "first warning at {warn:.0} s: no earlier than the former 30 s grace:\n{tl}"
+    );
+    assert!(
+        killed_at - warn >= 8.0,
+        "warning only {:.0} s before the kill:\n{tl}",
+        killed_at - warn
+    );
 }
 
 /// A workload that must never raise the risk, start-up included.
@@ -281,6 +369,19 @@ fn no_false_alarm_on_calm_workloads_start_up_included() {
             hog.call("/hold?mib=400");
             hog.call("/drop");
             hog.call("/freeos");
+            assert_calm(&c, &watch_calm(&hr, CALM_SECS));
+        });
+        // 6. A heap warming up to 200 MiB (a cache filling: fast, then
+        //    slower, levelling) under a GC sawtooth.
+        scope.spawn(|| {
+            let c = Calm {
+                name: "warm-up",
+                limit_mib: 512,
+                expect: &[],
+            };
+            let cg = V1Cgroup::create("calm-warm", c.limit_mib * MIB);
+            let hog = GoHog::start(&cg, &[], &["-warm", "200", "-garbage", "40"]);
+            let hr = headroom_for(&hog, &[]);
             assert_calm(&c, &watch_calm(&hr, CALM_SECS));
         });
         // 5. A fragmented heap.

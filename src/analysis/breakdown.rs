@@ -8,11 +8,29 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReclaimableMethod {
-    /// The target's LazyFree from /proc/PID/smaps_rollup.
+    /// The target's LazyFree from /proc/PID/smaps_rollup, read this poll.
     SmapsLazyfree,
+    /// The last smaps_rollup LazyFree carried to this poll by how much the
+    /// cgroup's LRU estimate moved since that read.
+    SmapsLruAdjusted,
     /// Anonymous pages that moved to the file LRU, from the cgroup:
     /// active_file + inactive_file − (file − shmem).
     CgroupLru,
+    /// The last smaps_rollup LazyFree, not read this poll and with no cgroup
+    /// to carry it forward (see `smaps_age_s`).
+    SmapsLazyfreeStale,
+}
+
+impl ReclaimableMethod {
+    /// In words, for the diagnosis's evidence.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ReclaimableMethod::SmapsLazyfree => "LazyFree in smaps_rollup",
+            ReclaimableMethod::SmapsLruAdjusted => "smaps_rollup LazyFree, moved by the cgroup's LRU lists since",
+            ReclaimableMethod::CgroupLru => "estimated from the cgroup's LRU lists",
+            ReclaimableMethod::SmapsLazyfreeStale => "LazyFree in smaps_rollup at its last read",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -21,11 +39,13 @@ pub struct Breakdown {
     pub fragmentation_bound: Option<u64>,
     /// HeapIdle − HeapReleased: free heap the runtime keeps for reuse.
     pub idle_retained: Option<u64>,
-    /// Freed by the Go runtime but still charged by the kernel.
+    /// Freed by the Go runtime but still charged by the kernel, now.
     pub reclaimable_unreleased: Option<u64>,
     pub reclaimable_method: Option<ReclaimableMethod>,
     /// The cgroup-level estimate, also when LazyFree was measured.
     pub reclaimable_cgroup_estimate: Option<u64>,
+    /// Seconds since smaps_rollup was read, when it has been.
+    pub smaps_age_s: Option<f64>,
     pub heap_released: Option<u64>,
     /// The reclaimable amount exceeds HeapReleased by more than 16 MiB: some
     /// lazy-free memory is not the Go heap's (cgo, another allocator).
@@ -43,14 +63,46 @@ pub fn lazyfree_from_lru(c: &CgroupSample) -> Option<u64> {
     Some(lru.saturating_sub(page_cache))
 }
 
-pub fn breakdown(cgroup: Option<&CgroupSample>, smaps: Option<&SmapsSample>, go: Option<&GoSample>) -> Breakdown {
-    let sub = |a: Option<u64>, b: Option<u64>| Some(a?.saturating_sub(b?));
-    let estimate = cgroup.and_then(lazyfree_from_lru);
-    let (reclaimable, method) = match (smaps.and_then(|s| s.lazy_free), estimate) {
-        (Some(l), _) => (Some(l), Some(ReclaimableMethod::SmapsLazyfree)),
+/// Reclaimable-but-unreleased memory now (at `now_mono_ms`), and how it was
+/// found. smaps_rollup walks the target's page tables, so it is read at its
+/// own pace; the cgroup's LRU estimate is read every poll. Between reads the
+/// smaps figure is carried forward by the estimate's change since the read:
+/// the estimate moves with MADV_FREE and reclaim at once, smaps corrects what
+/// it cannot see (another process's page cache, pages of other processes).
+fn reclaimable(
+    estimate: Option<u64>,
+    smaps: Option<&SmapsSample>,
+    now_mono_ms: u64,
+) -> (Option<u64>, Option<ReclaimableMethod>) {
+    let measured = smaps.and_then(|s| Some((s.lazy_free?, s)));
+    match (measured, estimate) {
+        (Some((l, s)), _) if s.read_mono_ms >= now_mono_ms => (Some(l), Some(ReclaimableMethod::SmapsLazyfree)),
+        (Some((l, s)), Some(now)) => match s.cgroup_lru_estimate {
+            Some(then) => {
+                let moved = l as i128 + now as i128 - then as i128;
+                (
+                    Some(moved.clamp(0, u64::MAX as i128) as u64),
+                    Some(ReclaimableMethod::SmapsLruAdjusted),
+                )
+            }
+            None => (Some(now), Some(ReclaimableMethod::CgroupLru)),
+        },
+        (Some((l, _)), None) => (Some(l), Some(ReclaimableMethod::SmapsLazyfreeStale)),
         (None, Some(e)) => (Some(e), Some(ReclaimableMethod::CgroupLru)),
         (None, None) => (None, None),
-    };
+    }
+}
+
+/// The breakdown of one poll's sample taken at `now_mono_ms`.
+pub fn breakdown(
+    cgroup: Option<&CgroupSample>,
+    smaps: Option<&SmapsSample>,
+    go: Option<&GoSample>,
+    now_mono_ms: u64,
+) -> Breakdown {
+    let sub = |a: Option<u64>, b: Option<u64>| Some(a?.saturating_sub(b?));
+    let estimate = cgroup.and_then(lazyfree_from_lru);
+    let (reclaimable, method) = reclaimable(estimate, smaps, now_mono_ms);
     let released = go.and_then(|g| g.heap_released);
     Breakdown {
         fragmentation_bound: go.and_then(|g| sub(g.heap_inuse, g.heap_alloc)),
@@ -58,6 +110,7 @@ pub fn breakdown(cgroup: Option<&CgroupSample>, smaps: Option<&SmapsSample>, go:
         reclaimable_unreleased: reclaimable,
         reclaimable_method: method,
         reclaimable_cgroup_estimate: estimate,
+        smaps_age_s: smaps.map(|s| now_mono_ms.saturating_sub(s.read_mono_ms) as f64 / 1000.0),
         heap_released: released,
         exceeds_heap_released: match (reclaimable, released) {
             (Some(r), Some(h)) => Some(r > h.saturating_add(SLACK)),
@@ -120,23 +173,64 @@ mod tests {
         };
         let smaps = SmapsSample {
             lazy_free: Some(390),
+            read_mono_ms: 5000,
+            cgroup_lru_estimate: Some(400),
             ..SmapsSample::default()
         };
         let c = cg(0, 500, 100, 0);
-        let b = breakdown(Some(&c), Some(&smaps), Some(&go));
+        let b = breakdown(Some(&c), Some(&smaps), Some(&go), 5000);
         assert_eq!(b.fragmentation_bound, Some(50));
         assert_eq!(b.idle_retained, Some(100));
         assert_eq!(b.reclaimable_unreleased, Some(390));
         assert_eq!(b.reclaimable_method, Some(ReclaimableMethod::SmapsLazyfree));
         assert_eq!(b.reclaimable_cgroup_estimate, Some(400));
+        assert_eq!(b.smaps_age_s, Some(0.0));
         assert_eq!(b.exceeds_heap_released, Some(false));
-        let b = breakdown(Some(&c), None, None);
+        let b = breakdown(Some(&c), None, None, 5000);
         assert_eq!(b.reclaimable_method, Some(ReclaimableMethod::CgroupLru));
-        assert_eq!(b.fragmentation_bound, None);
+        assert_eq!((b.fragmentation_bound, b.smaps_age_s), (None, None));
         let big = SmapsSample {
             lazy_free: Some(400 + SLACK + 1),
             ..SmapsSample::default()
         };
-        assert_eq!(breakdown(None, Some(&big), Some(&go)).exceeds_heap_released, Some(true));
+        assert_eq!(
+            breakdown(None, Some(&big), Some(&go), 0).exceeds_heap_released,
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn an_older_smaps_read_is_carried_forward_by_the_lru_estimate() {
+        let smaps = SmapsSample {
+            lazy_free: Some(390),
+            read_mono_ms: 1000,
+            cgroup_lru_estimate: Some(400),
+            ..SmapsSample::default()
+        };
+        // The estimate rose by 100 since the read (a release with MADV_FREE):
+        // the figure follows at once.
+        let b = breakdown(Some(&cg(0, 600, 100, 0)), Some(&smaps), None, 26_000);
+        assert_eq!(b.reclaimable_unreleased, Some(490));
+        assert_eq!(b.reclaimable_method, Some(ReclaimableMethod::SmapsLruAdjusted));
+        assert_eq!(b.smaps_age_s, Some(25.0));
+        // It fell below what the read saw (reclaimed): floored at 0.
+        let b = breakdown(Some(&cg(0, 100, 100, 0)), Some(&smaps), None, 26_000);
+        assert_eq!(b.reclaimable_unreleased, Some(0));
+        // No estimate at the read: the estimate now stands alone.
+        let bare = SmapsSample {
+            cgroup_lru_estimate: None,
+            ..smaps.clone()
+        };
+        let b = breakdown(Some(&cg(0, 600, 100, 0)), Some(&bare), None, 26_000);
+        assert_eq!(
+            (b.reclaimable_unreleased, b.reclaimable_method),
+            (Some(500), Some(ReclaimableMethod::CgroupLru))
+        );
+        // No cgroup (unprivileged): the old read, said to be old.
+        let b = breakdown(None, Some(&smaps), None, 26_000);
+        assert_eq!(
+            (b.reclaimable_unreleased, b.reclaimable_method, b.smaps_age_s),
+            (Some(390), Some(ReclaimableMethod::SmapsLazyfreeStale), Some(25.0))
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! analysis.
 
 use super::breakdown::Breakdown;
+use super::go_heap::{heap_spans_resident, peak_before_gc};
 use crate::sample::Sample;
 use serde::Serialize;
 
@@ -93,10 +94,7 @@ pub fn diagnose_now(s: &Sample, b: &Breakdown, t: &Thresholds) -> Vec<Finding> {
     if let Some(r) = b.reclaimable_unreleased {
         let base = limit.or(s.usage()).unwrap_or(0) as f64;
         if r >= t.lazy_free_min_bytes && r as f64 >= t.lazy_free_min_fraction * base {
-            let method = match b.reclaimable_method {
-                Some(crate::analysis::breakdown::ReclaimableMethod::SmapsLazyfree) => "LazyFree in smaps_rollup",
-                _ => "estimated from the cgroup's LRU lists",
-            };
+            let method = b.reclaimable_method.map_or("estimated", |m| m.describe());
             let released = b
                 .heap_released
                 .map_or(String::new(), |h| format!(", Go HeapReleased {}", mib(h)));
@@ -134,24 +132,38 @@ pub fn diagnose_now(s: &Sample, b: &Breakdown, t: &Thresholds) -> Vec<Finding> {
         }
     }
 
-    if let (Some(l), Some(g), Some(unrec)) = (limit, go, s.unreclaimable()) {
-        if let (Some(next_gc), Some(alloc)) = (g.next_gc, g.heap_alloc) {
-            // The heap may grow to NextGC before the next collection.
-            let peak = unrec.saturating_add(next_gc.saturating_sub(alloc));
-            let has_memlimit = g.gomemlimit.is_some_and(|m| m < i64::MAX as u64);
-            if peak >= l && !has_memlimit {
+    // The heap may grow to its cycle's goal before the next collection: the
+    // same heap model as the prediction (idle spans are charged already; a
+    // binding GOMEMLIMIT caps the goal).
+    let reading = s.go.as_ref();
+    let memlimit = reading.and_then(|r| r.gomemlimit());
+    if let (Some(l), Some(g), Some(basis)) = (limit, go, s.basis_value(s.limit_basis)) {
+        if let Some((peak, goal)) = peak_before_gc(g, basis, memlimit) {
+            if peak >= l {
+                let advice = match memlimit {
+                    Some(m) => format!(
+                        "GOMEMLIMIT is {} but the heap's goal still takes it past the container limit: set \
+                         GOMEMLIMIT lower, to about 90 % of the limit less the memory outside the Go heap, or \
+                         lower GOGC.",
+                        mib(m)
+                    ),
+                    None => "Before its next GC the heap may grow past the limit. Set GOMEMLIMIT to about 90 % of \
+                             the container limit (Go ≥ 1.19) so the GC runs before the limit, or lower GOGC."
+                        .to_owned(),
+                };
                 out.push(Finding {
                     cause: Cause::GcHeadroom,
                     evidence: format!(
-                        "unreclaimable {} + heap growth to NextGC {} = {} ≥ limit {}",
-                        mib(unrec),
-                        mib(next_gc.saturating_sub(alloc)),
+                        "{} {} + heap growth to this cycle's goal {} (from {} of resident heap spans, with the \
+                         runtime's overhead) = {} ≥ limit {}",
+                        s.limit_basis.as_str(),
+                        mib(basis),
+                        mib(goal),
+                        mib(heap_spans_resident(g).unwrap_or(0)),
                         mib(peak),
                         mib(l)
                     ),
-                    advice: "Before its next GC the heap may grow past the limit. Set GOMEMLIMIT to about 90 % of \
-                             the container limit (Go ≥ 1.19) so the GC runs before the limit, or lower GOGC."
-                        .into(),
+                    advice,
                 });
             }
         }

@@ -2,6 +2,7 @@
 
 pub mod breakdown;
 pub mod diagnosis;
+pub mod findings;
 pub mod go_heap;
 pub mod predict;
 pub mod risk;

@@ -22,6 +22,9 @@
 
 use super::breakdown::{breakdown, Breakdown};
 use super::diagnosis::{diagnose_now, mib, Cause, Finding, Thresholds};
+use super::findings::FindingsState;
+pub use super::go_heap::HEAP_GROWTH_OVERHEAD;
+use super::go_heap::{cycle_goal, heap_spans_resident, memlimit_heap_goal};
 use super::risk::{Risk, RiskState};
 use super::slope::{theil_sen, Fit};
 use super::window::{EventKind, PredictedLine, Series, SharedWindow, Window};
@@ -30,18 +33,26 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// No trend-based call before the history spans this long (start-up grace:
-/// a heap growing to its steady size after a (re)start is not a leak).
+/// A trend spanning this long is judged by the ordinary rule (tau, no
+/// levelling off). Before, the start-up rule applies: a heap warming up to
+/// its steady size after a (re)start rises too, so a rise is called only
+/// once it is established (see [`EARLY_SPAN_S`]).
 pub const MIN_SPAN_S: f64 = 30.0;
+/// The start-up rule: from this much history, a rise is called before
+/// [`MIN_SPAN_S`] when it is established: near-monotonic (tau at least
+/// [`EARLY_TAU`]), not slowing (the recent half at least
+/// [`EARLY_DECELERATION`] of the older half's pace) and, for a Go target,
+/// in the live heap across at least [`EARLY_GC_CYCLES`] collections. A
+/// warming heap rises, then decelerates and levels; a leak keeps its pace.
+pub const EARLY_SPAN_S: f64 = 10.0;
+pub const EARLY_TAU: f64 = 0.85;
+pub const EARLY_DECELERATION: f64 = 0.75;
+pub const EARLY_GC_CYCLES: u64 = 3;
 /// Fewest points for a trend.
 pub const MIN_POINTS: usize = 8;
 /// Kendall's tau a rise needs to count as a trend (a single step in the
 /// middle of the window scores ~0.5, noise ~0).
 pub const MIN_TAU: f64 = 0.55;
-/// What the Go runtime charges beside each byte the heap grows by (GC
-/// metadata, span structures, the scavenger's slack): measured 5–25 % on
-/// Go 1.19 under a leak; 10 % errs on the early side for most.
-pub const HEAP_GROWTH_OVERHEAD: f64 = 0.10;
 /// A rise whose recent half is slower than this fraction of its older half
 /// is levelling off, not leaking.
 pub const DECELERATION: f64 = 0.5;
@@ -115,6 +126,8 @@ pub struct Analyzer {
     /// ... and for the current limit basis.
     basis_since: u64,
     last_go_ms: Option<u64>,
+    /// NumGC at the first scrape of the current Go runtime.
+    go_first_num_gc: Option<u64>,
     limit_basis: Option<LimitBasis>,
     go_epoch: u64,
     instance: Option<u64>,
@@ -122,6 +135,7 @@ pub struct Analyzer {
     cgroup: Option<PathBuf>,
     oom_kills: Option<u64>,
     risk: RiskState,
+    findings: FindingsState,
     pts: Vec<(f64, f64)>,
     scratch: Vec<f64>,
 }
@@ -135,6 +149,7 @@ impl Analyzer {
             go_since: 0,
             basis_since: 0,
             last_go_ms: None,
+            go_first_num_gc: None,
             limit_basis: None,
             go_epoch: 0,
             instance: None,
@@ -142,6 +157,7 @@ impl Analyzer {
             cgroup: None,
             oom_kills: None,
             risk: RiskState::default(),
+            findings: FindingsState::default(),
             pts: Vec::new(),
             scratch: Vec::new(),
         }
@@ -177,12 +193,17 @@ impl Analyzer {
         theil_sen(&self.pts, &mut self.scratch)
     }
 
-    fn trend(&mut self, w: &Window, which: Which) -> Option<Trend> {
+    /// The trend of one series. `early_ok`: the start-up rule may call it
+    /// before [`MIN_SPAN_S`] (see [`EARLY_SPAN_S`]).
+    fn trend(&mut self, w: &Window, which: Which, early_ok: bool) -> Option<Trend> {
         let fit = self.fit(w, which, which == Which::Basis)?;
-        let mut significant = fit.n >= MIN_POINTS && fit.span_s >= MIN_SPAN_S && fit.tau >= MIN_TAU && fit.slope > 0.0;
+        let settled = fit.span_s >= MIN_SPAN_S;
+        let early = !settled && early_ok && fit.span_s >= EARLY_SPAN_S && fit.tau >= EARLY_TAU;
+        let mut significant = fit.n >= MIN_POINTS && (settled || early) && fit.tau >= MIN_TAU && fit.slope > 0.0;
+        let slowing = if settled { DECELERATION } else { EARLY_DECELERATION };
         if significant && self.pts.len() >= MIN_POINTS {
             // Levelling off (a warm-up reaching its plateau): the recent half
-            // rises at less than half the pace of the older half.
+            // rises at a smaller pace than the older half.
             let half = self.pts.len() / 2;
             let older: Vec<(f64, f64)> = self.pts[..half].to_vec();
             let recent: Vec<(f64, f64)> = self.pts[half..].to_vec();
@@ -190,7 +211,7 @@ impl Analyzer {
                 theil_sen(&older, &mut self.scratch),
                 theil_sen(&recent, &mut self.scratch),
             ) {
-                if o.slope > 0.0 && r.slope < DECELERATION * o.slope {
+                if o.slope > 0.0 && r.slope < slowing * o.slope {
                     significant = false;
                 }
             }
@@ -254,6 +275,7 @@ impl Analyzer {
         self.oom_kills = Some(s.oom_kills_total);
         if fresh {
             self.since = now;
+            self.findings.clear();
             win.cut(false);
         }
         let go = s.go.as_ref();
@@ -263,6 +285,7 @@ impl Analyzer {
             // A reading taken before this poll belongs to the new runtime
             // only if it is new.
             self.go_since = new_go.map_or(now, |g| g.scraped_mono_ms.min(now));
+            self.go_first_num_gc = None;
             win.cut(true);
         }
         // The basis may change (the cgroup became unreadable): its trend
@@ -304,9 +327,24 @@ impl Analyzer {
             }
         }
 
+        // The start-up rule's evidence: for a Go target, only the live heap
+        // rising across several collections; without Go, the basis itself.
+        let num_gc = go.and_then(|g| g.sample.num_gc);
+        if new_go.is_some() && self.go_first_num_gc.is_none() {
+            self.go_first_num_gc = num_gc;
+        }
+        let gc_cycles = match (num_gc, self.go_first_num_gc) {
+            (Some(n), Some(first)) => n.saturating_sub(first),
+            _ => 0,
+        };
         let mut slopes = BTreeMap::new();
         for series in SlopeSeries::ALL {
-            if let Some(t) = self.trend(&win, series.into()) {
+            let early_ok = match series {
+                SlopeSeries::GoHeapLive => gc_cycles >= EARLY_GC_CYCLES,
+                SlopeSeries::Basis | SlopeSeries::Unreclaimable | SlopeSeries::WorkingSet => go.is_none(),
+                SlopeSeries::OffHeap => false,
+            };
+            if let Some(t) = self.trend(&win, series.into(), early_ok) {
                 slopes.insert(series, t);
             }
         }
@@ -317,19 +355,29 @@ impl Analyzer {
 
         let limit = s.limit_bytes();
         let history_s = win.basis().span_since_s(self.since.max(self.basis_since));
-        let warming_up = history_s < MIN_SPAN_S;
-        let (tto, prediction) = match (limit, basis) {
-            (None, _) => (None, "no limit on the cgroup's path: nothing to run out of".to_owned()),
-            (_, None) => (None, "the limit-basis value is not readable".to_owned()),
-            (Some(_), Some(_)) if warming_up => (
-                None,
-                format!("warming up: {history_s:.0} s of history, trends need {MIN_SPAN_S:.0} s"),
-            ),
-            (Some(l), Some(b)) => match go {
-                Some(_) => go_model(s, l, b, &slopes, alloc_rate),
-                None => linear_model(l, b, slopes.get(&SlopeSeries::Basis)),
-            },
-        };
+        // Warming up: too little history for the ordinary rule and no rise
+        // established by the start-up rule.
+        let established = slopes.values().any(|t| t.significant);
+        let warming_up = history_s < EARLY_SPAN_S || (history_s < MIN_SPAN_S && !established);
+        let (tto, prediction) =
+            match (limit, basis) {
+                (None, _) => (None, "no limit on the cgroup's path: nothing to run out of".to_owned()),
+                (_, None) => (None, "the limit-basis value is not readable".to_owned()),
+                (Some(_), Some(_)) if warming_up => {
+                    (
+                        None,
+                        format!(
+                    "warming up: {history_s:.0} s of history; a rise is called before {MIN_SPAN_S:.0} s only once \
+                     established (steady, not slowing{})",
+                    if go.is_some() { ", in the live heap across GC cycles" } else { "" }
+                ),
+                    )
+                }
+                (Some(l), Some(b)) => match go {
+                    Some(_) => go_model(s, l, b, &slopes, alloc_rate),
+                    None => linear_model(l, b, slopes.get(&SlopeSeries::Basis)),
+                },
+            };
 
         let frac = match (limit, basis) {
             (Some(l), Some(b)) => b as f64 / l.max(1) as f64,
@@ -365,10 +413,10 @@ impl Analyzer {
         });
         drop(win);
 
-        let breakdown = breakdown(s.cgroup.as_ref(), s.smaps.as_ref(), go.map(|g| &g.sample));
-        let mut findings = diagnose_now(s, &breakdown, &self.cfg.thresholds);
-        findings.extend(growth_findings(s, limit, &slopes));
-        findings.sort_by_key(|f| f.cause);
+        let breakdown = breakdown(s.cgroup.as_ref(), s.smaps.as_ref(), go.map(|g| &g.sample), now);
+        let mut seen = diagnose_now(s, &breakdown, &self.cfg.thresholds);
+        seen.extend(growth_findings(s, limit, &slopes));
+        let findings = self.findings.update(seen, now);
         Analysis {
             warming_up,
             history_s,
@@ -448,14 +496,6 @@ enum Which {
     Nonheap,
 }
 
-/// Heap spans resident: HeapSys − HeapReleased (or HeapInuse + HeapIdle −
-/// HeapReleased from the runtime/metrics names).
-fn heap_spans_resident(s: &Sample) -> Option<u64> {
-    let g = &s.go.as_ref()?.sample;
-    let sys = g.heap_sys.or_else(|| Some(g.heap_inuse? + g.heap_idle?))?;
-    Some(sys.saturating_sub(g.heap_released.unwrap_or(0)))
-}
-
 /// Memory the Go runtime holds resident: Sys − HeapReleased (heap spans,
 /// stacks, GC metadata). Without Sys: HeapSys, or HeapInuse + HeapIdle.
 fn heap_resident(s: &Sample) -> Option<u64> {
@@ -507,14 +547,13 @@ fn go_model(
     slopes: &BTreeMap<SlopeSeries, Trend>,
     alloc_rate: Option<f64>,
 ) -> (Option<f64>, String) {
-    let g = &s.go.as_ref().expect("go_model needs Go data").sample;
-    let (Some(resident), Some(alloc), Some(next_gc)) = (heap_spans_resident(s), g.heap_alloc, g.next_gc) else {
+    let reading = s.go.as_ref().expect("go_model needs Go data");
+    let g = &reading.sample;
+    let memlimit = reading.gomemlimit();
+    // GOMEMLIMIT makes the runtime collect before NextGC when it binds.
+    let (Some(resident), Some(alloc), Some(goal)) = (heap_spans_resident(g), g.heap_alloc, cycle_goal(g, memlimit))
+    else {
         return linear_model(limit, basis, slopes.get(&SlopeSeries::Basis));
-    };
-    // GOMEMLIMIT makes the runtime collect before the goal when it binds.
-    let goal = match g.gomemlimit.filter(|m| *m < i64::MAX as u64) {
-        Some(m) => next_gc.min(m),
-        None => next_gc,
     };
     if basis >= limit {
         return (Some(0.0), "the limit-basis value is at the limit".into());
@@ -546,7 +585,13 @@ fn go_model(
         s.go.as_ref().and_then(|g| g.heap_live),
     ) {
         let ratio = (goal as f64 / live.max(1) as f64).max(1.0);
-        let live_needed = target as f64 / ratio;
+        // Under a memory limit that holds the goal below the target, the
+        // heap reaches the target only when the live heap itself does (the
+        // GC then runs without end and frees nothing).
+        let capped = memlimit
+            .and_then(|m| memlimit_heap_goal(g, m))
+            .is_some_and(|m| m < target);
+        let live_needed = if capped { target as f64 } else { target as f64 / ratio };
         let t1 = (live_needed - live as f64).max(0.0) / t.bytes_per_second;
         let fill = alloc_rate.unwrap_or(t.bytes_per_second).max(t.bytes_per_second);
         let t2 = (target as f64 - live_needed).max(0.0) / fill;
@@ -679,6 +724,8 @@ mod tests {
             heap_live: b(live),
             heap_live_method: None,
             gogc_env: Some(100),
+            gomemlimit_env: None,
+            gomemlimit_binds: None,
             restarts: 0,
         });
         s
@@ -692,10 +739,21 @@ mod tests {
     fn linear_leak_without_go() {
         let mut a = analyzer();
         let out = run(&mut a, (0..=90).map(|t| st(t as f64, 100.0 + t as f64, 400.0)));
-        // Start-up grace: nothing is called before 30 s of history.
-        assert!(out[..30]
+        // The start-up rule: nothing before 10 s of history; then a steady
+        // rise is established at once, long before the 30 s of the
+        // ordinary rule.
+        assert!(out[..EARLY_SPAN_S as usize]
             .iter()
             .all(|x| x.warming_up && x.risk == Risk::Ok && x.time_to_oom_s.is_none()));
+        let early = &out[EARLY_SPAN_S as usize];
+        assert!(!early.warming_up, "{}", early.prediction);
+        let tto = early.time_to_oom_s.expect("established at 10 s");
+        assert!((tto - 290.0).abs() < 2.0, "{tto}");
+        assert_eq!(
+            out[EARLY_SPAN_S as usize + 1].risk,
+            Risk::Critical,
+            "raised after two polls"
+        );
         let last = out.last().unwrap();
         let tto = last.time_to_oom_s.expect("predicted");
         assert!((tto - 210.0).abs() < 2.0, "{tto} {}", last.prediction);
@@ -786,7 +844,62 @@ mod tests {
         let phase = (t * 0.37).fract();
         let alloc = live + phase * (next_gc - live);
         *peak = peak.max(alloc);
-        with_go(st(t, 20.0 + *peak, 512.0), live, alloc, next_gc, *peak, 100.0 * t)
+        let mut s = with_go(st(t, 20.0 + *peak, 512.0), live, alloc, next_gc, *peak, 100.0 * t);
+        if let Some(g) = s.go.as_mut() {
+            g.sample.num_gc = Some((t * 0.37) as u64);
+        }
+        s
+    }
+
+    #[test]
+    fn start_up_rule_calls_a_leak_across_gc_cycles_not_a_warm_up() {
+        // A leak of 2 MiB/s in the live heap from the first second: called
+        // once 10 s of history span 3 GC cycles, not after 30 s.
+        let mut a = analyzer();
+        let mut peak = 0.0;
+        let out = run(
+            &mut a,
+            (0..=30).map(|t| sawtooth(t as f64, 40.0 + 2.0 * t as f64, &mut peak)),
+        );
+        let first = out.iter().position(|x| x.time_to_oom_s.is_some());
+        assert!(
+            first.is_some_and(|t| (10..=12).contains(&t)),
+            "first prediction at {first:?}: {}",
+            out[12].prediction
+        );
+        assert!(out[12].slopes[&SlopeSeries::GoHeapLive].significant);
+        assert!(out.last().unwrap().has(Cause::HeapLeak));
+
+        // The same rise without collections in between (one GC cycle that
+        // fills with garbage and live data alike): not established before
+        // the ordinary rule's 30 s.
+        let mut a = analyzer();
+        let mut peak = 0.0;
+        let out = run(
+            &mut a,
+            (0..=29).map(|t| {
+                let mut s = sawtooth(t as f64, 40.0 + 2.0 * t as f64, &mut peak);
+                s.go.as_mut().unwrap().sample.num_gc = Some(1);
+                s
+            }),
+        );
+        assert!(out.iter().all(|x| x.time_to_oom_s.is_none() && x.warming_up));
+
+        // A heap warming up to 150 MiB (a cache filling, fast then slower,
+        // time constant 8 s): never called, start-up included.
+        let mut a = analyzer();
+        let mut peak = 0.0;
+        let out = run(
+            &mut a,
+            (0..=120).map(|t| {
+                let live = 10.0 + 140.0 * (1.0 - (-(t as f64) / 8.0).exp());
+                sawtooth(t as f64, live, &mut peak)
+            }),
+        );
+        for (t, x) in out.iter().enumerate() {
+            assert_eq!(x.risk, Risk::Ok, "t={t}: {}", x.prediction);
+            assert!(!x.has(Cause::HeapLeak), "t={t}: {:?}", x.findings);
+        }
     }
 
     #[test]

@@ -42,14 +42,49 @@ pub fn parse_gogc(v: Option<&str>) -> Option<i64> {
     }
 }
 
+/// GOMEMLIMIT as the Go runtime reads it: a byte count with an optional
+/// unit (`B`, `KiB`, `MiB`, `GiB`, `TiB`); unset, empty or `off` is no limit
+/// (math.MaxInt64). `None` for what the runtime would refuse (it then
+/// refuses to start, so a running target never has it).
+pub fn parse_gomemlimit(v: Option<&str>) -> Option<u64> {
+    const NO_LIMIT: u64 = i64::MAX as u64;
+    let v = match v {
+        None | Some("") | Some("off") => return Some(NO_LIMIT),
+        Some(v) => v,
+    };
+    let units: [(&str, u64); 5] = [
+        ("KiB", 1 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("TiB", 1 << 40),
+        ("B", 1),
+    ];
+    let (digits, unit) = units
+        .iter()
+        .find_map(|(suffix, n)| v.strip_suffix(suffix).map(|d| (d, *n)))
+        .unwrap_or((v, 1));
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(unit).filter(|b| *b <= NO_LIMIT)
+}
+
+/// GOGC and GOMEMLIMIT from the target's environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GoEnv {
+    pub gogc: Option<i64>,
+    pub gomemlimit: Option<u64>,
+}
+
 /// What the collector keeps of the Go runtime between scrapes.
 #[derive(Debug, Default)]
 pub struct GoState {
     /// The latest successful scrape, `None` after a failed one.
     pub reading: Option<GoReading>,
     pub tracker: GoTracker,
-    /// GOGC from the target's environment, read once per PID.
-    pub gogc_env: Option<(u32, Option<i64>)>,
+    /// GOGC and GOMEMLIMIT from the target's environment, read once per PID.
+    pub env: Option<(u32, GoEnv)>,
 }
 
 #[cfg(test)]
@@ -63,5 +98,32 @@ mod tests {
         assert_eq!(parse_gogc(Some("off")), Some(-1));
         assert_eq!(parse_gogc(Some("200")), Some(200));
         assert_eq!(parse_gogc(Some("lots")), None);
+    }
+
+    #[test]
+    fn gomemlimit_values() {
+        let no_limit = Some(i64::MAX as u64);
+        assert_eq!(parse_gomemlimit(None), no_limit);
+        assert_eq!(parse_gomemlimit(Some("")), no_limit);
+        assert_eq!(parse_gomemlimit(Some("off")), no_limit);
+        assert_eq!(parse_gomemlimit(Some("96MiB")), Some(96 << 20));
+        assert_eq!(parse_gomemlimit(Some("2GiB")), Some(2 << 30));
+        assert_eq!(parse_gomemlimit(Some("1TiB")), Some(1 << 40));
+        assert_eq!(parse_gomemlimit(Some("512KiB")), Some(512 << 10));
+        assert_eq!(parse_gomemlimit(Some("1000B")), Some(1000));
+        assert_eq!(parse_gomemlimit(Some("100000000")), Some(100_000_000));
+        for bad in [
+            "B",
+            "MiB",
+            "1.5GiB",
+            "-1",
+            "1 GiB",
+            "1GB",
+            "1e9",
+            "99999999999TiB",
+            "lots",
+        ] {
+            assert_eq!(parse_gomemlimit(Some(bad)), None, "{bad}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod health;
 pub mod kills;
 pub mod target;
 
+use crate::analysis::breakdown::lazyfree_from_lru;
 use crate::config::Config;
 use crate::parse::cgroup_files::Limit;
 use crate::sample::{
@@ -19,17 +20,25 @@ use crate::source::cgroup::{CgroupError, CgroupReader};
 use crate::source::events::KillWatch;
 use crate::source::proc::{NodeReader, ProcReader, ProcSourceError};
 use counters::KernelCounters;
-use go::{parse_gogc, GoScrape, GoState};
+use go::{parse_gogc, parse_gomemlimit, GoEnv, GoScrape, GoState};
 use health::{Health, HealthSnapshot, Source};
 use kills::{infer_oom_kill, DeathEvidence};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use target::TargetTracker;
+
+/// A move of the cgroup's lazy-free estimate by more than this since the
+/// last smaps_rollup read calls for another read before its time ...
+pub const SMAPS_REREAD_BYTES: u64 = 16 << 20;
+/// ... but not sooner than this after the last one (a read walks the
+/// target's page tables under its mmap lock).
+pub const SMAPS_MIN_GAP: Duration = Duration::from_secs(1);
 
 /// `smaps_rollup` is read at its own, slower pace.
 #[derive(Debug, Default)]
 struct Smaps {
     last: Option<SmapsSample>,
     due: Option<Instant>,
+    read_at: Option<Instant>,
     denied_logged: bool,
 }
 
@@ -134,20 +143,28 @@ impl Collector {
         self.health.snapshot()
     }
 
-    fn gogc(&mut self) -> Option<i64> {
-        let pid = self.target.pid()?;
-        if let Some((p, v)) = self.go.gogc_env {
+    /// GOGC and GOMEMLIMIT from the target's environment, read once per
+    /// process (the runtime reads them at start).
+    fn go_env(&mut self) -> GoEnv {
+        let Some(pid) = self.target.pid() else {
+            return GoEnv::default();
+        };
+        if let Some((p, v)) = self.go.env {
             if p == pid {
                 return v;
             }
         }
-        let v = self
-            .proc
-            .as_mut()?
-            .read_env("GOGC")
-            .ok()
-            .and_then(|v| parse_gogc(v.as_deref()));
-        self.go.gogc_env = Some((pid, v));
+        let Some(proc) = self.proc.as_mut() else {
+            return GoEnv::default();
+        };
+        let v = match proc.read_env(["GOGC", "GOMEMLIMIT"]) {
+            Ok([gogc, memlimit]) => GoEnv {
+                gogc: parse_gogc(gogc.as_deref()),
+                gomemlimit: parse_gomemlimit(memlimit.as_deref()),
+            },
+            Err(_) => GoEnv::default(),
+        };
+        self.go.env = Some((pid, v));
         v
     }
 
@@ -157,7 +174,7 @@ impl Collector {
         let mono = self.mono_ms(scrape.at);
         match scrape.result {
             Ok(sample) => {
-                let gogc = self.gogc();
+                let env = self.go_env();
                 if self.target.observe_go(&sample) {
                     tracing::info!(
                         source = "go",
@@ -165,14 +182,16 @@ impl Collector {
                     );
                 }
                 let epoch = self.target.go_epoch();
-                let d = self.go.tracker.ingest(&sample, epoch, gogc);
+                let d = self.go.tracker.ingest(&sample, epoch, env.gogc, env.gomemlimit);
                 self.go.reading = Some(GoReading {
                     sample,
                     scraped_at_ms: scrape.at_ms,
                     scraped_mono_ms: mono,
                     heap_live: d.heap_live,
                     heap_live_method: d.heap_live_method,
-                    gogc_env: gogc,
+                    gogc_env: env.gogc,
+                    gomemlimit_env: env.gomemlimit,
+                    gomemlimit_binds: d.gomemlimit_binds,
                     restarts: epoch,
                 });
                 self.health.ok(Source::Go);
@@ -215,7 +234,8 @@ impl Collector {
             }
         }
         let cgroup = self.read_cgroup(change.pid, now);
-        let process = self.read_proc(now_ms, now, cgroup.is_some());
+        let lru = cgroup.as_ref().and_then(lazyfree_from_lru);
+        let process = self.read_proc(now_ms, now, cgroup.is_some(), lru);
         if let Some(c) = &cgroup {
             self.counters.observe(c);
             self.start_watch(c);
@@ -445,7 +465,7 @@ impl Collector {
     /// Reads /proc/PID/status (and smaps_rollup when due). A target found
     /// gone is a death to judge (`cgroup_read`: its cgroup was read this
     /// poll, after the death, so its counter already tells).
-    fn read_proc(&mut self, now_ms: u64, now: Instant, cgroup_read: bool) -> Option<ProcSample> {
+    fn read_proc(&mut self, now_ms: u64, now: Instant, cgroup_read: bool, lru: Option<u64>) -> Option<ProcSample> {
         let reader = self.proc.as_mut()?;
         match reader.read_status() {
             Ok(p) => {
@@ -459,7 +479,7 @@ impl Collector {
                     }
                 }
                 self.health.ok(Source::Proc);
-                self.read_smaps_if_due(now_ms, now);
+                self.read_smaps_if_due(now_ms, now, lru);
                 Some(p)
             }
             Err(e) => {
@@ -481,16 +501,34 @@ impl Collector {
         }
     }
 
-    fn read_smaps_if_due(&mut self, now_ms: u64, now: Instant) {
-        if self.smaps.due.is_some_and(|due| now < due) {
+    /// Reads smaps_rollup at `--smaps-interval`, and sooner when the
+    /// cgroup's LRU estimate of lazy-free memory (`lru`, this poll's) moved
+    /// by more than [`SMAPS_REREAD_BYTES`] since the last read: a release
+    /// or a reclaim is then confirmed at once, at most once per
+    /// [`SMAPS_MIN_GAP`].
+    fn read_smaps_if_due(&mut self, now_ms: u64, now: Instant, lru: Option<u64>) {
+        let moved = match (lru, self.smaps.last.as_ref().and_then(|l| l.cgroup_lru_estimate)) {
+            (Some(a), Some(b)) => a.abs_diff(b) > SMAPS_REREAD_BYTES,
+            _ => false,
+        };
+        let recent = self.smaps.read_at.is_some_and(|t| now < t + SMAPS_MIN_GAP);
+        let due = self.smaps.due.is_none_or(|due| now >= due);
+        if !(due || moved && !recent) {
             return;
         }
         self.smaps.due = Some(now + self.cfg.smaps_interval);
+        self.smaps.read_at = Some(now);
         let Some(reader) = self.proc.as_mut() else {
             return;
         };
         match reader.read_smaps_rollup(now_ms) {
-            Ok(s) => self.smaps.last = Some(s),
+            Ok(s) => {
+                self.smaps.last = Some(SmapsSample {
+                    read_mono_ms: self.now_mono_ms,
+                    cgroup_lru_estimate: lru,
+                    ..s
+                })
+            }
             Err(e @ ProcSourceError::PermissionDenied { .. }) => {
                 if !self.smaps.denied_logged {
                     tracing::warn!(

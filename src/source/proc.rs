@@ -157,15 +157,16 @@ impl ProcReader {
         })
     }
 
-    /// One variable of the target's environment (`/proc/PID/environ`, as it
-    /// was at exec). `Ok(None)` when unset.
-    pub fn read_env(&mut self, name: &str) -> Result<Option<String>, ProcSourceError> {
+    /// Variables of the target's environment (`/proc/PID/environ`, as it
+    /// was at exec), from one read. `None` for one that is unset.
+    pub fn read_env<const N: usize>(&mut self, names: [&str; N]) -> Result<[Option<String>; N], ProcSourceError> {
         let path = self.dir.join("environ");
         let res = self.process()?.environ();
         let env = res.map_err(|e| ProcSourceError::from_proc(path, e))?;
-        Ok(env
-            .get(std::ffi::OsStr::new(name))
-            .map(|v| v.to_string_lossy().into_owned()))
+        Ok(names.map(|name| {
+            env.get(std::ffi::OsStr::new(name))
+                .map(|v| v.to_string_lossy().into_owned())
+        }))
     }
 
     /// `/proc/PID/smaps_rollup` (Linux 4.14+): Rss, Anonymous, LazyFree, Swap.
@@ -190,6 +191,8 @@ impl ProcReader {
             lazy_free: m.lazy_free,
             swap: m.swap,
             read_at_ms: now_ms,
+            read_mono_ms: 0,
+            cgroup_lru_estimate: None,
         })
     }
 }

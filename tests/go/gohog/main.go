@@ -289,6 +289,24 @@ func (h *hog) startGrowers() {
 	})
 }
 
+// startWarmUp grows the held heap toward target MiB at (target − grown) /
+// tau MiB/s: fast at first, then slower, levelling at target, as a cache
+// filling after a start does.
+func (h *hog) startWarmUp(target, tau float64) {
+	var mu sync.Mutex
+	grown := 0.0
+	go grower(func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return (target - grown) / tau
+	}, func(n int64) {
+		h.hold(n)
+		mu.Lock()
+		grown += float64(n) / miB
+		mu.Unlock()
+	})
+}
+
 // memStatsSummary is the part of runtime.MemStats every control reply carries.
 type memStatsSummary struct {
 	HeapAlloc    uint64
@@ -514,13 +532,17 @@ func main() {
 	mmapLeak := flag.Float64("mmap-leak", 0, "MiB/s of off-heap (mmap) growth from the start")
 	garbage := flag.Float64("garbage", 0, "MiB/s of garbage to churn from the start")
 	live := flag.Float64("live", 0, "MiB of live heap kept by the garbage workload")
+	warm := flag.Float64("warm", 0,
+		"MiB of Go heap to warm up to from the start, fast then slower (a cache filling)")
+	warmTau := flag.Float64("warm-tau", 8,
+		"seconds: the warm-up's time constant (the rate is what is left over this)")
 	runtimeMetrics := flag.Bool("runtime-metrics", true,
 		"export runtime/metrics on /metrics besides go_memstats_*")
 	flag.Parse()
 
 	for name, v := range map[string]float64{
 		"hold": *hold, "leak": *leak, "mmap-leak": *mmapLeak,
-		"garbage": *garbage, "live": *live,
+		"garbage": *garbage, "live": *live, "warm": *warm,
 	} {
 		if math.IsNaN(v) || v < 0 || v > maxMiB {
 			fmt.Fprintf(os.Stderr, "gohog: -%s=%v is out of range [0, %d]\n", name, v, maxMiB)
@@ -540,6 +562,13 @@ func main() {
 		h.setLive(mibBytes(*live))
 	}
 	h.startGrowers()
+	if *warm > 0 {
+		if !(*warmTau > 0 && *warmTau <= 3600) {
+			fmt.Fprintf(os.Stderr, "gohog: -warm-tau=%v is out of range (0, 3600]\n", *warmTau)
+			os.Exit(2)
+		}
+		h.startWarmUp(*warm, *warmTau)
+	}
 
 	http.Handle("/metrics", promhttp.Handler())
 	h.routes(http.DefaultServeMux)
