@@ -262,23 +262,35 @@ impl Pod {
                     .find(|l| l.starts_with("State:"))
                     .unwrap_or("")
                     .to_owned();
+                // The kernel stack (root only) says what a sleeping
+                // thread waits for: a lock, a cgroup's OOM, the freezer.
+                let stack: Vec<String> = read("stack")
+                    .lines()
+                    .take(6)
+                    .map(|l| l.split_whitespace().nth(1).unwrap_or(l).to_owned())
+                    .collect();
                 out.push_str(&format!(
-                    "  {} {} {state} wchan={}\n",
+                    "  {} {} {state} wchan={} stack={}\n",
                     t.file_name().to_string_lossy(),
                     read("comm").trim(),
-                    read("wchan")
+                    read("wchan"),
+                    stack.join("<")
                 ));
             }
         }
         let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        // CPU bandwidth and freezer state: a pod that stopped as a whole
-        // may have been throttled or frozen.
+        // CPU bandwidth, freezer and memory state: a pod that stopped as a
+        // whole may have been throttled, frozen or stuck in a cgroup's OOM.
         for line in cgroups.lines() {
             let mut it = line.splitn(3, ':');
             let (_, ctrls, path) = (it.next(), it.next().unwrap_or(""), it.next().unwrap_or(""));
             for (ctrl, files) in [
                 ("cpu", &["cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.stat"][..]),
                 ("freezer", &["freezer.state"][..]),
+                (
+                    "memory",
+                    &["memory.usage_in_bytes", "memory.limit_in_bytes", "memory.oom_control"][..],
+                ),
             ] {
                 if ctrls.split(',').any(|c| c == ctrl) {
                     for f in files {
