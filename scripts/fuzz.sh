@@ -4,7 +4,7 @@
 #
 #   scripts/fuzz.sh            # 60 s per target
 #   scripts/fuzz.sh 10         # a short run (the test command does this)
-#   scripts/fuzz.sh 600 expvar prometheus   # longer, some targets only
+#   scripts/fuzz.sh 600 expvar prometheus pprof_heap   # longer, some targets only
 #
 # Needs cargo-fuzz (installed here when absent) and libFuzzer, which
 # cargo-fuzz builds from its libfuzzer-sys crate. The toolchain is stable;
@@ -35,7 +35,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 flags=(--sanitizer none --debug-assertions)
 
-all_targets=(cgroup_values flat_keyed psi proc_status smaps_rollup proc_cgroup mountinfo expvar prometheus config_toml)
+all_targets=(cgroup_values flat_keyed psi proc_status smaps_rollup proc_cgroup mountinfo expvar prometheus pprof_heap config_toml)
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
@@ -60,12 +60,13 @@ seed_files() {
     mountinfo) find "$f" -type f -name mountinfo ;;
     expvar) find "$f/go" -type f -name '*.json' ;;
     prometheus) find "$f/go" scripts/testdata -type f -name '*.prom' ;;
+    pprof_heap) find "$f/go" -type f -name 'pprof-heap-*.txt' ;;
     config_toml) ;;
   esac
 }
 
 # Targets whose input starts with one byte choosing the chunking.
-prefixed() { [ "$1" = expvar ] || [ "$1" = prometheus ]; }
+prefixed() { [ "$1" = expvar ] || [ "$1" = prometheus ] || [ "$1" = pprof_heap ]; }
 
 echo "== building the fuzz targets"
 (cd fuzz && cargo fuzz build "${flags[@]}")

@@ -7,7 +7,7 @@
 //! exit), so that the container's runtime restarts it.
 
 use crate::alert::{list_profiles, AlertConfig, AlertEvent, AlertPlan, Deliverer, Plan, PollTime, Profiles};
-use crate::collector::go::{scrape, unix_ms, GoScrape};
+use crate::collector::go::{pace, scrape, unix_ms, GoScrape};
 use crate::config::Config;
 use crate::http::{router, Published, Shared};
 use crate::httpc::HttpClient;
@@ -31,21 +31,35 @@ pub enum PollerMsg {
     Stop,
 }
 
-/// Scrapes the target's Go runtime every `interval`, apart from the cgroup
-/// polls, so a slow target never delays them.
+/// Scrapes the target's Go runtime every `interval` (the pprof page at
+/// least every [`go::PPROF_MIN_INTERVAL`]), apart from the cgroup polls, so a
+/// slow target never delays them.
 async fn go_loop(url: String, interval: Duration, tx: std_mpsc::Sender<PollerMsg>, mut stop: watch::Receiver<bool>) {
     let client = HttpClient::new();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next = tokio::time::Instant::now();
+    let mut slowed_logged = false;
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep_until(next) => {}
             _ = stop.changed() => return,
         }
+        let started = tokio::time::Instant::now();
         let result = tokio::select! {
             r = scrape(&client, &url, interval) => r,
             _ = stop.changed() => return,
         };
+        let every = pace(interval, &result);
+        if every > interval && !slowed_logged {
+            tracing::info!(
+                source = "go",
+                "the Go URL serves the pprof heap page: scraped every {} s, not every --go-interval (each scrape \
+                 renders a heap profile in the target)",
+                every.as_secs()
+            );
+            slowed_logged = true;
+        }
+        // A scrape that overran its pace is followed after a full pace.
+        next = (started + every).max(tokio::time::Instant::now());
         if tx.send(PollerMsg::Go(Box::new(result))).is_err() {
             return;
         }

@@ -136,7 +136,7 @@ pub fn render_table(r: &Report) -> String {
                 Some(_) => " (est.)",
             }
         );
-        let go_rows: Vec<(&str, String)> = vec![
+        let mut go_rows: Vec<(&str, String)> = vec![
             ("Go heap alloc", mib(g.heap_alloc)),
             ("Go heap inuse", mib(g.heap_inuse)),
             ("Go heap idle", mib(g.heap_idle)),
@@ -147,6 +147,14 @@ pub fn render_table(r: &Report) -> String {
             ("fragmentation bound", mib(b.fragmentation_bound)),
             ("reclaimable unreleased", mib(b.reclaimable_unreleased)),
         ];
+        if let Some(m) = go.gomemlimit() {
+            let binds = if go.gomemlimit_binds == Some(true) {
+                " (binds)"
+            } else {
+                ""
+            };
+            go_rows.push(("GOMEMLIMIT", format!("{}{binds}", mib(Some(m)))));
+        }
         let w = width.max(go_rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0));
         for (k, v) in go_rows {
             let _ = writeln!(out, "  {k:<w$}  {v:>12}");
@@ -193,8 +201,10 @@ pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
     while started.elapsed() < sample_for {
         tokio::time::sleep(interval.min(sample_for.saturating_sub(started.elapsed()))).await;
         if let Some(url) = go_url.as_ref().filter(|_| std::time::Instant::now() >= next_go) {
-            c.ingest_go(scrape(&client, url, go_interval).await);
-            next_go += go_interval;
+            let at = std::time::Instant::now();
+            let s = scrape(&client, url, go_interval).await;
+            next_go = at + crate::collector::go::pace(go_interval, &s);
+            c.ingest_go(s);
         }
         last = poll(&mut c);
     }

@@ -106,14 +106,14 @@ pub const FLAGS: &[Flag] = &[
         "go-url",
         "URL",
         None,
-        "The target's expvar JSON (/debug/vars) or Prometheus text (/metrics), told apart by content.",
+        "The target's expvar JSON (/debug/vars), Prometheus text (/metrics) or text heap profile (/debug/pprof/heap?debug=1), told apart by content.",
         Some("http://127.0.0.1:6060/debug/vars"),
     ),
     flag(
         "go-interval",
         "DUR",
         Some("5s"),
-        "Go scrape period; an expvar scrape stops the target's world, so keep it rarer than --interval.",
+        "Go scrape period; an expvar scrape stops the target's world, so keep it rarer than --interval. The pprof page is scraped at most every 15s.",
         None,
     ),
     flag(

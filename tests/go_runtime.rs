@@ -72,7 +72,9 @@ fn lazy_free_is_measured_and_diagnosed_and_the_control_is_not() {
     // The pages sit on the file LRU: unreclaimable is small although usage is high.
     assert!(m["headroom_memory_unreclaimable_bytes"] < 100.0 * MIB, "{m:#?}");
     let st = hr.status();
-    assert_eq!(st["breakdown"]["reclaimable_method"], "smaps_lazyfree");
+    // Read this poll, or carried from the last read (1 s ago at most).
+    let method = st["breakdown"]["reclaimable_method"].as_str().unwrap();
+    assert!(["smaps_lazyfree", "smaps_lru_adjusted"].contains(&method), "{method}");
     assert_eq!(st["go"]["sample"]["format"], "expvar");
     // The cgroup-level estimate agrees with LazyFree (it is the fallback).
     let est = st["breakdown"]["reclaimable_cgroup_estimate"].as_f64().unwrap();

@@ -237,12 +237,13 @@ impl Pod {
             .filter(|l| l.starts_with("headroom_") && !l.starts_with("headroom_go_"))
             .collect::<Vec<_>>()
             .join("\n");
+        // The short, telling parts first: a CI log may keep only the head.
         format!(
-            "--- headroom metrics\n{headroom_metrics}\n--- status\n{status}\n--- headroom log\n{}\n--- app log\n{}\n--- threads\n{}{}",
-            tail(&self.logs("headroom"), 40),
-            tail(&self.logs("app"), 20),
+            "--- threads\n{}{}--- headroom log\n{}\n--- app log\n{}\n--- headroom metrics\n{headroom_metrics}\n--- status\n{status}",
             self.threads("headroom"),
             self.threads("app"),
+            tail(&self.logs("headroom"), 40),
+            tail(&self.logs("app"), 20),
         )
     }
 

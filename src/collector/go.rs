@@ -4,9 +4,9 @@
 
 use crate::analysis::go_heap::GoTracker;
 use crate::httpc::HttpClient;
-use crate::parse::go_runtime::GoSample;
+use crate::parse::go_runtime::{GoFormat, GoSample};
 use crate::sample::GoReading;
-use crate::source::go::{self, SCRAPE_TIMEOUT};
+use crate::source::go::{self, PPROF_MIN_INTERVAL, SCRAPE_TIMEOUT};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One Go scrape's result, stamped with the times it finished.
@@ -30,6 +30,16 @@ pub async fn scrape(client: &HttpClient, url: &str, interval: Duration) -> GoScr
         result,
         at_ms: unix_ms(SystemTime::now()),
         at: Instant::now(),
+    }
+}
+
+/// The time from one scrape's start to the next: `interval`, but at least
+/// [`PPROF_MIN_INTERVAL`] after a scrape that read the pprof heap page (the
+/// target renders a heap profile for each).
+pub fn pace(interval: Duration, scrape: &GoScrape) -> Duration {
+    match &scrape.result {
+        Ok(s) if s.format == Some(GoFormat::Pprof) => interval.max(PPROF_MIN_INTERVAL),
+        _ => interval,
     }
 }
 
@@ -90,6 +100,34 @@ pub struct GoState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pprof_page_is_scraped_at_its_own_pace() {
+        let at = |format| GoScrape {
+            result: Ok(GoSample {
+                format,
+                ..GoSample::default()
+            }),
+            at_ms: 0,
+            at: Instant::now(),
+        };
+        let five = Duration::from_secs(5);
+        assert_eq!(pace(five, &at(Some(GoFormat::Expvar))), five);
+        assert_eq!(pace(five, &at(Some(GoFormat::Prometheus))), five);
+        assert_eq!(pace(five, &at(Some(GoFormat::Pprof))), PPROF_MIN_INTERVAL);
+        let slow = Duration::from_secs(60);
+        assert_eq!(
+            pace(slow, &at(Some(GoFormat::Pprof))),
+            slow,
+            "a slower --go-interval stands"
+        );
+        let failed = GoScrape {
+            result: Err("down".into()),
+            at_ms: 0,
+            at: Instant::now(),
+        };
+        assert_eq!(pace(five, &failed), five);
+    }
 
     #[test]
     fn gogc_values() {

@@ -1,4 +1,4 @@
-//! The target's Go runtime, from either of the two formats Go services serve:
+//! The target's Go runtime, from any of the three formats Go services serve:
 //!
 //! expvar JSON (`/debug/vars`):
 //! ```text
@@ -9,6 +9,13 @@
 //! go_memstats_heap_alloc_bytes 2.1345512e+07
 //! go_gc_heap_live_bytes 1.9e+07          (runtime/metrics names, newer client_golang)
 //! ```
+//! net/http/pprof's text heap profile (`/debug/pprof/heap?debug=1`), whose
+//! `# runtime.MemStats` trailer is read by [`super::pprof_heap`]:
+//! ```text
+//! heap profile: 26: 24117808 [26: 24117808] @ heap/1048576
+//! ...
+//! # HeapAlloc = 67457328
+//! ```
 //! Told apart by content, not by path.
 //!
 //! Both are decoded as a stream, chunk by chunk, in memory bounded by a
@@ -18,8 +25,10 @@
 //! expvar top-level object is scanned (and validated) without building it,
 //! and only the `memstats` value is buffered and decoded into a typed
 //! struct; the Prometheus text is read line by line, lines that are not
-//! understood are skipped and counted.
+//! understood are skipped and counted; the pprof page's stack records are
+//! passed over unkept.
 
+use super::pprof_heap::{self, PprofHeapDecoder};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -30,6 +39,8 @@ use std::fmt;
 pub enum GoFormat {
     Expvar,
     Prometheus,
+    /// `/debug/pprof/heap?debug=1`.
+    Pprof,
 }
 
 /// Go runtime memory statistics, bytes (MemStats semantics). Fields a
@@ -62,20 +73,23 @@ pub struct GoSample {
     /// Lines of a Prometheus page that were skipped: syntax this parser does
     /// not support (Prometheus 3 quoted names, exemplars, native histograms),
     /// comments other than `# HELP`/`# TYPE` (`# UNIT`, `# EOF`), lines that
-    /// are not UTF-8 or longer than [`MAX_LINE_BYTES`]. Always 0 for expvar.
+    /// are not UTF-8 or longer than [`MAX_LINE_BYTES`]. For a pprof page, the
+    /// lines of its MemStats trailer that are not `# Name = value` (the stack
+    /// records before it are not counted). Always 0 for expvar.
     pub skipped_lines: u64,
 }
 
 /// The expvar `memstats` value is buffered to be decoded; Go's is ~5 KB.
 pub const MAX_MEMSTATS_BYTES: usize = 1 << 20;
-/// A Prometheus line longer than this is skipped (and counted) unread.
+/// A Prometheus line (or a line of the pprof page's MemStats trailer)
+/// longer than this is skipped (and counted) unread.
 pub const MAX_LINE_BYTES: usize = 64 << 10;
 /// JSON nested deeper than this is refused (serde_json's own limit).
 pub const MAX_JSON_DEPTH: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GoParseError {
-    #[error("an HTML page, not expvar JSON or Prometheus text (is the URL right? expected /debug/vars or /metrics)")]
+    #[error("an HTML page, not expvar JSON, Prometheus text or a pprof heap profile (is the URL right? expected /debug/vars, /metrics or /debug/pprof/heap?debug=1)")]
     Html,
     #[error("empty body")]
     Empty,
@@ -89,9 +103,13 @@ pub enum GoParseError {
     Field { field: String, reason: String },
     #[error("Prometheus text without Go runtime metrics (no go_memstats_* or go_memory_classes_* series: is the Go collector registered?)")]
     NoGoMetrics,
+    #[error("a pprof heap page without its '# runtime.MemStats' trailer (use /debug/pprof/heap?debug=1)")]
+    PprofNoTrailer,
+    #[error("a gzip'd binary pprof profile, which carries no MemStats (add ?debug=1: /debug/pprof/heap?debug=1)")]
+    PprofGzip,
 }
 
-/// Parses either format, deciding by content. The whole body at once; the
+/// Parses any of the formats, deciding by content. The whole body at once; the
 /// same decoder as [`GoBodyDecoder`] fed with one chunk.
 pub fn parse_go_body(body: &str) -> Result<GoSample, GoParseError> {
     let mut d = GoBodyDecoder::new();
@@ -121,10 +139,16 @@ fn is_leading_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
-/// A streaming decoder for either format: [`feed`](Self::feed) each chunk
-/// as it arrives, then [`finish`](Self::finish). The format is decided by
-/// the first character after byte-order marks and whitespace: `{` expvar,
-/// `<` an HTML page (an error at once), else Prometheus text.
+/// The gzip magic that starts a `debug=0` pprof profile.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// A streaming decoder for any of the formats: [`feed`](Self::feed) each
+/// chunk as it arrives, then [`finish`](Self::finish). The format is decided
+/// by the first character after byte-order marks and whitespace: `{`
+/// expvar, `<` an HTML page (an error at once), `h` a pprof heap page when
+/// the line starts with `heap profile:` (up to that many bytes are held
+/// until it is known), the gzip magic a binary pprof profile (an error at
+/// once), else Prometheus text.
 #[derive(Debug, Default)]
 pub struct GoBodyDecoder {
     state: BodyState,
@@ -136,8 +160,22 @@ pub struct GoBodyDecoder {
 enum BodyState {
     #[default]
     Start,
+    /// The body starts with these bytes, a prefix of `want`: held until it
+    /// is known whether they are all of it.
+    Sniff {
+        held: Vec<u8>,
+        want: &'static [u8],
+    },
     Expvar(Box<ExpvarDecoder>),
     Prometheus(Box<PromDecoder>),
+    Pprof(Box<PprofHeapDecoder>),
+}
+
+/// Prometheus text that starts with `held`.
+fn prometheus_from(held: &[u8]) -> BodyState {
+    let mut d = Box::<PromDecoder>::default();
+    d.feed(held);
+    BodyState::Prometheus(d)
 }
 
 impl GoBodyDecoder {
@@ -178,16 +216,51 @@ impl GoBodyDecoder {
                 self.state = match b {
                     b'{' => BodyState::Expvar(Box::default()),
                     b'<' => return Err(GoParseError::Html),
+                    b'h' => BodyState::Sniff {
+                        held: Vec::with_capacity(pprof_heap::HEADER.len()),
+                        want: pprof_heap::HEADER,
+                    },
+                    0x1f => BodyState::Sniff {
+                        held: Vec::with_capacity(GZIP_MAGIC.len()),
+                        want: &GZIP_MAGIC,
+                    },
                     _ => BodyState::Prometheus(Box::default()),
                 };
                 break;
             }
             rest = &chunk[i..];
         }
+        if let BodyState::Sniff { held, want } = &mut self.state {
+            // Hold bytes while they spell a prefix of `want`.
+            let mut i = 0;
+            while i < rest.len() && held.len() < want.len() && rest[i] == want[held.len()] {
+                held.push(rest[i]);
+                i += 1;
+            }
+            let (held, want) = (std::mem::take(held), *want);
+            rest = &rest[i..];
+            if held.len() == want.len() {
+                if want == GZIP_MAGIC {
+                    return Err(GoParseError::PprofGzip);
+                }
+                let mut d = Box::<PprofHeapDecoder>::default();
+                d.feed(&held);
+                self.state = BodyState::Pprof(d);
+            } else if rest.is_empty() {
+                // All of the chunk matched: wait for the next one.
+                self.state = BodyState::Sniff { held, want };
+            } else {
+                self.state = prometheus_from(&held);
+            }
+        }
         match &mut self.state {
-            BodyState::Start => Ok(()),
+            BodyState::Start | BodyState::Sniff { .. } => Ok(()),
             BodyState::Expvar(d) => d.feed(rest),
             BodyState::Prometheus(d) => {
+                d.feed(rest);
+                Ok(())
+            }
+            BodyState::Pprof(d) => {
                 d.feed(rest);
                 Ok(())
             }
@@ -203,8 +276,15 @@ impl GoBodyDecoder {
                 d.finish()
             }
             BodyState::Start => Err(GoParseError::Empty),
+            // The body ended inside what could have been the pprof header.
+            BodyState::Sniff { held, .. } => {
+                let mut d = PromDecoder::new();
+                d.feed(&held);
+                d.finish()
+            }
             BodyState::Expvar(d) => d.finish(),
             BodyState::Prometheus(d) => d.finish(),
+            BodyState::Pprof(d) => d.finish(),
         }
     }
 }
@@ -1236,10 +1316,55 @@ mod tests {
             ("http_requests_total 5\n", "without Go runtime metrics"),
             ("go_memstats_heap_alloc_bytes\n", "without Go runtime metrics"),
             ("9bad 1\n", "without Go runtime metrics"),
+            // Starts like the pprof header, and is not it.
+            ("h", "without Go runtime metrics"),
+            ("heap profile", "without Go runtime metrics"),
+            ("heap_profile: 1\n", "without Go runtime metrics"),
+            (
+                "heap profile:",
+                "without its '# runtime.MemStats' trailer (use /debug/pprof/heap?debug=1)",
+            ),
+            (
+                "heap profile: 1: 2 [3: 4] @ heap/1048576\n1: 2 [3: 4] @ 0x1\n",
+                "without its '# runtime.MemStats' trailer",
+            ),
+            ("\u{1f}", "without Go runtime metrics"),
         ];
         for (body, want) in cases {
             let e = same_in_chunks(body).unwrap_err().to_string();
             assert!(e.contains(want), "{body:?}: got {e:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn binary_pprof_is_refused_with_a_hint() {
+        // `/debug/pprof/heap` without ?debug=1: gzip'd protobuf.
+        let body = [0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0xff, 0xe2, 0x0a];
+        for at in 0..=body.len() {
+            let mut d = GoBodyDecoder::new();
+            let r = d.feed(&body[..at]).and_then(|()| d.feed(&body[at..]));
+            let e = r.and_then(|()| d.finish()).unwrap_err();
+            assert_eq!(e, GoParseError::PprofGzip, "split at {at}");
+            assert!(e.to_string().contains("?debug=1"), "{e}");
+        }
+        // The magic's first byte alone is Prometheus text, as before.
+        let e = chunked(b"\x1f\x8c go_memstats_heap_alloc_bytes 1\n", 1).unwrap_err();
+        assert_eq!(e, GoParseError::NoGoMetrics);
+    }
+
+    #[test]
+    fn prometheus_names_starting_with_h_are_not_held_back() {
+        // A page whose first series starts with 'h' streams as before.
+        let body = "heap_profile_count 3\nhttp_requests_total 5\ngo_memstats_heap_alloc_bytes 10\n\
+                    go_memstats_heap_inuse_bytes 20\n";
+        let s = same_in_chunks(body).unwrap();
+        assert_eq!(s.format, Some(GoFormat::Prometheus));
+        assert_eq!((s.heap_alloc, s.heap_inuse), (Some(10), Some(20)));
+        for at in 0..body.len() {
+            let mut d = GoBodyDecoder::new();
+            d.feed(&body.as_bytes()[..at]).unwrap();
+            d.feed(&body.as_bytes()[at..]).unwrap();
+            assert_eq!(d.finish().unwrap(), s, "split at {at}");
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod cgroup_files;
 pub mod cgroup_paths;
 pub mod go_runtime;
+pub mod pprof_heap;
 pub mod proc_files;
 pub mod psi;
 
