@@ -417,56 +417,30 @@ fn wait_watching(pod: &Pod) -> BTreeMap<String, f64> {
     })
 }
 
-/// The chart's default pod: headroom as the app's UID, so with ptrace-read
-/// access. gohog leaks to its 128 MiB limit and is OOM-killed and restarted
-/// by the runtime (restartPolicy Always) at least twice. headroom must read
-/// the app container's limit and usage (not its own), warn before the first
-/// kill, count each kill exactly once, follow each new process, and stay
-/// within its own container's limit.
-/// Whether the pod makes progress over 15 s: headroom's polls advance and
-/// the leaking app's cgroup grows. On this machine a freshly played pod has
-/// now and then stopped as a whole a few seconds after its start (headroom's
-/// poller and every gohog thread asleep in futex waits, neither advancing;
-/// the same binaries pass on the next play): that is the pod's environment,
-/// not what this test examines, so it is reported and the pod played once
-/// more.
-fn progresses(pod: &Pod) -> bool {
-    let polls = || {
-        pod.metrics()
-            .and_then(|m| metric(&m, "headroom_poll_duration_seconds_count"))
-    };
-    let usage = || {
-        let pid = pod.host_pid("app")?;
-        read_u64(&memory_cgroup(pid)?.join("memory.usage_in_bytes"))
-    };
-    let (p0, u0) = (polls(), usage());
-    std::thread::sleep(Duration::from_secs(15));
-    let (p1, u1) = (polls(), usage());
-    matches!((p0, p1), (Some(a), Some(b)) if b > a) && matches!((u0, u1), (Some(a), Some(b)) if b > a)
+/// How long a pod may show neither a poll of headroom's nor growth of the
+/// leaking app before it is taken as stalled.
+const STALL: Duration = Duration::from_secs(20);
+
+/// What the OOM pod showed up to gohog's first kill.
+struct FirstKill {
+    pod: Pod,
+    started: Instant,
+    risk_before_kill: f64,
+    usage: (f64, u64),
 }
 
-#[test]
-fn example_pod_counts_each_oom_kill_once_through_restarts() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut started = Instant::now();
-    let node_kills_before = node_oom_kills();
-    let mut pod = Pod::play("hrpod-oom", 2.0, json!({}));
+/// Plays the OOM pod and watches it to gohog's first OOM kill: the limit,
+/// the usage and the warning headroom shows meanwhile. `Err` (with the
+/// pod's diagnostics) when the pod stalls as a whole: for [`STALL`] neither
+/// a poll of headroom's nor any growth of the leaking app. On this machine
+/// a played pod has now and then stopped so (headroom's poller and every
+/// gohog thread asleep, neither advancing; the same binaries pass on the
+/// next play); the diagnostics then give each thread's kernel stack and
+/// each container's cgroup state.
+fn play_to_first_kill() -> Result<FirstKill, String> {
+    let started = Instant::now();
+    let pod = Pod::play("hrpod-oom", 2.0, json!({}));
     wait_watching(&pod);
-    if !progresses(&pod) {
-        eprintln!(
-            "pod: the pod made no progress in 15 s; playing it again\n{}",
-            pod.diagnostics()
-        );
-        drop(pod); // removes it, before another of the same name is played
-        started = Instant::now();
-        pod = Pod::play("hrpod-oom", 2.0, json!({}));
-        wait_watching(&pod);
-        assert!(
-            progresses(&pod),
-            "the pod made no progress twice\n{}",
-            pod.diagnostics()
-        );
-    }
     let first = pod.host_pid("app").expect("the app runs");
     let app_cgroup = memory_cgroup(first).expect("the app's memory cgroup");
     let limit = read_u64(&app_cgroup.join("memory.limit_in_bytes")).expect("app limit");
@@ -477,9 +451,9 @@ fn example_pod_counts_each_oom_kill_once_through_restarts() {
         app_cgroup.display()
     );
 
-    // Until the first kill: the limit, the usage, and the warning.
     let mut risk_before_kill = 0.0_f64;
     let mut usage_matched = None;
+    let mut progress = (None, None, Instant::now());
     while alive(first) {
         assert!(
             started.elapsed() < Duration::from_secs(120),
@@ -487,8 +461,17 @@ fn example_pod_counts_each_oom_kill_once_through_restarts() {
             pod.diagnostics()
         );
         std::thread::sleep(Duration::from_millis(200));
-        let Some(m) = pod.metrics() else { continue };
+        let m = pod.metrics();
         let host_usage = read_u64(&app_cgroup.join("memory.usage_in_bytes"));
+        let polls = m
+            .as_ref()
+            .and_then(|m| metric(m, "headroom_poll_duration_seconds_count"));
+        if (polls, host_usage) != (progress.0, progress.1) {
+            progress = (polls, host_usage, Instant::now());
+        } else if progress.2.elapsed() > STALL && alive(first) {
+            return Err(pod.diagnostics());
+        }
+        let Some(m) = m else { continue };
         if !alive(first) {
             break; // this scrape may already show the kill
         }
@@ -505,13 +488,44 @@ fn example_pod_counts_each_oom_kill_once_through_restarts() {
             }
         }
     }
-    let (u, h) = usage_matched.unwrap_or_else(|| {
+    let usage = usage_matched.unwrap_or_else(|| {
         panic!(
             "headroom never showed the app container's usage (> 64 MiB, within 16 MiB of {})\n{}",
             app_cgroup.display(),
             pod.diagnostics()
         )
     });
+    Ok(FirstKill {
+        pod,
+        started,
+        risk_before_kill,
+        usage,
+    })
+}
+
+/// The chart's default pod: headroom as the app's UID, so with ptrace-read
+/// access. gohog leaks to its 128 MiB limit and is OOM-killed and restarted
+/// by the runtime (restartPolicy Always) at least twice. headroom must read
+/// the app container's limit and usage (not its own), warn before the first
+/// kill, count each kill exactly once, follow each new process, and stay
+/// within its own container's limit.
+#[test]
+fn example_pod_counts_each_oom_kill_once_through_restarts() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let node_kills_before = node_oom_kills();
+    let seen = match play_to_first_kill() {
+        Ok(seen) => seen,
+        Err(diagnostics) => {
+            eprintln!("pod: the pod stalled as a whole; playing it once more\n{diagnostics}");
+            play_to_first_kill().unwrap_or_else(|d| panic!("the pod stalled twice\n{d}"))
+        }
+    };
+    let FirstKill {
+        pod,
+        started,
+        risk_before_kill,
+        usage: (u, h),
+    } = seen;
     eprintln!(
         "pod: first kill after {:.1} s; usage {:.1} MiB (host {:.1} MiB); risk before it {risk_before_kill}",
         started.elapsed().as_secs_f64(),
