@@ -218,7 +218,10 @@ fn heap_leak_under_gomemlimit_is_diagnosed_and_warned_before_the_kill() {
     // NextGC stays flat, and NextGC / (1 + GOGC/100) would say the live
     // heap stopped growing.
     let span: Vec<&Tick> = ticks.iter().filter(|k| k.t >= warn && k.t < killed_at - 2.0).collect();
-    let leak = span.iter().filter(|k| k.causes.iter().any(|c| c == "heap_leak")).count();
+    let leak = span
+        .iter()
+        .filter(|k| k.causes.iter().any(|c| c == "heap_leak"))
+        .count();
     let predicted = span.iter().filter(|k| k.tto.is_some()).count();
     assert!(
         leak as f64 >= 0.9 * span.len() as f64 && predicted as f64 >= 0.9 * span.len() as f64,

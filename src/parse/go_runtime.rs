@@ -742,7 +742,7 @@ impl JsonScan {
 }
 
 /// The MemStats fields headroom reads, in the order they are checked.
-const MEMSTATS_FIELDS: [&str; 12] = [
+pub(crate) const MEMSTATS_FIELDS: [&str; 12] = [
     "HeapAlloc",
     "HeapInuse",
     "HeapIdle",
@@ -759,7 +759,7 @@ const MEMSTATS_FIELDS: [&str; 12] = [
 
 /// One MemStats field as found: absent or null, a count, or why it is not one.
 #[derive(Debug, Clone, Default, PartialEq)]
-enum Count {
+pub(crate) enum Count {
     #[default]
     Absent,
     Value(u64),
@@ -872,6 +872,19 @@ fn sample_from_memstats(raw: &[u8]) -> Result<GoSample, GoParseError> {
     else {
         return Err(GoParseError::NoMemstats);
     };
+    memstats_sample(GoFormat::Expvar, &fields, 0, "")
+}
+
+/// A [`GoSample`] from the MemStats fields, found in the order of
+/// [`MEMSTATS_FIELDS`], as the expvar and the pprof pages both give them.
+/// HeapAlloc and HeapInuse are required; `where_` says where they were
+/// missing from.
+pub(crate) fn memstats_sample(
+    format: GoFormat,
+    fields: &[Count; MEMSTATS_FIELDS.len()],
+    skipped_lines: u64,
+    where_: &str,
+) -> Result<GoSample, GoParseError> {
     let field = |name: &str| -> Result<Option<u64>, GoParseError> {
         let i = MEMSTATS_FIELDS.iter().position(|f| *f == name).unwrap_or(0);
         match &fields[i] {
@@ -884,7 +897,7 @@ fn sample_from_memstats(raw: &[u8]) -> Result<GoSample, GoParseError> {
         }
     };
     let s = GoSample {
-        format: Some(GoFormat::Expvar),
+        format: Some(format),
         heap_alloc: field("HeapAlloc")?,
         heap_inuse: field("HeapInuse")?,
         heap_idle: field("HeapIdle")?,
@@ -897,12 +910,13 @@ fn sample_from_memstats(raw: &[u8]) -> Result<GoSample, GoParseError> {
         total_alloc: field("TotalAlloc")?,
         pause_total_ns: field("PauseTotalNs")?,
         last_gc_ns: field("LastGC")?,
+        skipped_lines,
         ..GoSample::default()
     };
     if s.heap_alloc.is_none() || s.heap_inuse.is_none() {
         return Err(GoParseError::Field {
             field: "HeapAlloc/HeapInuse".into(),
-            reason: "missing".into(),
+            reason: format!("missing{where_}"),
         });
     }
     Ok(s)

@@ -27,7 +27,7 @@
 //!
 //! [`GoBodyDecoder`]: super::go_runtime::GoBodyDecoder
 
-use super::go_runtime::{GoFormat, GoParseError, GoSample, MAX_LINE_BYTES};
+use super::go_runtime::{memstats_sample, Count, GoFormat, GoParseError, GoSample, MAX_LINE_BYTES, MEMSTATS_FIELDS};
 
 /// The first line of the page.
 pub const HEADER: &[u8] = b"heap profile:";
@@ -37,32 +37,8 @@ pub const TRAILER: &str = "# runtime.MemStats";
 /// first line and is dropped unread.
 pub const MARKER_LINE_BYTES: usize = 64;
 
-/// The trailer fields headroom reads, in the order they are checked.
-/// `Stack` is `StackInuse / StackSys`; `PauseTotalNs` is not printed by
-/// runtime/pprof today, but is read if a runtime ever adds it.
-const FIELDS: [&str; 12] = [
-    "HeapAlloc",
-    "HeapInuse",
-    "HeapIdle",
-    "HeapReleased",
-    "HeapSys",
-    "Sys",
-    "NextGC",
-    "Stack",
-    "NumGC",
-    "TotalAlloc",
-    "PauseTotalNs",
-    "LastGC",
-];
-
-/// One trailer field as found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-enum Value {
-    #[default]
-    Absent,
-    Count(u64),
-    Bad(String),
-}
+/// The trailer's name for `StackInuse`: `Stack = inuse / sys`.
+const STACK: &str = "Stack";
 
 /// A streaming decoder of the text heap profile: [`feed`](Self::feed)
 /// each chunk as it arrives, then [`finish`](Self::finish). Memory is
@@ -77,7 +53,7 @@ pub struct PprofHeapDecoder {
     overlong: bool,
     /// The `# runtime.MemStats` line was seen: the lines are fields.
     in_trailer: bool,
-    values: [Value; FIELDS.len()],
+    values: [Count; MEMSTATS_FIELDS.len()],
     /// Trailer lines that are not `# Name = value` (or not UTF-8, or too long).
     skipped: u64,
 }
@@ -161,18 +137,25 @@ impl PprofHeapDecoder {
             self.skipped += 1;
             return;
         };
-        let Some(i) = FIELDS.iter().position(|f| *f == name.trim()) else {
+        let (name, value) = (name.trim(), value.trim());
+        // `Stack = inuse / sys`: the first number is StackInuse.
+        let (name, value) = match name {
+            STACK => (
+                "StackInuse",
+                value.split_once('/').map_or(value, |(inuse, _)| inuse.trim_end()),
+            ),
+            _ => (name, value),
+        };
+        let Some(i) = MEMSTATS_FIELDS.iter().position(|f| *f == name) else {
             // Lookups, Mallocs, PauseNs, DebugGC, MaxRSS, ...: not used.
             return;
         };
-        let value = value.trim();
-        // `Stack = inuse / sys`: the first number.
-        let value = if FIELDS[i] == "Stack" {
-            value.split_once('/').map_or(value, |(inuse, _)| inuse.trim_end())
-        } else {
-            value
+        self.values[i] = match count(value) {
+            Count::Bad(why) if name == "StackInuse" => {
+                Count::Bad(format!("{why} (the trailer's '{STACK} = inuse / sys')"))
+            }
+            c => c,
         };
-        self.values[i] = count(value);
     }
 
     /// The end of the body.
@@ -186,55 +169,26 @@ impl PprofHeapDecoder {
         if !self.in_trailer {
             return Err(GoParseError::PprofNoTrailer);
         }
-        let field = |name: &str| -> Result<Option<u64>, GoParseError> {
-            let i = FIELDS.iter().position(|f| *f == name).unwrap_or(0);
-            match &self.values[i] {
-                Value::Absent => Ok(None),
-                Value::Count(v) => Ok(Some(*v)),
-                Value::Bad(reason) => Err(GoParseError::Field {
-                    field: name.into(),
-                    reason: reason.clone(),
-                }),
-            }
-        };
-        let s = GoSample {
-            format: Some(GoFormat::Pprof),
-            heap_alloc: field("HeapAlloc")?,
-            heap_inuse: field("HeapInuse")?,
-            heap_idle: field("HeapIdle")?,
-            heap_released: field("HeapReleased")?,
-            heap_sys: field("HeapSys")?,
-            sys: field("Sys")?,
-            next_gc: field("NextGC")?,
-            stack_inuse: field("Stack")?,
-            num_gc: field("NumGC")?,
-            total_alloc: field("TotalAlloc")?,
-            pause_total_ns: field("PauseTotalNs")?,
-            last_gc_ns: field("LastGC")?,
-            skipped_lines: self.skipped,
-            ..GoSample::default()
-        };
-        if s.heap_alloc.is_none() || s.heap_inuse.is_none() {
-            return Err(GoParseError::Field {
-                field: "HeapAlloc/HeapInuse".into(),
-                reason: format!("missing from the pprof page's '{TRAILER}' trailer"),
-            });
-        }
-        Ok(s)
+        memstats_sample(
+            GoFormat::Pprof,
+            &self.values,
+            self.skipped,
+            &format!(" from the pprof page's '{TRAILER}' trailer"),
+        )
     }
 }
 
 /// A decimal count as runtime/pprof prints it (`%d` of an unsigned field).
-fn count(v: &str) -> Value {
+fn count(v: &str) -> Count {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Value::Bad(format!(
+        return Count::Bad(format!(
             "{:?} is not a non-negative integer",
             v.chars().take(40).collect::<String>()
         ));
     }
     match v.parse::<u64>() {
-        Ok(n) => Value::Count(n),
-        Err(_) => Value::Bad(format!("{} is above 2^64-1", v.chars().take(40).collect::<String>())),
+        Ok(n) => Count::Value(n),
+        Err(_) => Count::Bad(format!("{} is above 2^64-1", v.chars().take(40).collect::<String>())),
     }
 }
 
@@ -414,7 +368,7 @@ mod tests {
             ),
             (
                 "heap profile:\n# runtime.MemStats\n# HeapAlloc = 1\n# HeapInuse = 2\n# Stack = x / 5\n",
-                "memstats.Stack: \"x\" is not a non-negative integer",
+                "memstats.StackInuse: \"x\" is not a non-negative integer (the trailer's 'Stack = inuse / sys')",
             ),
             (
                 "heap profile:\n# runtime.MemStats\n# HeapAlloc = 1\n# HeapInuse = 2\n# NextGC = 1.5e9\n",
