@@ -270,8 +270,16 @@ impl Pod {
                     .take(6)
                     .map(|l| l.split_whitespace().nth(1).unwrap_or(l).to_owned())
                     .collect();
+                // The CPU it last ran on: field 39 of stat, counted after
+                // the command's closing parenthesis (field 2).
+                let stat = read("stat");
+                let cpu = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(36))
+                    .unwrap_or("?")
+                    .to_owned();
                 out.push_str(&format!(
-                    "  {} {} {state} wchan={} stack={}\n",
+                    "  {} {} {state} cpu={cpu} wchan={} stack={}\n",
                     t.file_name().to_string_lossy(),
                     read("comm").trim(),
                     read("wchan"),
@@ -429,6 +437,28 @@ struct FirstKill {
     usage: (f64, u64),
 }
 
+/// A stalled pod's threads all sleep with timeouts that do not expire: a
+/// task run on each CPU (which wakes an idle CPU with an interrupt) tells
+/// whether they were waiting on a CPU's timers. Says whether headroom polled
+/// again within 5 s after.
+fn kick(pod: &Pod) -> String {
+    let polls = || {
+        pod.metrics()
+            .and_then(|m| metric(&m, "headroom_poll_duration_seconds_count"))
+    };
+    let before = polls();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for cpu in 0..cpus {
+        let _ = Command::new("taskset").args(["-c", &cpu.to_string(), "true"]).status();
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let after = polls();
+    format!(
+        "headroom's polls {before:?} → {after:?} in the 5 s after: {}",
+        if after > before { "it moved on" } else { "still stalled" }
+    )
+}
+
 /// Plays the OOM pod and watches it to gohog's first OOM kill: the limit,
 /// the usage and the warning headroom shows meanwhile. `Err` (with the
 /// pod's diagnostics) when the pod stalls as a whole: for [`STALL`] neither
@@ -453,7 +483,9 @@ fn play_to_first_kill() -> Result<FirstKill, String> {
 
     let mut risk_before_kill = 0.0_f64;
     let mut usage_matched = None;
-    let mut progress = (None, None, Instant::now());
+    // The last poll count, the highest usage of the app, and when either
+    // last moved on.
+    let mut progress = (None, 0_u64, Instant::now());
     while alive(first) {
         assert!(
             started.elapsed() < Duration::from_secs(120),
@@ -466,10 +498,19 @@ fn play_to_first_kill() -> Result<FirstKill, String> {
         let polls = m
             .as_ref()
             .and_then(|m| metric(m, "headroom_poll_duration_seconds_count"));
-        if (polls, host_usage) != (progress.0, progress.1) {
-            progress = (polls, host_usage, Instant::now());
+        let grew = host_usage.is_some_and(|u| u > progress.1 + (1 << 20));
+        if polls > progress.0 || grew {
+            progress = (
+                if polls > progress.0 { polls } else { progress.0 },
+                host_usage.unwrap_or(0).max(progress.1),
+                Instant::now(),
+            );
         } else if progress.2.elapsed() > STALL && alive(first) {
-            return Err(pod.diagnostics());
+            let diagnostics = pod.diagnostics();
+            return Err(format!(
+                "{diagnostics}\n--- after a task ran on every CPU\n{}",
+                kick(&pod)
+            ));
         }
         let Some(m) = m else { continue };
         if !alive(first) {
