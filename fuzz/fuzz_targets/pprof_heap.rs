@@ -85,10 +85,13 @@ fn by_lines(body: &[u8]) -> Result<GoSample, GoParseError> {
             None => {}
             Some(Ok(v)) => vals[i] = Some(v),
             Some(Err(_)) => {
+                // The trailer's `Stack` is reported as the MemStats field
+                // it gives, StackInuse.
+                let field = if names[i] == "Stack" { "StackInuse" } else { names[i] };
                 return Err(GoParseError::Field {
-                    field: names[i].into(),
+                    field: field.into(),
                     reason: String::new(),
-                })
+                });
             }
         }
     }
