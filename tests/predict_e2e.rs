@@ -59,42 +59,95 @@ fn record_until_killed(
     (ticks, killed_at.expect("set above"))
 }
 
+/// One run of a leaking gohog (`env`, `args`) in a new v1 cgroup of
+/// `limit_mib` to its real OOM kill, with headroom watching: what was
+/// recorded and when it died.
+struct ToTheKill {
+    /// Removed when the run is dropped, at the end of the test.
+    _cg: V1Cgroup,
+    ticks: Vec<Tick>,
+    killed_at: f64,
+    /// The timeline, for failure messages.
+    tl: String,
+}
+
+/// Plays the run; `each` sees the cgroup, headroom and the seconds since
+/// the start at every tick. Fails unless the kernel OOM-killed gohog.
+fn to_the_kill(
+    name: &str,
+    limit_mib: u64,
+    env: &[(&str, &str)],
+    args: &[&str],
+    max: Duration,
+    mut each: impl FnMut(&V1Cgroup, &Headroom, f64),
+) -> ToTheKill {
+    let cg = V1Cgroup::create(name, limit_mib * MIB);
+    let start = Instant::now();
+    let mut hog = GoHog::start(&cg, env, args);
+    let hr = headroom_for(&hog, &[]);
+    let (ticks, killed_at) = record_until_killed(&hr, &mut hog, start, max, |now| each(&cg, &hr, now));
+    let tl = timeline(&ticks);
+    assert!(
+        cg.read("memory.oom_control").contains("oom_kill 1"),
+        "a real OOM kill:\n{tl}"
+    );
+    ToTheKill {
+        _cg: cg,
+        ticks,
+        killed_at,
+        tl,
+    }
+}
+
+impl ToTheKill {
+    /// When the risk first reached `level` (1 warning, 2 critical).
+    fn first(&self, level: u64) -> f64 {
+        self.ticks
+            .iter()
+            .find(|k| k.risk >= level)
+            .map(|k| k.t)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no risk {level} before the kill at {:.0} s:\n{}",
+                    self.killed_at, self.tl
+                )
+            })
+    }
+}
+
 #[test]
 fn heap_leak_to_a_real_oom_kill_is_predicted_early_and_right() {
     // The incident's shape: a 2 MiB/s leak under a GC sawtooth (garbage) in a
     // 512 MiB cgroup. The kernel runs out when the heap's peak before a GC
     // (about twice the live heap) reaches the limit, long before the live
     // heap does.
-    let cg = V1Cgroup::create("leak", 512 * MIB);
-    let start = Instant::now();
-    let mut hog = GoHog::start(&cg, &[], &["-leak", "2", "-garbage", "40"]);
-    let hr = headroom_for(&hog, &[]);
     let mut limit_at = None;
     let limit = (512 * MIB) as f64;
-    let (ticks, killed_at) = record_until_killed(&hr, &mut hog, start, Duration::from_secs(300), |now| {
-        // headroom predicts when the limit-basis value (unreclaimable, by
-        // default) reaches the limit: watch that in the kernel's own files.
-        let stat = cg.stat();
-        let file_lru =
-            stat.get("total_active_file").copied().unwrap_or(0) + stat.get("total_inactive_file").copied().unwrap_or(0);
-        let unreclaimable = cg.read_u64("memory.usage_in_bytes").saturating_sub(file_lru) as f64;
-        if limit_at.is_none() && unreclaimable >= 0.98 * limit {
-            limit_at = Some(now);
-        }
-    });
-    let tl = timeline(&ticks);
-    assert!(
-        cg.read("memory.oom_control").contains("oom_kill 1"),
-        "a real OOM kill:\n{tl}"
+    let run = to_the_kill(
+        "leak",
+        512,
+        &[],
+        &["-leak", "2", "-garbage", "40"],
+        Duration::from_secs(300),
+        |cg, _, now| {
+            // headroom predicts when the limit-basis value (unreclaimable, by
+            // default) reaches the limit: watch that in the kernel's own files.
+            let stat = cg.stat();
+            let file_lru = stat.get("total_active_file").copied().unwrap_or(0)
+                + stat.get("total_inactive_file").copied().unwrap_or(0);
+            let unreclaimable = cg.read_u64("memory.usage_in_bytes").saturating_sub(file_lru) as f64;
+            if limit_at.is_none() && unreclaimable >= 0.98 * limit {
+                limit_at = Some(now);
+            }
+        },
     );
+    let (ticks, killed_at, tl) = (&run.ticks, run.killed_at, &run.tl);
     // Out of memory when unreclaimable memory reached the limit; the kill
     // follows, at once or after a reclaim stall of up to ~90 s (the binary's
     // page cache evicted and re-read while the heap sits at the limit).
     let out_at = limit_at.unwrap_or(killed_at).min(killed_at);
     eprintln!("out of memory at {out_at:.1} s, killed at {killed_at:.1} s");
-    let first = |level: u64| ticks.iter().find(|k| k.risk >= level).map(|k| k.t);
-    let warn = first(1).unwrap_or_else(|| panic!("no warning; ran out at {out_at:.0} s:\n{tl}"));
-    let crit = first(2).unwrap_or_else(|| panic!("no critical; ran out at {out_at:.0} s:\n{tl}"));
+    let (warn, crit) = (run.first(1), run.first(2));
     assert!(
         out_at - warn >= 45.0,
         "warning only {:.0} s before running out:\n{tl}",
@@ -137,21 +190,16 @@ fn heap_leak_to_a_real_oom_kill_is_predicted_early_and_right() {
 #[test]
 fn off_heap_growth_to_a_real_oom_kill_is_warned_and_told_apart() {
     // A steady heap; anonymous mmaps kept by the program grow 2 MiB/s.
-    let cg = V1Cgroup::create("offheap", 192 * MIB);
-    let start = Instant::now();
-    let mut hog = GoHog::start(&cg, &[], &["-hold", "16", "-mmap-leak", "2"]);
-    let hr = headroom_for(&hog, &[]);
-    let (ticks, killed_at) = record_until_killed(&hr, &mut hog, start, Duration::from_secs(200), |_| {});
-    let tl = timeline(&ticks);
-    assert!(
-        cg.read("memory.oom_control").contains("oom_kill 1"),
-        "a real OOM kill:\n{tl}"
+    let run = to_the_kill(
+        "offheap",
+        192,
+        &[],
+        &["-hold", "16", "-mmap-leak", "2"],
+        Duration::from_secs(200),
+        |_, _, _| {},
     );
-    let warn = ticks
-        .iter()
-        .find(|k| k.risk >= 1)
-        .map(|k| k.t)
-        .unwrap_or_else(|| panic!("no warning:\n{tl}"));
+    let (ticks, killed_at, tl) = (&run.ticks, run.killed_at, &run.tl);
+    let warn = run.first(1);
     assert!(
         killed_at - warn >= 20.0,
         "warning only {:.0} s before the kill:\n{tl}",
@@ -183,31 +231,26 @@ fn off_heap_growth_to_a_real_oom_kill_is_warned_and_told_apart() {
 /// of before the kill.
 #[test]
 fn heap_leak_under_gomemlimit_is_diagnosed_and_warned_before_the_kill() {
-    let cg = V1Cgroup::create("memlimit", 256 * MIB);
-    let start = Instant::now();
-    let mut hog = GoHog::start(&cg, &[("GOMEMLIMIT", "160MiB")], &["-leak", "3", "-garbage", "30"]);
-    let hr = headroom_for(&hog, &[]);
     let mut binds = false;
     let mut env_limit = None;
-    let (ticks, killed_at) = record_until_killed(&hr, &mut hog, start, Duration::from_secs(240), |_| {
-        let st = hr.status();
-        binds |= st["go"]["gomemlimit_binds"] == true;
-        if let Some(m) = st["go"]["gomemlimit_env"].as_u64() {
-            env_limit = Some(m);
-        }
-    });
-    let tl = timeline(&ticks);
-    assert!(
-        cg.read("memory.oom_control").contains("oom_kill 1"),
-        "a real OOM kill:\n{tl}"
+    let run = to_the_kill(
+        "memlimit",
+        256,
+        &[("GOMEMLIMIT", "160MiB")],
+        &["-leak", "3", "-garbage", "30"],
+        Duration::from_secs(240),
+        |_, hr, _| {
+            let st = hr.status();
+            binds |= st["go"]["gomemlimit_binds"] == true;
+            if let Some(m) = st["go"]["gomemlimit_env"].as_u64() {
+                env_limit = Some(m);
+            }
+        },
     );
+    let (ticks, killed_at, tl) = (&run.ticks, run.killed_at, &run.tl);
     assert_eq!(env_limit, Some(160 * MIB), "GOMEMLIMIT read from the environment");
     assert!(binds, "the memory limit was never seen to bind:\n{tl}");
-    let warn = ticks
-        .iter()
-        .find(|k| k.risk >= 1)
-        .map(|k| k.t)
-        .unwrap_or_else(|| panic!("no warning:\n{tl}"));
+    let warn = run.first(1);
     assert!(
         killed_at - warn >= 20.0,
         "warning only {:.0} s before the kill:\n{tl}",
@@ -236,21 +279,16 @@ fn heap_leak_under_gomemlimit_is_diagnosed_and_warned_before_the_kill() {
 /// where the former fixed 30 s grace left no warning before the kill.
 #[test]
 fn fast_leak_is_warned_within_the_first_half_minute() {
-    let cg = V1Cgroup::create("fastleak", 256 * MIB);
-    let start = Instant::now();
-    let mut hog = GoHog::start(&cg, &[], &["-leak", "4", "-garbage", "40"]);
-    let hr = headroom_for(&hog, &[]);
-    let (ticks, killed_at) = record_until_killed(&hr, &mut hog, start, Duration::from_secs(120), |_| {});
-    let tl = timeline(&ticks);
-    assert!(
-        cg.read("memory.oom_control").contains("oom_kill 1"),
-        "a real OOM kill:\n{tl}"
+    let run = to_the_kill(
+        "fastleak",
+        256,
+        &[],
+        &["-leak", "4", "-garbage", "40"],
+        Duration::from_secs(120),
+        |_, _, _| {},
     );
-    let warn = ticks
-        .iter()
-        .find(|k| k.risk >= 1)
-        .map(|k| k.t)
-        .unwrap_or_else(|| panic!("no warning before the kill at {killed_at:.0} s:\n{tl}"));
+    let (killed_at, tl) = (run.killed_at, &run.tl);
+    let warn = run.first(1);
     eprintln!("fast leak: first warning at {warn:.1} s, killed at {killed_at:.1} s");
     assert!(
         warn < 30.0,
