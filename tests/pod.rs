@@ -184,7 +184,12 @@ impl Pod {
         // A pod of that name left by an interrupted run goes first.
         pod.remove();
         let mut play = podman();
-        play.args(["kube", "play", "--network", "host"]).arg(&yaml);
+        // conmon, started from here (and restarting the containers later),
+        // writes a file named `oom` into its working directory when the
+        // kernel OOM-kills a container: keep it in the pod's temp dir.
+        play.args(["kube", "play", "--network", "host"])
+            .arg(&yaml)
+            .current_dir(pod.dir.path());
         run(play, "podman kube play");
         pod
     }
