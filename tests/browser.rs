@@ -468,15 +468,12 @@ fn wait_status(hr: &Headroom, max: Duration, what: &str, pred: impl Fn(&serde_js
     assert!(ok, "timed out waiting for {what}:\n{}", timeline(&ticks));
 }
 
-#[test]
-fn a_heap_leak_shows_its_risk_time_to_oom_cause_and_profile() {
-    chromium();
-    let cg = V1Cgroup::create("browser-leak", 1 << 30);
-    let mut hog = GoHog::start(&cg, &[], &["-leak", "4", "-garbage", "20"]);
-    let profiles = tempfile::tempdir().unwrap();
+/// headroom watching `hog` every second, smaps_rollup every `smaps`, heap
+/// profiles saved under `profiles`.
+fn watch(hog: &GoHog, smaps: &str, profiles: &std::path::Path) -> Headroom {
     let pid = hog.pid().to_string();
     let url = hog.url("/debug/vars");
-    let hr = Headroom::start(&[
+    Headroom::start(&[
         "--pid",
         &pid,
         "--go-url",
@@ -486,10 +483,19 @@ fn a_heap_leak_shows_its_risk_time_to_oom_cause_and_profile() {
         "--go-interval",
         "1s",
         "--smaps-interval",
-        "5s",
+        smaps,
         "--profile-dir",
-        profiles.path().to_str().unwrap(),
-    ]);
+        profiles.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_heap_leak_shows_its_risk_time_to_oom_cause_and_profile() {
+    chromium();
+    let cg = V1Cgroup::create("browser-leak", 1 << 30);
+    let mut hog = GoHog::start(&cg, &[], &["-leak", "4", "-garbage", "20"]);
+    let profiles = tempfile::tempdir().unwrap();
+    let hr = watch(&hog, "5s", profiles.path());
     wait_status(
         &hr,
         Duration::from_secs(120),
@@ -561,22 +567,7 @@ fn memory_freed_lazily_is_diagnosed_not_alarmed() {
     hog.call("/hold?mib=400");
     hog.call("/drop");
     hog.call("/freeos");
-    let pid = hog.pid().to_string();
-    let url = hog.url("/debug/vars");
-    let hr = Headroom::start(&[
-        "--pid",
-        &pid,
-        "--go-url",
-        &url,
-        "--interval",
-        "1s",
-        "--go-interval",
-        "1s",
-        "--smaps-interval",
-        "1s",
-        "--profile-dir",
-        profiles.path().to_str().unwrap(),
-    ]);
+    let hr = watch(&hog, "1s", profiles.path());
     wait_status(&hr, Duration::from_secs(90), "lazy_free past the warm-up", |st| {
         causes(st).iter().any(|c| c == "lazy_free") && st["analysis"]["warming_up"] == false
     });

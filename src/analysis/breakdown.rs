@@ -123,20 +123,9 @@ pub fn breakdown(
 mod tests {
     use super::*;
     use crate::parse::cgroup_files::MemoryStat;
-    use crate::sample::CgroupVersion;
 
     fn cg(active_file: u64, inactive_file: u64, file: u64, shmem: u64) -> CgroupSample {
         CgroupSample {
-            version: CgroupVersion::V1,
-            path: "/x".into(),
-            usage: 0,
-            limit: None,
-            path_limit: crate::parse::cgroup_files::Limit::Unlimited,
-            high: None,
-            soft_limit: None,
-            peak: None,
-            swap: None,
-            failcnt: None,
             stat: Some(MemoryStat {
                 active_file: Some(active_file),
                 inactive_file: Some(inactive_file),
@@ -144,11 +133,7 @@ mod tests {
                 shmem: Some(shmem),
                 ..MemoryStat::default()
             }),
-            events: None,
-            events_local: None,
-            pressure: None,
-            oom_control: None,
-            warnings: vec![],
+            ..CgroupSample::all_anonymous("/x", 0)
         }
     }
 

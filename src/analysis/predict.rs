@@ -205,11 +205,10 @@ impl Analyzer {
             // Levelling off (a warm-up reaching its plateau): the recent half
             // rises at a smaller pace than the older half.
             let half = self.pts.len() / 2;
-            let older: Vec<(f64, f64)> = self.pts[..half].to_vec();
-            let recent: Vec<(f64, f64)> = self.pts[half..].to_vec();
+            let (older, recent) = self.pts.split_at(half);
             if let (Some(o), Some(r)) = (
-                theil_sen(&older, &mut self.scratch),
-                theil_sen(&recent, &mut self.scratch),
+                theil_sen(older, &mut self.scratch),
+                theil_sen(recent, &mut self.scratch),
             ) {
                 if o.slope > 0.0 && r.slope < slowing * o.slope {
                     significant = false;

@@ -922,6 +922,87 @@ pub(crate) fn memstats_sample(
     Ok(s)
 }
 
+// ------------------------------------------------------------ lines
+
+/// One line of a streamed text body, or a line longer than the cap, which
+/// is passed over without being kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Line<'a> {
+    Text(&'a [u8]),
+    TooLong,
+}
+
+/// Splits a body that arrives in chunks into lines, with bounded memory:
+/// the start of a line is kept until its end arrives only while it is at
+/// most the cap long; a longer line is dropped as it streams and reported
+/// as [`Line::TooLong`]. The Prometheus and the pprof decoders read through
+/// it.
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    /// The current line passed the cap: the rest of it is dropped.
+    overlong: bool,
+}
+
+impl Lines {
+    /// Calls `each` with every line `chunk` completes. `cap` is the longest
+    /// line kept for the first; `each` returns the cap for the lines after
+    /// it (a decoder may allow longer lines in one part of a page).
+    pub(crate) fn feed(&mut self, chunk: &[u8], mut cap: usize, mut each: impl FnMut(Line<'_>) -> usize) {
+        let mut rest = chunk;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let line = &rest[..nl];
+            rest = &rest[nl + 1..];
+            if self.partial.is_empty() && !self.overlong {
+                cap = each(if line.len() > cap {
+                    Line::TooLong
+                } else {
+                    Line::Text(line)
+                });
+            } else {
+                self.append(line, cap);
+                if std::mem::take(&mut self.overlong) {
+                    cap = each(Line::TooLong);
+                } else {
+                    let buf = std::mem::take(&mut self.partial);
+                    cap = each(Line::Text(&buf));
+                    self.partial = buf;
+                    self.partial.clear();
+                }
+            }
+        }
+        self.append(rest, cap);
+    }
+
+    fn append(&mut self, bytes: &[u8], cap: usize) {
+        if self.overlong {
+            return;
+        }
+        if self.partial.len() + bytes.len() > cap {
+            self.overlong = true;
+            self.partial = Vec::new();
+        } else {
+            self.partial.extend_from_slice(bytes);
+        }
+    }
+
+    /// The end of the body: a last line that had no newline, if any.
+    pub(crate) fn finish(mut self, each: impl FnOnce(Line<'_>)) {
+        if self.overlong {
+            each(Line::TooLong);
+        } else if !self.partial.is_empty() {
+            each(Line::Text(&std::mem::take(&mut self.partial)));
+        }
+    }
+
+    /// Bytes held for an unfinished line (for the tests of bounded memory).
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.partial.capacity()
+    }
+}
+
 // ------------------------------------------------------------ Prometheus
 
 /// One sample line of the text exposition format: `name{labels} value [ts]`.
@@ -1036,10 +1117,7 @@ const PROM_SERIES: [&str; 23] = [
 /// without the Go runtime's series is an error.
 #[derive(Debug, Default)]
 pub struct PromDecoder {
-    /// The start of a line whose end has not arrived yet.
-    partial: Vec<u8>,
-    /// The current line passed [`MAX_LINE_BYTES`]: the rest is dropped.
-    overlong: bool,
+    lines: Lines,
     values: [Option<f64>; PROM_SERIES.len()],
     version: Option<String>,
     /// Any unlabelled `go_memstats_*` or `go_memory_classes_*` series seen.
@@ -1053,48 +1131,21 @@ impl PromDecoder {
     }
 
     pub fn feed(&mut self, chunk: &[u8]) {
-        let mut rest = chunk;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            let line = &rest[..nl];
-            rest = &rest[nl + 1..];
-            if self.partial.is_empty() && !self.overlong {
-                self.raw_line(line);
-            } else {
-                self.append(line);
-                let buf = std::mem::take(&mut self.partial);
-                if self.overlong {
-                    self.overlong = false;
-                    self.skipped += 1;
-                } else {
-                    self.raw_line(&buf);
-                }
-                self.partial = buf;
-                self.partial.clear();
-            }
-        }
-        self.append(rest);
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(chunk, MAX_LINE_BYTES, |line| {
+            self.raw_line(line);
+            MAX_LINE_BYTES
+        });
+        self.lines = lines;
     }
 
-    fn append(&mut self, bytes: &[u8]) {
-        if self.overlong {
-            return;
-        }
-        if self.partial.len() + bytes.len() > MAX_LINE_BYTES {
-            self.overlong = true;
-            self.partial = Vec::new();
-        } else {
-            self.partial.extend_from_slice(bytes);
-        }
-    }
-
-    fn raw_line(&mut self, line: &[u8]) {
-        if line.len() > MAX_LINE_BYTES {
-            self.skipped += 1;
-            return;
-        }
-        match std::str::from_utf8(line) {
-            Ok(l) => self.line(l),
-            Err(_) => self.skipped += 1,
+    fn raw_line(&mut self, line: Line<'_>) {
+        match line {
+            Line::Text(bytes) => match std::str::from_utf8(bytes) {
+                Ok(l) => self.line(l),
+                Err(_) => self.skipped += 1,
+            },
+            Line::TooLong => self.skipped += 1,
         }
     }
 
@@ -1130,12 +1181,7 @@ impl PromDecoder {
     }
 
     pub fn finish(mut self) -> Result<GoSample, GoParseError> {
-        if self.overlong {
-            self.skipped += 1;
-        } else if !self.partial.is_empty() {
-            let buf = std::mem::take(&mut self.partial);
-            self.raw_line(&buf);
-        }
+        std::mem::take(&mut self.lines).finish(|line| self.raw_line(line));
         if !self.any_go {
             return Err(GoParseError::NoGoMetrics);
         }
@@ -1542,7 +1588,7 @@ mod tests {
         for _ in 0..100 {
             d.feed(&[b'x'; 4096]);
         }
-        assert!(d.partial.capacity() <= MAX_LINE_BYTES, "{}", d.partial.capacity());
+        assert!(d.lines.held() <= MAX_LINE_BYTES, "{}", d.lines.held());
         d.feed(b"\ngo_memstats_heap_alloc_bytes 1\ngo_memstats_heap_inuse_bytes 1\n");
         assert_eq!(d.finish().unwrap().skipped_lines, 1);
     }

@@ -27,7 +27,9 @@
 //!
 //! [`GoBodyDecoder`]: super::go_runtime::GoBodyDecoder
 
-use super::go_runtime::{memstats_sample, Count, GoFormat, GoParseError, GoSample, MAX_LINE_BYTES, MEMSTATS_FIELDS};
+use super::go_runtime::{
+    memstats_sample, Count, GoFormat, GoParseError, GoSample, Line, Lines, MAX_LINE_BYTES, MEMSTATS_FIELDS,
+};
 
 /// The first line of the page.
 pub const HEADER: &[u8] = b"heap profile:";
@@ -47,10 +49,7 @@ const STACK: &str = "Stack";
 /// is skipped and counted in [`GoSample::skipped_lines`]).
 #[derive(Debug, Default)]
 pub struct PprofHeapDecoder {
-    /// The start of a line whose end has not arrived yet.
-    partial: Vec<u8>,
-    /// The current line passed the cap: the rest of it is dropped.
-    overlong: bool,
+    lines: Lines,
     /// The `# runtime.MemStats` line was seen: the lines are fields.
     in_trailer: bool,
     values: [Count; MEMSTATS_FIELDS.len()],
@@ -74,42 +73,15 @@ impl PprofHeapDecoder {
 
     /// The next chunk of the body.
     pub fn feed(&mut self, chunk: &[u8]) {
-        let mut rest = chunk;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            let line = &rest[..nl];
-            rest = &rest[nl + 1..];
-            if self.partial.is_empty() && !self.overlong {
-                if line.len() > self.cap() {
-                    self.long_line();
-                } else {
-                    self.line(line);
-                }
-            } else {
-                self.append(line);
-                if self.overlong {
-                    self.overlong = false;
-                    self.long_line();
-                } else {
-                    let buf = std::mem::take(&mut self.partial);
-                    self.line(&buf);
-                    self.partial = buf;
-                    self.partial.clear();
-                }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(chunk, self.cap(), |line| {
+            match line {
+                Line::Text(bytes) => self.line(bytes),
+                Line::TooLong => self.long_line(),
             }
-        }
-        self.append(rest);
-    }
-
-    fn append(&mut self, bytes: &[u8]) {
-        if self.overlong {
-            return;
-        }
-        if self.partial.len() + bytes.len() > self.cap() {
-            self.overlong = true;
-            self.partial = Vec::new();
-        } else {
-            self.partial.extend_from_slice(bytes);
-        }
+            self.cap()
+        });
+        self.lines = lines;
     }
 
     /// A line longer than the cap: a stack record's before the trailer,
@@ -160,12 +132,10 @@ impl PprofHeapDecoder {
 
     /// The end of the body.
     pub fn finish(mut self) -> Result<GoSample, GoParseError> {
-        if self.overlong {
-            self.long_line();
-        } else if !self.partial.is_empty() {
-            let buf = std::mem::take(&mut self.partial);
-            self.line(&buf);
-        }
+        std::mem::take(&mut self.lines).finish(|line| match line {
+            Line::Text(bytes) => self.line(bytes),
+            Line::TooLong => self.long_line(),
+        });
         if !self.in_trailer {
             return Err(GoParseError::PprofNoTrailer);
         }
@@ -414,17 +384,13 @@ mod tests {
         d.feed(b"heap profile: 1: 2 [3: 4] @ heap/1048576\n");
         for _ in 0..50 {
             d.feed(record.as_bytes());
-            assert!(
-                d.partial.capacity() <= 2 * MARKER_LINE_BYTES,
-                "{}",
-                d.partial.capacity()
-            );
+            assert!(d.lines.held() <= 2 * MARKER_LINE_BYTES, "{}", d.lines.held());
         }
         d.feed(b"# runtime.MemStats\n");
         let tail = "x".repeat(MAX_LINE_BYTES / 2);
         for _ in 0..100 {
             d.feed(tail.as_bytes());
-            assert!(d.partial.capacity() <= 2 * MAX_LINE_BYTES, "{}", d.partial.capacity());
+            assert!(d.lines.held() <= 2 * MAX_LINE_BYTES, "{}", d.lines.held());
         }
         d.feed(b"\n# HeapAlloc = 1\n# HeapInuse = 2\n");
         let s = d.finish().unwrap();
