@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use headroom::collector::Collector;
-use headroom::config::Config;
+use headroom::config::{Config, TargetConfig};
 use headroom::metrics::Metrics;
 use headroom::monitor::Monitor;
 use headroom::sample::{CgroupSample, GoReading, Sample};
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-fn config(tree: &str) -> Config {
+fn config(tree: &str) -> TargetConfig {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(tree);
     let map: BTreeMap<String, String> = [
         ("pid", "4242".to_owned()),
@@ -22,7 +22,7 @@ fn config(tree: &str) -> Config {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    Config::from_map(&map).expect("fixture config")
+    Config::from_map(&map).expect("fixture config").target_config()
 }
 
 fn poll(c: &mut Criterion) {
@@ -41,7 +41,7 @@ fn poll(c: &mut Criterion) {
     let metrics = Metrics::new();
     c.bench_function("metrics_update_and_encode", |b| {
         b.iter(|| {
-            metrics.update(&status);
+            metrics.update(&headroom::key::TargetKey::default(), &status);
             metrics.encode()
         })
     });

@@ -1,155 +1,31 @@
-//! Wiring: the poller thread, the Go scraper, the HTTP server, and shutdown.
+//! Wiring only: the targets (the sidecar's one, or node mode's discovery
+//! loop), the alert delivery, the HTTP server, and shutdown.
 //!
-//! The poller is a thread of its own: a /proc read can stall on the target's
-//! mmap lock, and that must stall neither the HTTP server nor the Go scrape.
-//! It sleeps on a channel, so Go results and the stop signal wake it. A
-//! panic in it is logged and stops the daemon with an error (a non-zero
-//! exit), so that the container's runtime restarts it.
+//! Each target's poller is a thread of its own ([`runner`]): a /proc read
+//! can stall on the target's mmap lock, and that must stall neither the
+//! HTTP server, the Go scrape, nor another target. In the sidecar a panic
+//! of the poller (node mode: of the discovery loop) is logged and stops the
+//! daemon with an error (a non-zero exit), so that the container's runtime
+//! restarts it.
 
-use crate::alert::{list_profiles, AlertConfig, AlertEvent, AlertPlan, Deliverer, Plan, PollTime, Profiles};
-use crate::collector::go::{pace, scrape, unix_ms, GoScrape};
-use crate::config::Config;
-use crate::http::{router, Published, Shared};
-use crate::httpc::HttpClient;
+use crate::alert::{list_profiles, AlertConfig, AlertEvent, Deliverer, Plan, Profiles};
+use crate::config::{Config, DaemonConfig, NodeConfig};
+use crate::http::router;
+use crate::key::TargetKey;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::server::ServerLimits;
-use crate::source::go;
+use crate::targets::registry::Shared;
+use crate::targets::runner::{self, spawn_supervised, AlertTx, Common, ThreadEnd};
 use anyhow::Context;
 use std::future::Future;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 /// How long in-flight HTTP requests may take to finish after a signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What wakes the poller besides its timer.
-pub enum PollerMsg {
-    Go(Box<GoScrape>),
-    Stop,
-}
-
-/// Scrapes the target's Go runtime every `interval` (the pprof page at
-/// least every [`go::PPROF_MIN_INTERVAL`]), apart from the cgroup polls, so a
-/// slow target never delays them.
-async fn go_loop(url: String, interval: Duration, tx: std_mpsc::Sender<PollerMsg>, mut stop: watch::Receiver<bool>) {
-    let client = HttpClient::new();
-    let mut next = tokio::time::Instant::now();
-    let mut slowed_logged = false;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(next) => {}
-            _ = stop.changed() => return,
-        }
-        let started = tokio::time::Instant::now();
-        let result = tokio::select! {
-            r = scrape(&client, &url, interval) => r,
-            _ = stop.changed() => return,
-        };
-        let every = pace(interval, &result);
-        if every > interval && !slowed_logged {
-            tracing::info!(
-                source = "go",
-                "the Go URL serves the pprof heap page: scraped every {} s, not every --go-interval (each scrape \
-                 renders a heap profile in the target)",
-                every.as_secs()
-            );
-            slowed_logged = true;
-        }
-        // A scrape that overran its pace is followed after a full pace.
-        next = (started + every).max(tokio::time::Instant::now());
-        if tx.send(PollerMsg::Go(Box::new(result))).is_err() {
-            return;
-        }
-    }
-}
-
-/// Where the poller sends alert work; `None` when no alert output is set.
-type AlertTx = Option<tokio::sync::mpsc::Sender<(Plan, AlertEvent)>>;
-
-/// The poll loop, on its own thread: poll every `interval`, publish, and
-/// hand alert work to the delivery task without ever waiting for it.
-fn poller(
-    mut monitor: Monitor,
-    interval: Duration,
-    shared: Arc<Shared>,
-    histogram: prometheus::Histogram,
-    rx: std_mpsc::Receiver<PollerMsg>,
-    alerts: AlertTx,
-    labels: std::collections::BTreeMap<String, String>,
-) {
-    let mut plan = AlertPlan::default();
-    let mut next = Instant::now();
-    let epoch = next;
-    loop {
-        // Sleep until the next tick, taking Go results as they come.
-        loop {
-            let wait = next.saturating_duration_since(Instant::now());
-            if wait.is_zero() {
-                break;
-            }
-            match rx.recv_timeout(wait) {
-                Ok(PollerMsg::Go(r)) => monitor.ingest_go(*r),
-                Ok(PollerMsg::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
-                Err(std_mpsc::RecvTimeoutError::Timeout) => break,
-            }
-        }
-        let started = Instant::now();
-        let mut status = monitor.poll(unix_ms(SystemTime::now()), started);
-        histogram.observe(started.elapsed().as_secs_f64());
-        status.poll_finished_ms = Some(unix_ms(SystemTime::now()));
-        if let (Some(tx), Some(a)) = (&alerts, &status.analysis) {
-            let now = PollTime {
-                mono_ms: started.duration_since(epoch).as_millis() as u64,
-                wall_ms: status.time_ms,
-            };
-            let p = plan.step(a.risk, now);
-            if p != Plan::default() {
-                let ev = AlertEvent::new(a, status.time_ms, p.changed_from, &labels);
-                if tx.try_send((p, ev)).is_err() {
-                    tracing::warn!("alert delivery is behind: an alert update was dropped");
-                }
-            }
-        }
-        shared.publish(Published::new(status));
-        // Fixed rate; after a stall, start again from now rather than catch up.
-        next += interval;
-        if next < Instant::now() {
-            next = Instant::now() + interval;
-        }
-    }
-}
-
-/// How a supervised thread ended: `Err` with the panic's message when it
-/// panicked.
-pub type ThreadEnd = Result<(), String>;
-
-/// Runs `f` on a thread of its own named `name`. The receiver tells how it
-/// ended, so the daemon learns of a panic instead of serving stale data.
-pub fn spawn_supervised<F>(name: &str, f: F) -> anyhow::Result<oneshot::Receiver<ThreadEnd>>
-where
-    F: FnOnce() + Send + 'static,
-{
-    let (tx, rx) = oneshot::channel();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let end = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| panic_message(&*p));
-            let _ = tx.send(end);
-        })
-        .with_context(|| format!("starting the {name} thread"))?;
-    Ok(rx)
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
-        (Some(s), _) => (*s).to_owned(),
-        (_, Some(s)) => s.clone(),
-        _ => "a panic without a message".to_owned(),
-    }
-}
 
 /// Waits for `signal` or the end of the poller, whichever comes first: `Ok`
 /// on the signal; an error when the poller ended first (it runs until told
@@ -171,12 +47,9 @@ pub async fn until_stopped(
     }
 }
 
-/// Alert outputs from the config, labels from the pod's environment.
-pub fn alert_config(cfg: &Config) -> AlertConfig {
-    let mut labels = AlertConfig::labels_from_env(|k| std::env::var(k).ok());
-    if let crate::config::Target::Process(name) = &cfg.target {
-        labels.insert("process".into(), name.clone());
-    }
+/// Alert outputs from the daemon's config. The labels that say whose an
+/// alert is come with each target ([`runner::alert_labels`]).
+pub fn alert_config(cfg: &DaemonConfig, pprof_url: Option<String>) -> AlertConfig {
     AlertConfig {
         alertmanager_url: cfg.alertmanager_url.clone(),
         webhook_url: cfg.webhook_url.clone(),
@@ -184,12 +57,29 @@ pub fn alert_config(cfg: &Config) -> AlertConfig {
         webhook_auth_file: cfg.webhook_auth_file.clone(),
         ca_file: cfg.alert_ca_file.clone(),
         profile_dir: cfg.profile_dir.clone(),
-        pprof_url: cfg
-            .pprof_url
-            .clone()
-            .or_else(|| cfg.go_url.as_deref().and_then(go::pprof_url_from)),
-        labels,
+        pprof_url,
+        labels: Default::default(),
     }
+}
+
+/// The alert sinks and their delivery task, shared by every target; the
+/// profiles they save are listed in `profiles`.
+fn start_alerts(alert_cfg: &AlertConfig, profiles: &Profiles) -> anyhow::Result<AlertTx> {
+    if let Some(dir) = &alert_cfg.profile_dir {
+        crate::alert::profile::remove_leftovers(dir);
+        *profiles.lock().unwrap_or_else(|e| e.into_inner()) = list_profiles(dir);
+    }
+    if alert_cfg.is_empty() {
+        return Ok(None);
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Plan, AlertEvent)>(64);
+    let deliverer = Deliverer::new(alert_cfg, profiles.clone())?;
+    tokio::spawn(async move {
+        while let Some((plan, ev)) = rx.recv().await {
+            deliverer.deliver(plan, ev).await;
+        }
+    });
+    Ok(Some(tx))
 }
 
 async fn shutdown_signal() {
@@ -210,55 +100,79 @@ async fn shutdown_signal() {
     }
 }
 
-/// The daemon: serves until SIGTERM/SIGINT, then stops polling and drains
-/// the HTTP server for at most [`DRAIN_TIMEOUT`].
+/// The sidecar: serves until SIGTERM/SIGINT, then stops polling and
+/// drains the HTTP server for at most [`DRAIN_TIMEOUT`].
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("--listen {}: cannot bind", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, target = ?cfg.target, interval = ?cfg.interval, "listening");
-
+    let daemon = cfg.daemon_config();
+    let target = cfg.target_config();
+    let listener = bind(&daemon).await?;
+    tracing::info!(addr = %listener.local_addr()?, target = ?target.target, interval = ?target.interval, "listening");
     let metrics = Metrics::new();
     let histogram = metrics.poll_histogram();
-    let interval = cfg.interval;
-    let mut monitor = Monitor::new(cfg.clone());
-    let shared = Arc::new(
-        Shared::new(metrics)
-            .with_history(monitor.history())
-            .with_interval(interval),
-    );
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (poll_tx, poll_rx) = std_mpsc::channel();
-    if let Some(url) = cfg.go_url.clone() {
-        tokio::spawn(go_loop(url, cfg.go_interval, poll_tx.clone(), stop_rx.clone()));
-    }
-    let alert_cfg = alert_config(&cfg);
+    let key = TargetKey::sidecar(target.container.as_deref(), |k| std::env::var(k).ok());
+    let shared = Arc::new(Shared::new(metrics).with_interval(daemon.interval));
+    let alert_cfg = alert_config(&daemon, target.pprof_url());
     let profiles: Profiles = Default::default();
-    if let Some(dir) = &alert_cfg.profile_dir {
-        crate::alert::profile::remove_leftovers(dir);
-        *profiles.lock().unwrap_or_else(|e| e.into_inner()) = list_profiles(dir);
-    }
-    let alert_tx = if alert_cfg.is_empty() {
-        None
-    } else {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Plan, AlertEvent)>(64);
-        let deliverer = Deliverer::new(&alert_cfg, profiles.clone())?;
-        tokio::spawn(async move {
-            while let Some((plan, ev)) = rx.recv().await {
-                deliverer.deliver(plan, ev).await;
-            }
-        });
-        Some(tx)
+    let common = Common {
+        histogram,
+        alerts: start_alerts(&alert_cfg, &profiles)?,
+        profiles: Some(profiles),
+        runtime: tokio::runtime::Handle::current(),
     };
-    monitor.set_profiles(profiles);
-    let poller_shared = shared.clone();
-    let labels = alert_cfg.labels;
-    let mut poller_end = spawn_supervised("poller", move || {
-        poller(monitor, interval, poller_shared, histogram, poll_rx, alert_tx, labels)
+    let monitor = Monitor::new(target.clone());
+    let slot = shared.insert(shared.new_slot(key, Default::default(), Some(monitor.history())));
+    let mut unit = runner::start(target, monitor, slot, &common)?;
+    let mut end = std::mem::replace(&mut unit.end, oneshot::channel().1);
+    serve_until_stopped(listener, shared, &mut end, || unit.stop()).await
+}
+
+/// Node mode: every container on the node, found and polled by the
+/// discovery loop; serves until SIGTERM/SIGINT.
+pub async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {
+    let listener = bind(&cfg.daemon).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        cgroup_root = %cfg.template.cgroup_root.display(),
+        interval = ?cfg.template.interval,
+        "node mode: listening"
+    );
+    let metrics = Metrics::new();
+    let histogram = metrics.poll_histogram();
+    let shared = Arc::new(Shared::node(metrics).with_interval(cfg.daemon.interval));
+    let profiles: Profiles = Default::default();
+    let alert_cfg = alert_config(&cfg.daemon, None);
+    let common = Common {
+        histogram,
+        alerts: start_alerts(&alert_cfg, &profiles)?,
+        profiles: Some(profiles),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
+    let loop_shared = shared.clone();
+    let mut end = spawn_supervised("discovery", move || {
+        crate::targets::node::NodeLoop::new(cfg, loop_shared, common).run(stop_rx)
     })?;
-    let mut server_stop = stop_rx;
+    serve_until_stopped(listener, shared, &mut end, move || {
+        let _ = stop_tx.send(());
+    })
+    .await
+}
+
+async fn bind(daemon: &DaemonConfig) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(daemon.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot bind", daemon.listen))
+}
+
+/// Serves `shared` until a signal or the end of the `worker` thread (a
+/// panic: an error), then stops the worker with `stop` and drains.
+async fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    worker: &mut oneshot::Receiver<ThreadEnd>,
+    stop: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let (stop_tx, mut server_stop) = watch::channel(false);
     // Header and idle timeouts and a cap on connections: slow or many
     // clients cost bounded memory and are refused cheaply past the cap.
     let server = tokio::spawn(async move {
@@ -267,13 +181,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         })
         .await
     });
-
-    let outcome = until_stopped(shutdown_signal(), &mut poller_end).await;
+    let outcome = until_stopped(shutdown_signal(), worker).await;
     let _ = stop_tx.send(true);
-    let _ = poll_tx.send(PollerMsg::Stop);
+    stop();
     if outcome.is_ok() {
-        // The poller finishes its current poll, unless a read is stuck.
-        if tokio::time::timeout(DRAIN_TIMEOUT, &mut poller_end).await.is_err() {
+        // The worker finishes its current poll, unless a read is stuck.
+        if tokio::time::timeout(DRAIN_TIMEOUT, &mut *worker).await.is_err() {
             tracing::warn!("the poller is still in a poll after {DRAIN_TIMEOUT:?}; stopping anyway");
         }
     }

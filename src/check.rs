@@ -187,7 +187,7 @@ pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
     let go_url = cfg.go_url.clone();
     let go_interval = cfg.go_interval;
     let client = HttpClient::new();
-    let mut c = Monitor::new(cfg);
+    let mut c = Monitor::new(cfg.target_config());
     let poll = |c: &mut Monitor| c.poll(unix_ms(std::time::SystemTime::now()), std::time::Instant::now());
     // Poll once first: the target found, its Go scrape can use its environment (GOGC).
     let mut first = poll(&mut c);

@@ -197,7 +197,49 @@ pub const FLAGS: &[Flag] = &[
     ),
 ];
 
-/// Every key the map (and the TOML file) may hold, in flag spelling.
+/// The settings of `headroom node` alone.
+pub const NODE_FLAGS: &[Flag] = &[
+    flag(
+        "cri-socket",
+        "PATH",
+        Some("auto"),
+        "The container runtime's CRI socket, for pod and container names: `auto` (containerd's, then CRI-O's, where present), `none`, or a path.",
+        Some("/run/containerd/containerd.sock"),
+    ),
+    flag(
+        "all-containers",
+        "BOOL",
+        Some("false"),
+        "Watch non-Go containers too (their cgroup only); by default only containers running a Go program are watched.",
+        Some("true"),
+    ),
+    flag(
+        "max-targets",
+        "N",
+        Some("500"),
+        "Watch at most this many containers; the others are counted in headroom_targets{state=\"over_limit\"} and logged.",
+        Some("200"),
+    ),
+];
+
+/// The settings about one target, which `headroom node` does not take (it
+/// finds its targets itself).
+pub const TARGET_ONLY: &[&str] = &[
+    "pid",
+    "process",
+    "target-container",
+    "cgroup",
+    "go-url",
+    "memory-limit",
+    "pprof-url",
+];
+
+/// Node mode polls every container this often unless `--interval` says
+/// otherwise.
+pub const NODE_DEFAULT_INTERVAL: &str = "5s";
+
+/// Every key of `run` and `check` the map (and the TOML file) may hold, in
+/// flag spelling; node mode's own are [`NODE_FLAGS`].
 pub const KEYS: [&str; FLAGS.len()] = {
     let mut keys = [""; FLAGS.len()];
     let mut i = 0;
@@ -208,8 +250,17 @@ pub const KEYS: [&str; FLAGS.len()] = {
     keys
 };
 
+/// A key of the TOML file or the map: a setting of `run` or of `node`.
+fn is_key(key: &str) -> bool {
+    KEYS.contains(&key) || NODE_FLAGS.iter().any(|f| f.name == key)
+}
+
 fn default_of(key: &str) -> Option<&'static str> {
-    FLAGS.iter().find(|f| f.name == key).and_then(|f| f.default)
+    FLAGS
+        .iter()
+        .chain(NODE_FLAGS)
+        .find(|f| f.name == key)
+        .and_then(|f| f.default)
 }
 
 const ABOUT: &str = "Predicts a Go service's OOM kill and says why its memory grows.";
@@ -219,20 +270,53 @@ memory limit.\n\nEvery flag can also be set as env HEADROOM_<FLAG> (e.g. HEADROO
 key in the TOML file given with --config (e.g. go-url = \"http://127.0.0.1:6060/debug/vars\"). \
 Flags win over env, env over the file.\n\nExamples:\n  headroom run --process my-go-app --go-url http://127.0.0.1:6060/debug/vars\n  headroom check --pid 1234 --for 30s";
 
-/// The settings' flags, shared by `run`, `check` and the bare command.
-fn setting_args() -> Vec<Arg> {
-    let mut args = vec![Arg::new("config")
+fn flag_arg(f: &Flag) -> Arg {
+    Arg::new(f.name)
+        .long(f.name)
+        .value_name(f.value_name)
+        .env(f.env())
+        .help(f.help_text())
+}
+
+fn config_arg() -> Arg {
+    Arg::new("config")
         .long("config")
         .value_name("FILE")
         .env("HEADROOM_CONFIG")
-        .help("TOML file with any of these flags as keys (go-url = \"...\").")];
-    args.extend(FLAGS.iter().map(|f| {
-        Arg::new(f.name)
-            .long(f.name)
-            .value_name(f.value_name)
-            .env(f.env())
-            .help(f.help_text())
-    }));
+        .help("TOML file with any of these flags as keys (go-url = \"...\").")
+}
+
+const NODE_ABOUT: &str = "Run as a node agent (a DaemonSet): watch every container on this node.\n\n\
+Containers are found in the memory cgroup tree under --cgroup-root, in the kubelet's layouts (cgroupfs \
+and systemd drivers, cgroup v1 and v2, containerd, CRI-O and docker); within each, the Go processes are \
+found by their ELF build info. Each container is polled on its own, every --interval (default 5s), and \
+its series carry the labels namespace, pod and container. Needs the host's PID namespace (hostPID) and \
+its cgroupfs mounted read-only.\n\nExamples:\n  headroom node --cgroup-root /host/sys/fs/cgroup\n  \
+headroom node --all-containers --max-targets 200";
+
+/// The settings' flags, shared by `run`, `check` and the bare command.
+fn setting_args() -> Vec<Arg> {
+    let mut args = vec![config_arg()];
+    args.extend(FLAGS.iter().map(flag_arg));
+    args
+}
+
+/// `headroom node`'s flags: those of `run` that are not about one target,
+/// and its own.
+fn node_args() -> Vec<Arg> {
+    let mut args = vec![config_arg()];
+    args.extend(
+        FLAGS
+            .iter()
+            .filter(|f| !TARGET_ONLY.contains(&f.name))
+            .map(|f| match f.name {
+                "interval" => flag_arg(f).help(
+                    "Poll period of each container's cgroup and /proc, and of the discovery of containers. Default 5s in node mode.",
+                ),
+                _ => flag_arg(f),
+            }),
+    );
+    args.extend(NODE_FLAGS.iter().map(flag_arg));
     args
 }
 
@@ -247,6 +331,14 @@ pub fn command() -> clap::Command {
             clap::Command::new("run")
                 .about("Run the daemon (the default): poll, serve /metrics, /api/v1/status and /.")
                 .args(setting_args()),
+        )
+        .subcommand(
+            clap::Command::new("node")
+                .about(
+                    "Run as a node agent (a DaemonSet): watch every Go container on this node, found in the memory cgroup tree (kubelet layouts, cgroup v1 and v2).",
+                )
+                .long_about(NODE_ABOUT)
+                .args(node_args()),
         )
         .subcommand(
             clap::Command::new("check")
@@ -273,6 +365,9 @@ pub fn command() -> clap::Command {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invocation {
     Run(Config),
+    /// `headroom node`: the daemon settings and the template every
+    /// discovered target starts from.
+    Node(NodeConfig),
     Check {
         config: Config,
         sample_for: Duration,
@@ -298,6 +393,12 @@ where
     let m = command().try_get_matches_from(args).map_err(CliError::Clap)?;
     let (sub, check) = match m.subcommand() {
         Some(("check", sub)) => (sub, true),
+        Some(("node", sub)) => {
+            let mut map = merged_map(sub).map_err(CliError::Invalid)?;
+            return NodeConfig::from_map(&mut map)
+                .map(Invocation::Node)
+                .map_err(CliError::Invalid);
+        }
         Some((_, sub)) => (sub, false),
         None => (&m, false),
     };
@@ -329,6 +430,8 @@ where
 fn args_map(m: &ArgMatches) -> BTreeMap<String, String> {
     FLAGS
         .iter()
+        .chain(NODE_FLAGS)
+        .filter(|f| m.try_get_one::<String>(f.name).is_ok())
         .filter_map(|f| m.get_one::<String>(f.name).map(|v| (f.name.to_owned(), v.clone())))
         .collect()
 }
@@ -362,8 +465,13 @@ pub fn parse_config_toml(text: &str) -> Result<BTreeMap<String, String>, Vec<Str
     let mut errors = Vec::new();
     for (key, value) in table {
         let flag = key.replace('_', "-");
-        if !KEYS.contains(&flag.as_str()) {
-            errors.push(format!("unknown key {key:?}; known keys: {}", KEYS.join(", ")));
+        if !is_key(&flag) {
+            let node: Vec<&str> = NODE_FLAGS.iter().map(|f| f.name).collect();
+            errors.push(format!(
+                "unknown key {key:?}; known keys: {}, and for `headroom node` {}",
+                KEYS.join(", "),
+                node.join(", ")
+            ));
             continue;
         }
         let v = match value {
@@ -430,6 +538,158 @@ pub struct Config {
     pub alert_ca_file: Option<PathBuf>,
     pub profile_dir: Option<PathBuf>,
     pub pprof_url: Option<String>,
+}
+
+/// What to watch and how: one target's settings. The sidecar has one, from
+/// its flags; node mode makes one per discovered container from a template.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetConfig {
+    pub target: Target,
+    /// The watched container's name, where known.
+    pub container: Option<String>,
+    /// `None` = auto.
+    pub cgroup: Option<PathBuf>,
+    pub cgroup_root: PathBuf,
+    pub proc_root: PathBuf,
+    pub go_url: Option<String>,
+    pub pprof_url: Option<String>,
+    pub go_interval: Duration,
+    pub interval: Duration,
+    pub smaps_interval: Duration,
+    pub window: Duration,
+    pub warn_within: Duration,
+    pub critical_within: Duration,
+    pub memory_limit: Option<Limit>,
+    pub limit_basis: LimitBasis,
+}
+
+impl TargetConfig {
+    /// The analysis' settings.
+    pub fn analysis_config(&self) -> AnalysisConfig {
+        AnalysisConfig {
+            window_ms: self.window.as_millis() as u64,
+            warn_within_s: self.warn_within.as_secs_f64(),
+            critical_within_s: self.critical_within.as_secs_f64(),
+            thresholds: Default::default(),
+        }
+    }
+
+    /// Where the target serves `/debug/pprof/heap`: `--pprof-url`, else
+    /// the Go URL's host.
+    pub fn pprof_url(&self) -> Option<String> {
+        self.pprof_url
+            .clone()
+            .or_else(|| self.go_url.as_deref().and_then(crate::source::go::pprof_url_from))
+    }
+}
+
+/// The daemon's own settings, shared by every target: where it listens,
+/// how it logs, where alerts go.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaemonConfig {
+    pub listen: SocketAddr,
+    /// The poll period; `/healthz` fails after a few of them without a poll.
+    pub interval: Duration,
+    pub log_format: LogFormat,
+    pub alertmanager_url: Option<String>,
+    pub webhook_url: Option<String>,
+    pub alertmanager_auth_file: Option<PathBuf>,
+    pub webhook_auth_file: Option<PathBuf>,
+    pub alert_ca_file: Option<PathBuf>,
+    pub profile_dir: Option<PathBuf>,
+}
+
+/// Where `headroom node` asks for pod and container names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CriSocket {
+    Auto,
+    None,
+    Path(PathBuf),
+}
+
+/// `headroom node`: the daemon, the template each discovered container's
+/// [`TargetConfig`] starts from, and how discovery behaves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeConfig {
+    pub daemon: DaemonConfig,
+    pub template: TargetConfig,
+    pub cri_socket: CriSocket,
+    pub all_containers: bool,
+    pub max_targets: usize,
+}
+
+impl NodeConfig {
+    /// Validates node mode's map: the settings of `run` that are not about
+    /// one target, with `--interval` defaulting to
+    /// [`NODE_DEFAULT_INTERVAL`], and node mode's own.
+    pub fn from_map(map: &mut BTreeMap<String, String>) -> Result<NodeConfig, Vec<String>> {
+        let mut errors: Vec<String> = map
+            .keys()
+            .filter(|k| TARGET_ONLY.contains(&k.as_str()))
+            .map(|k| format!("--{k} is about one target; `headroom node` finds its targets itself"))
+            .collect();
+        map.entry("interval".into())
+            .or_insert_with(|| NODE_DEFAULT_INTERVAL.into());
+        let node_only: BTreeMap<String, String> = NODE_FLAGS
+            .iter()
+            .filter_map(|f| map.remove(f.name).map(|v| (f.name.to_owned(), v)))
+            .collect();
+        let run_map: BTreeMap<String, String> = map
+            .iter()
+            .filter(|(k, _)| !TARGET_ONLY.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let config = Config::from_map(&run_map);
+        let get = |k: &str| {
+            node_only
+                .get(k)
+                .map(|s| s.trim().to_owned())
+                .or_else(|| default_of(k).map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let cri = get("cri-socket");
+        let cri_socket = match cri.as_str() {
+            "auto" => CriSocket::Auto,
+            "none" => CriSocket::None,
+            "" => {
+                errors.push("--cri-socket \"\": expected auto, none or a socket path".into());
+                CriSocket::None
+            }
+            p => CriSocket::Path(PathBuf::from(p)),
+        };
+        let all = get("all-containers");
+        let all_containers = match all.as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                errors.push(format!("--all-containers {all:?}: expected true or false"));
+                false
+            }
+        };
+        let max = get("max-targets");
+        let max_targets = match max.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                errors.push(format!("--max-targets {max:?}: expected a positive number such as 200"));
+                0
+            }
+        };
+        match config {
+            Ok(c) if errors.is_empty() => Ok(NodeConfig {
+                daemon: c.daemon_config(),
+                template: c.target_config(),
+                cri_socket,
+                all_containers,
+                max_targets,
+            }),
+            Ok(_) => Err(errors),
+            Err(mut e) => {
+                e.extend(errors);
+                Err(e)
+            }
+        }
+    }
 }
 
 impl Default for Config {
@@ -539,13 +799,39 @@ impl Validator<'_> {
 }
 
 impl Config {
-    /// The analysis' settings.
-    pub fn analysis_config(&self) -> AnalysisConfig {
-        AnalysisConfig {
-            window_ms: self.window.as_millis() as u64,
-            warn_within_s: self.warn_within.as_secs_f64(),
-            critical_within_s: self.critical_within.as_secs_f64(),
-            thresholds: Default::default(),
+    /// The one target's settings.
+    pub fn target_config(&self) -> TargetConfig {
+        TargetConfig {
+            target: self.target.clone(),
+            container: self.target_container.clone(),
+            cgroup: self.cgroup.clone(),
+            cgroup_root: self.cgroup_root.clone(),
+            proc_root: self.proc_root.clone(),
+            go_url: self.go_url.clone(),
+            pprof_url: self.pprof_url.clone(),
+            go_interval: self.go_interval,
+            interval: self.interval,
+            smaps_interval: self.smaps_interval,
+            window: self.window,
+            warn_within: self.warn_within,
+            critical_within: self.critical_within,
+            memory_limit: self.memory_limit,
+            limit_basis: self.limit_basis,
+        }
+    }
+
+    /// The daemon's own settings.
+    pub fn daemon_config(&self) -> DaemonConfig {
+        DaemonConfig {
+            listen: self.listen,
+            interval: self.interval,
+            log_format: self.log_format,
+            alertmanager_url: self.alertmanager_url.clone(),
+            webhook_url: self.webhook_url.clone(),
+            alertmanager_auth_file: self.alertmanager_auth_file.clone(),
+            webhook_auth_file: self.webhook_auth_file.clone(),
+            alert_ca_file: self.alert_ca_file.clone(),
+            profile_dir: self.profile_dir.clone(),
         }
     }
 
@@ -557,7 +843,11 @@ impl Config {
             errors: Vec::new(),
         };
         for key in map.keys() {
-            if !KEYS.contains(&key.as_str()) {
+            if NODE_FLAGS.iter().any(|f| f.name == key) {
+                v.errors.push(format!(
+                    "--{key} is a setting of `headroom node`, not of a single target"
+                ));
+            } else if !is_key(key) {
                 v.errors.push(format!("unknown setting {key:?}"));
             }
         }

@@ -3,10 +3,12 @@
 //! `/healthz` says whether the poller is alive (its last poll finished
 //! recently), `/readyz` whether the memory can be read now.
 
-use crate::analysis::window::SharedWindow;
 use crate::collector::health::Source;
-use crate::metrics::Metrics;
+use crate::key::TargetKey;
 use crate::status::Status;
+pub use crate::targets::registry::{stale_after, Mode, Shared, STALE_INTERVALS, STALE_MIN};
+pub use crate::targets::slot::Published;
+use crate::targets::slot::Slot;
 use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
@@ -18,141 +20,9 @@ use axum::Router;
 use hyper::body::{Frame, SizeHint};
 use std::io::Read;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-
-/// `/healthz` fails when no poll has finished for this many intervals ...
-pub const STALE_INTERVALS: u32 = 3;
-/// ... and at least this long.
-pub const STALE_MIN: Duration = Duration::from_secs(3);
-
-/// How long without a finished poll makes the daemon unhealthy:
-/// max([`STALE_INTERVALS`] × `interval`, [`STALE_MIN`]).
-pub fn stale_after(interval: Duration) -> Duration {
-    interval.saturating_mul(STALE_INTERVALS).max(STALE_MIN)
-}
-
-/// What one poll publishes. Its encodings are built on the first request
-/// that needs them and then served as they are until the next poll.
-#[derive(Debug, Default)]
-pub struct Published {
-    pub status: Status,
-    metrics_text: OnceLock<Bytes>,
-    status_json: OnceLock<Bytes>,
-    history_json: OnceLock<Option<Bytes>>,
-}
-
-impl Published {
-    pub fn new(status: Status) -> Published {
-        Published {
-            status,
-            ..Published::default()
-        }
-    }
-}
-
-/// The latest snapshot, swapped whole after each poll, the registry that
-/// renders it, the analyzer's history and when the last poll finished.
-pub struct Shared {
-    latest: RwLock<Arc<Published>>,
-    metrics: Mutex<Metrics>,
-    history: Option<SharedWindow>,
-    started: Instant,
-    /// Monotonic time the last published poll finished.
-    last_poll: Mutex<Option<Instant>>,
-    stale_after: Duration,
-}
-
-impl Shared {
-    pub fn new(metrics: Metrics) -> Shared {
-        Shared {
-            latest: RwLock::new(Arc::new(Published::default())),
-            metrics: Mutex::new(metrics),
-            history: None,
-            started: Instant::now(),
-            last_poll: Mutex::new(None),
-            stale_after: STALE_MIN,
-        }
-    }
-
-    /// Serves `history` at `/api/v1/history`.
-    pub fn with_history(mut self, history: SharedWindow) -> Shared {
-        self.history = Some(history);
-        self
-    }
-
-    /// `/healthz` fails after [`stale_after`]`(interval)` without a poll.
-    pub fn with_interval(mut self, interval: Duration) -> Shared {
-        self.stale_after = stale_after(interval);
-        self
-    }
-
-    /// Publishes the status of a poll that just finished.
-    pub fn publish(&self, p: Published) {
-        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
-        *self.last_poll.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-    }
-
-    pub fn latest(&self) -> Arc<Published> {
-        self.latest.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The Prometheus text of the latest snapshot.
-    pub fn metrics_text(&self) -> Bytes {
-        let p = self.latest();
-        p.metrics_text
-            .get_or_init(|| {
-                let m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
-                m.update(&p.status);
-                m.encode().into()
-            })
-            .clone()
-    }
-
-    /// The JSON of the latest snapshot.
-    pub fn status_json(&self) -> Bytes {
-        let p = self.latest();
-        p.status_json
-            .get_or_init(|| serde_json::to_vec_pretty(&p.status).expect("status serializes").into())
-            .clone()
-    }
-
-    /// The JSON of the analyzer's history (docs/api.md), built at most once
-    /// per poll; `None` before the first poll or without a history.
-    pub fn history_json(&self) -> Option<Bytes> {
-        let h = self.history.as_ref()?;
-        let p = self.latest();
-        p.history_json
-            .get_or_init(|| {
-                let w = h.lock();
-                let view = w.view()?;
-                Some(serde_json::to_vec(&view).expect("history serializes").into())
-            })
-            .clone()
-    }
-
-    /// `Err(why)` when no poll has finished for too long (at `now`).
-    pub fn liveness(&self, now: Instant) -> Result<(), String> {
-        let last = *self.last_poll.lock().unwrap_or_else(|e| e.into_inner());
-        let age = now.saturating_duration_since(last.unwrap_or(self.started));
-        if age <= self.stale_after {
-            return Ok(());
-        }
-        Err(match last {
-            Some(_) => format!(
-                "the poller is stalled: the last poll finished {:.1} s ago (allowed: {:.1} s)",
-                age.as_secs_f64(),
-                self.stale_after.as_secs_f64()
-            ),
-            None => format!(
-                "the poller is stalled: no poll has finished in the {:.1} s since start (allowed: {:.1} s)",
-                age.as_secs_f64(),
-                self.stale_after.as_secs_f64()
-            ),
-        })
-    }
-}
+use std::time::Instant;
 
 /// `Err(why)` unless the memory can be read now: from the cgroup, or from
 /// /proc where the cgroup is not read (unprivileged).
@@ -180,6 +50,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
         .route("/api/v1/history", get(history))
+        .route("/api/v1/targets", get(targets))
+        .route(
+            "/api/v1/targets/{namespace}/{pod}/{container}/status",
+            get(target_status),
+        )
+        .route(
+            "/api/v1/targets/{namespace}/{pod}/{container}/history",
+            get(target_history),
+        )
         .route("/profiles/{name}", get(profile))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -195,16 +74,58 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
+fn json(bytes: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response()
+}
+
+/// Node mode has no single target: `/api/v1/status` and `/history` say
+/// where to look.
+fn node_has_no_single_target() -> Response {
+    not_found("node mode watches many targets: see /api/v1/targets and /api/v1/targets/NAMESPACE/POD/CONTAINER/status")
+}
+
 async fn status(State(s): State<Arc<Shared>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(s.status_json()),
-    )
-        .into_response()
+    match s.mode() {
+        Mode::Sidecar => json(s.status_json()),
+        Mode::Node => node_has_no_single_target(),
+    }
+}
+
+async fn targets(State(s): State<Arc<Shared>>) -> Response {
+    json(s.targets_json(Instant::now()))
+}
+
+type KeyPath = Result<Path<(String, String, String)>, PathRejection>;
+
+/// The target a path names, else the 404 that says where to look.
+fn with_target(s: &Shared, path: KeyPath, f: impl FnOnce(&Slot) -> Response) -> Response {
+    let Ok(Path((ns, pod, container))) = path else {
+        return not_found("no such target");
+    };
+    let key = TargetKey::from_segments(&ns, &pod, &container);
+    match s.get(&key) {
+        Some(slot) => f(&slot),
+        None => not_found(&format!("no target {key}: see /api/v1/targets for the watched ones")),
+    }
+}
+
+async fn target_status(State(s): State<Arc<Shared>>, path: KeyPath) -> Response {
+    with_target(&s, path, |slot| json(slot.status_json()))
+}
+
+async fn target_history(State(s): State<Arc<Shared>>, path: KeyPath) -> Response {
+    with_target(&s, path, history_of)
 }
 
 async fn history(State(s): State<Arc<Shared>>) -> Response {
-    match s.history_json() {
+    match s.mode() {
+        Mode::Sidecar => history_of(&s.slot()),
+        Mode::Node => node_has_no_single_target(),
+    }
+}
+
+fn history_of(slot: &Slot) -> Response {
+    match slot.history_json() {
         Some(json) => ([(header::CONTENT_TYPE, "application/json")], Body::from(json)).into_response(),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -222,7 +143,14 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
-    match readiness(&s.latest().status) {
+    let ready = match s.mode() {
+        Mode::Sidecar => readiness(&s.latest().status),
+        Mode::Node => match s.last_beat() {
+            Some(_) => Ok(()),
+            None => Err("no discovery round has finished yet".to_owned()),
+        },
+    };
+    match ready {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
     }
@@ -251,13 +179,14 @@ async fn profile(State(s): State<Arc<Shared>>, name: Result<Path<String>, PathRe
     let Ok(Path(name)) = name else {
         return not_found("no such profile");
     };
-    let listed = s
-        .latest()
-        .status
-        .profiles
-        .iter()
-        .find(|p| p.path.file_name().is_some_and(|f| f == name.as_str()))
-        .map(|p| p.path.clone());
+    let listed = s.slots().iter().find_map(|slot| {
+        slot.latest()
+            .status
+            .profiles
+            .iter()
+            .find(|p| p.path.file_name().is_some_and(|f| f == name.as_str()))
+            .map(|p| p.path.clone())
+    });
     let (Some(path), Ok(disposition)) = (
         listed,
         HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")),
@@ -347,7 +276,10 @@ mod tests {
     use super::*;
     use crate::alert::profile::SavedProfile;
     use crate::analysis::risk::Risk;
+    use crate::analysis::window::SharedWindow;
     use crate::collector::health::SourceStatus;
+    use crate::metrics::Metrics;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Serves `shared` on a loopback port for as long as the test runs.
@@ -467,7 +399,7 @@ mod tests {
         let why = shared.liveness(t0 + Duration::from_secs(7)).unwrap_err();
         assert!(why.contains("no poll has finished") && why.contains("7.0 s"), "{why}");
         shared.publish(Published::default());
-        let at = shared.last_poll.lock().unwrap().unwrap();
+        let at = shared.slot().last_poll().unwrap();
         assert!(shared.liveness(at + Duration::from_secs(6)).is_ok());
         let why = shared.liveness(at + Duration::from_millis(8500)).unwrap_err();
         assert!(

@@ -60,13 +60,21 @@ fn main() -> ExitCode {
         }
         Invocation::Run(config) => {
             init_tracing(config.log_format, "info");
-            match runtime.block_on(headroom::app::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            daemon_exit(runtime.block_on(headroom::app::run(config)))
+        }
+        Invocation::Node(config) => {
+            init_tracing(config.daemon.log_format, "info");
+            daemon_exit(runtime.block_on(headroom::app::run_node(config)))
+        }
+    }
+}
+
+fn daemon_exit(outcome: anyhow::Result<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
         }
     }
 }

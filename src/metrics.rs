@@ -1,17 +1,41 @@
-//! Prometheus exposition of the [`Status`], on a registry of our own.
+//! Prometheus exposition of every target's [`Status`], on a registry of our
+//! own.
 //!
-//! A value that is missing (a source down, a file the kernel lacks) is left
-//! out of the scrape, never exported as 0. The text is encoded once per poll
-//! and served as is: a scrape never triggers a poll.
+//! Every per-target series carries the target's key as the labels
+//! [`KEY_LABELS`] (namespace, pod, container); nothing else grows with the
+//! number of targets. An empty key label is left out of the text (the
+//! exposition format treats an empty label as absent), so a sidecar without
+//! the downward API scrapes as before. A value that is missing (a source
+//! down, a file the kernel lacks) is left out of the scrape, never exported
+//! as 0. The text is encoded at most once per change and served as is: a
+//! scrape never triggers a poll.
 
 use crate::analysis::diagnosis::Cause;
 use crate::analysis::predict::SlopeSeries;
 use crate::collector::health::Source;
+use crate::key::TargetKey;
 use crate::parse::cgroup_files::Limit;
+use crate::parse::go_runtime::GO_NO_MEMORY_LIMIT;
 use crate::status::Status;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The labels of every per-target series: the watched container's names,
+/// as cAdvisor and kube-state-metrics spell them.
+pub const KEY_LABELS: [&str; 3] = ["namespace", "pod", "container"];
+
+/// The key labels followed by `extra`.
+fn labels_with(extra: &[&'static str]) -> Vec<&'static str> {
+    KEY_LABELS.iter().chain(extra).copied().collect()
+}
+
+/// The key's label values followed by `extra`.
+fn values_with<'a>(key: &'a TargetKey, extra: &[&'a str]) -> Vec<&'a str> {
+    key.labels().into_iter().chain(extra.iter().copied()).collect()
+}
 
 type Getter = fn(&Status) -> Option<f64>;
 
@@ -126,7 +150,7 @@ const GAUGES: &[(&str, &str, Getter)] = &[
         "The target's GOMEMLIMIT, where its source exports it; +Inf when unset (Go reports math.MaxInt64 for no limit).",
         |s| {
             let m = s.go.as_ref()?.sample.gomemlimit?;
-            Some(if m >= i64::MAX as u64 { f64::INFINITY } else { m as f64 })
+            Some(if m >= GO_NO_MEMORY_LIMIT { f64::INFINITY } else { m as f64 })
         },
     ),
     (
@@ -168,11 +192,32 @@ pub struct Metrics {
     high_events: IntCounterVec,
     leak_slope: GaugeVec,
     diagnosis: IntGaugeVec,
-    oom_kills: IntCounter,
-    oom_kills_inferred: IntCounter,
+    oom_kills: IntCounterVec,
+    oom_kills_inferred: IntCounterVec,
     target_info: IntGaugeVec,
+    /// Each target's `headroom_target_info` label values, to replace or
+    /// remove its one series.
+    info_labels: Mutex<HashMap<TargetKey, Vec<String>>>,
     poll_duration: Histogram,
+    node: Option<NodeMetrics>,
 }
+
+/// Node mode's own series: they describe the daemon, not a target.
+pub struct NodeMetrics {
+    pub targets: IntGaugeVec,
+    pub discovery_errors: IntCounter,
+    pub discovery_duration: Histogram,
+}
+
+/// The states `headroom_targets{state}` counts.
+pub const TARGET_STATES: [&str; 6] = [
+    "watched",
+    "stalled",
+    "gone",
+    "skipped_not_go",
+    "skipped_sandbox",
+    "over_limit",
+];
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -180,7 +225,7 @@ impl Metrics {
         let reg = |c: Box<dyn prometheus::core::Collector>| registry.register(c).expect("unique metric names");
         let mut gauges = Vec::new();
         for (name, help, get) in GAUGES {
-            let g = GaugeVec::new(Opts::new(*name, *help), &[]).expect("valid metric");
+            let g = GaugeVec::new(Opts::new(*name, *help), &KEY_LABELS).expect("valid metric");
             reg(Box::new(g.clone()));
             gauges.push((g, *get));
         }
@@ -189,12 +234,12 @@ impl Metrics {
                 "headroom_source_up",
                 "1 when the last read of the source worked, 0 when it failed.",
             ),
-            &["source"],
+            &labels_with(&["source"]),
         )
         .expect("valid metric");
         let source_errors = IntCounterVec::new(
             Opts::new("headroom_source_errors_total", "Failed reads of the source."),
-            &["source"],
+            &labels_with(&["source"]),
         )
         .expect("valid metric");
         let high_events = IntCounterVec::new(
@@ -202,17 +247,23 @@ impl Metrics {
                 "headroom_memory_events_total",
                 "Memory events of the cgroup (v2 memory.events: high = throttled above memory.high, max = reached memory.max), as the kernel counts them, kept across the target's restarts.",
             ),
-            &["event"],
+            &labels_with(&["event"]),
         )
         .expect("valid metric");
-        let oom_kills = IntCounter::new(
-            "headroom_oom_kills_total",
-            "OOM kills of the target, each counted once across its restarts and cgroups: read from its cgroup (v2 memory.events oom_kill, v1 memory.oom_control oom_kill), or inferred when the runtime removed the cgroup before it could be read (see headroom_oom_kills_inferred_total).",
+        let oom_kills = IntCounterVec::new(
+            Opts::new(
+                "headroom_oom_kills_total",
+                "OOM kills of the target, each counted once across its restarts and cgroups: read from its cgroup (v2 memory.events oom_kill, v1 memory.oom_control oom_kill), or inferred when the runtime removed the cgroup before it could be read (see headroom_oom_kills_inferred_total). Kept for the pod's life after the container is gone.",
+            ),
+            &KEY_LABELS,
         )
         .expect("valid metric");
-        let oom_kills_inferred = IntCounter::new(
-            "headroom_oom_kills_inferred_total",
-            "Of headroom_oom_kills_total, the kills inferred: the target died, its cgroup was gone before it could be read, the node's OOM kill count (/proc/vmstat oom_kill) rose and the cgroup was near its limit.",
+        let oom_kills_inferred = IntCounterVec::new(
+            Opts::new(
+                "headroom_oom_kills_inferred_total",
+                "Of headroom_oom_kills_total, the kills inferred: the target died, its cgroup was gone before it could be read, the node's OOM kill count (/proc/vmstat oom_kill) rose and the cgroup was near its limit.",
+            ),
+            &KEY_LABELS,
         )
         .expect("valid metric");
         let build_info = IntGaugeVec::new(
@@ -224,9 +275,9 @@ impl Metrics {
         let target_info = IntGaugeVec::new(
             Opts::new(
                 "headroom_target_info",
-                "What is watched and how its cgroup was found: always 1. Labels: container (--target-container), process (--process), cgroup_version, found_via (explicit, own_mount, target_root), access (full, unprivileged).",
+                "What is watched and how its cgroup was found: always 1. Labels: the target's namespace, pod and container, process (--process), cgroup_version, found_via (explicit, own_mount, target_root), access (full, unprivileged).",
             ),
-            &["container", "process", "cgroup_version", "found_via", "access"],
+            &labels_with(&["process", "cgroup_version", "found_via", "access"]),
         )
         .expect("valid metric");
         let poll_duration = Histogram::with_opts(
@@ -242,7 +293,7 @@ impl Metrics {
                 "headroom_leak_slope_bytes_per_second",
                 "Robust (Theil-Sen) slope over the window of the series: unreclaimable, working_set, go_heap_live.",
             ),
-            &["series"],
+            &labels_with(&["series"]),
         )
         .expect("valid metric");
         let diagnosis = IntGaugeVec::new(
@@ -250,7 +301,7 @@ impl Metrics {
                 "headroom_diagnosis",
                 "1 where the cause is present: heap_leak, lazy_free, fragmentation, gc_headroom, off_heap_growth, page_cache.",
             ),
-            &["cause"],
+            &labels_with(&["cause"]),
         )
         .expect("valid metric");
         reg(Box::new(leak_slope.clone()));
@@ -275,7 +326,90 @@ impl Metrics {
             oom_kills,
             oom_kills_inferred,
             target_info,
+            info_labels: Mutex::new(HashMap::new()),
             poll_duration,
+            node: None,
+        }
+    }
+
+    /// The registry of node mode: every target's series, and the daemon's
+    /// own (targets by state, discovery errors and cost).
+    pub fn for_node() -> Metrics {
+        let mut m = Metrics::new();
+        let targets = IntGaugeVec::new(
+            Opts::new(
+                "headroom_targets",
+                "Containers found on the node, by state: watched, stalled (a read of it is stuck), gone (series kept for one window), skipped_not_go, skipped_sandbox, over_limit (beyond --max-targets).",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        let discovery_errors = IntCounter::new(
+            "headroom_discovery_errors_total",
+            "Directories of the cgroup tree that discovery could not read.",
+        )
+        .expect("valid metric");
+        let discovery_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "headroom_discovery_duration_seconds",
+                "Time taken by one discovery round: the walk of the cgroup tree and the check of new containers' processes.",
+            )
+            .buckets(vec![100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.5]),
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(targets.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(discovery_errors.clone()),
+            Box::new(discovery_duration.clone()),
+        ] {
+            m.registry.register(c).expect("unique metric names");
+        }
+        m.node = Some(NodeMetrics {
+            targets,
+            discovery_errors,
+            discovery_duration,
+        });
+        m
+    }
+
+    /// Node mode's own series (`None` in the sidecar).
+    pub fn node(&self) -> Option<&NodeMetrics> {
+        self.node.as_ref()
+    }
+
+    /// Removes every series of `key`; `keep_kills` keeps its OOM-kill
+    /// counters (a kill stays counted for its pod's life).
+    pub fn remove(&self, key: &TargetKey, keep_kills: bool) {
+        let k = key.labels();
+        for (g, _) in &self.gauges {
+            let _ = g.remove_label_values(&k);
+        }
+        for source in Source::ALL {
+            let v = values_with(key, &[source.as_str()]);
+            let _ = self.source_up.remove_label_values(&v);
+            let _ = self.source_errors.remove_label_values(&v);
+        }
+        for series in SlopeSeries::EXPORTED {
+            let _ = self
+                .leak_slope
+                .remove_label_values(&values_with(key, &[series.as_str()]));
+        }
+        for cause in Cause::ALL {
+            let _ = self.diagnosis.remove_label_values(&values_with(key, &[cause.as_str()]));
+        }
+        for event in crate::sample::MemoryEvent::ALL {
+            let _ = self
+                .high_events
+                .remove_label_values(&values_with(key, &[event.as_str()]));
+        }
+        if let Some(old) = self.info_labels.lock().unwrap_or_else(|e| e.into_inner()).remove(key) {
+            let _ = self
+                .target_info
+                .remove_label_values(&old.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        if !keep_kills {
+            let _ = self.oom_kills.remove_label_values(&k);
+            let _ = self.oom_kills_inferred.remove_label_values(&k);
         }
     }
 
@@ -284,34 +418,36 @@ impl Metrics {
         self.poll_duration.clone()
     }
 
-    /// Brings every metric in line with `status`.
-    pub fn update(&self, status: &Status) {
+    /// Brings the series of the target `key` in line with its `status`.
+    pub fn update(&self, key: &TargetKey, status: &Status) {
+        let k = key.labels();
         for (g, get) in &self.gauges {
             match get(status) {
-                Some(v) => g.with_label_values::<&str>(&[]).set(v),
-                None => g.reset(),
+                Some(v) => g.with_label_values(&k).set(v),
+                None => {
+                    let _ = g.remove_label_values(&k);
+                }
             }
         }
         for source in Source::ALL {
-            let name = source.as_str();
+            let v = values_with(key, &[source.as_str()]);
             let st = status.source(source).cloned().unwrap_or_default();
             match st.up {
                 Some(up) => {
-                    self.source_up.with_label_values(&[name]).set(i64::from(up));
-                    let c = self.source_errors.with_label_values(&[name]);
+                    self.source_up.with_label_values(&v).set(i64::from(up));
+                    let c = self.source_errors.with_label_values(&v);
                     c.inc_by(st.errors_total.saturating_sub(c.get()));
                 }
                 None => {
-                    let _ = self.source_up.remove_label_values(&[name]);
-                    let _ = self.source_errors.remove_label_values(&[name]);
+                    let _ = self.source_up.remove_label_values(&v);
+                    let _ = self.source_errors.remove_label_values(&v);
                 }
             }
         }
-        let total = status.memory.oom_kills_total;
-        self.oom_kills.inc_by(total.saturating_sub(self.oom_kills.get()));
-        let inferred = status.memory.oom_kills_inferred;
-        self.oom_kills_inferred
-            .inc_by(inferred.saturating_sub(self.oom_kills_inferred.get()));
+        let c = self.oom_kills.with_label_values(&k);
+        c.inc_by(status.memory.oom_kills_total.saturating_sub(c.get()));
+        let c = self.oom_kills_inferred.with_label_values(&k);
+        c.inc_by(status.memory.oom_kills_inferred.saturating_sub(c.get()));
         let t = &status.target;
         let version = match t.cgroup_version {
             Some(crate::sample::CgroupVersion::V1) => "v1",
@@ -322,42 +458,51 @@ impl Metrics {
             crate::sample::Access::Full => "full",
             crate::sample::Access::Unprivileged => "unprivileged",
         };
-        let labels = [
-            t.container.as_deref().unwrap_or(""),
-            t.process.as_deref().unwrap_or(""),
-            version,
-            t.cgroup_found_via.unwrap_or(""),
-            access,
-        ];
-        // One series: a change of any label replaces it.
-        if self.target_info.with_label_values(&labels).get() != 1 {
-            self.target_info.reset();
-            self.target_info.with_label_values(&labels).set(1);
+        let labels: Vec<String> = values_with(
+            key,
+            &[
+                t.process.as_deref().unwrap_or(""),
+                version,
+                t.cgroup_found_via.unwrap_or(""),
+                access,
+            ],
+        )
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        // One series per target: a change of any label replaces it.
+        let mut info = self.info_labels.lock().unwrap_or_else(|e| e.into_inner());
+        if info.get(key) != Some(&labels) {
+            if let Some(old) = info.insert(key.clone(), labels.clone()) {
+                let _ = self
+                    .target_info
+                    .remove_label_values(&old.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+            self.target_info
+                .with_label_values(&labels.iter().map(String::as_str).collect::<Vec<_>>())
+                .set(1);
         }
-        match &status.analysis {
-            Some(a) => {
-                for series in SlopeSeries::EXPORTED {
-                    let label = series.as_str();
-                    match a.slopes.get(&series) {
-                        Some(t) => self.leak_slope.with_label_values(&[label]).set(t.bytes_per_second),
-                        None => {
-                            let _ = self.leak_slope.remove_label_values(&[label]);
-                        }
-                    }
-                }
-                for cause in Cause::ALL {
-                    self.diagnosis
-                        .with_label_values(&[cause.as_str()])
-                        .set(i64::from(a.has(cause)));
+        drop(info);
+        for series in SlopeSeries::EXPORTED {
+            let v = values_with(key, &[series.as_str()]);
+            match status.analysis.as_ref().and_then(|a| a.slopes.get(&series)) {
+                Some(t) => self.leak_slope.with_label_values(&v).set(t.bytes_per_second),
+                None => {
+                    let _ = self.leak_slope.remove_label_values(&v);
                 }
             }
-            None => {
-                self.leak_slope.reset();
-                self.diagnosis.reset();
+        }
+        for cause in Cause::ALL {
+            let v = values_with(key, &[cause.as_str()]);
+            match &status.analysis {
+                Some(a) => self.diagnosis.with_label_values(&v).set(i64::from(a.has(cause))),
+                None => {
+                    let _ = self.diagnosis.remove_label_values(&v);
+                }
             }
         }
         for (event, total) in &status.memory.events_total {
-            let c = self.high_events.with_label_values(&[event.as_str()]);
+            let c = self.high_events.with_label_values(&values_with(key, &[event.as_str()]));
             c.inc_by(total.saturating_sub(c.get()));
         }
     }
@@ -368,8 +513,81 @@ impl Metrics {
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding of valid metrics");
-        spell_infinities(out)
+        drop_empty_key_labels(spell_infinities(out))
     }
+}
+
+/// Leaves out the key labels whose value is empty (`pod=""`): the
+/// exposition format reads an empty label as an absent one, and a sidecar
+/// outside Kubernetes then scrapes without them.
+fn drop_empty_key_labels(text: Vec<u8>) -> Vec<u8> {
+    if !text.windows(4).any(|w| w == b"=\"\"," || w == b"=\"\"}") {
+        return text;
+    }
+    let text = String::from_utf8(text).expect("the encoder writes UTF-8");
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        match (line.starts_with('#'), line.find('{')) {
+            (false, Some(open)) => {
+                let Some(close) = label_block_end(line, open) else {
+                    out.push_str(line);
+                    continue;
+                };
+                let kept: Vec<&str> = label_pairs(&line[open + 1..close])
+                    .into_iter()
+                    .filter(|pair| !KEY_LABELS.iter().any(|k| pair.strip_prefix(k) == Some("=\"\"")))
+                    .collect();
+                out.push_str(&line[..open]);
+                if !kept.is_empty() {
+                    out.push('{');
+                    out.push_str(&kept.join(","));
+                    out.push('}');
+                }
+                out.push_str(&line[close + 1..]);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out.into_bytes()
+}
+
+/// The index of the `}` that closes the label block opened at `open`,
+/// skipping quoted values (which may hold `}` and escaped quotes).
+fn label_block_end(line: &str, open: usize) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, ch) in line[open + 1..].char_indices() {
+        match (quoted, escaped, ch) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, _, '"') => quoted = !quoted,
+            (false, _, '}') => return Some(open + 1 + i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `a="x",b="y,z"` → `["a=\"x\"", "b=\"y,z\""]`, quotes honoured.
+fn label_pairs(block: &str) -> Vec<&str> {
+    let mut pairs = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, ch) in block.char_indices() {
+        match (quoted, escaped, ch) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, _, '"') => quoted = !quoted,
+            (false, _, ',') => {
+                pairs.push(&block[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < block.len() {
+        pairs.push(&block[start..]);
+    }
+    pairs
 }
 
 /// The prometheus crate writes infinite sample values as Rust prints them
@@ -418,6 +636,68 @@ mod tests {
     }
 
     #[test]
+    fn empty_key_labels_are_left_out_and_others_kept() {
+        let cases = [
+            ("a{container=\"\",namespace=\"\",pod=\"\"} 1\n", "a 1\n"),
+            (
+                "a{container=\"app\",namespace=\"\",pod=\"p\",source=\"go\"} 1\n",
+                "a{container=\"app\",pod=\"p\",source=\"go\"} 1\n",
+            ),
+            // Another label's empty value stays; quoted commas and braces too.
+            (
+                "i{access=\"\",container=\"\",process=\"a,}\\\"b\"} 1\n",
+                "i{access=\"\",process=\"a,}\\\"b\"} 1\n",
+            ),
+            (
+                "# HELP x pod=\"\", kept\nx{pod=\"\"} 2\n",
+                "# HELP x pod=\"\", kept\nx 2\n",
+            ),
+            ("h_bucket{le=\"0.1\",namespace=\"\"} 3\n", "h_bucket{le=\"0.1\"} 3\n"),
+        ];
+        for (input, want) in cases {
+            let out = String::from_utf8(drop_empty_key_labels(input.as_bytes().to_vec())).unwrap();
+            assert_eq!(out, want, "{input}");
+        }
+    }
+
+    #[test]
+    fn each_target_has_its_series_and_a_removed_one_leaves_but_its_kills() {
+        let m = Metrics::new();
+        let (a, b) = (TargetKey::new("ns", "p1", "app"), TargetKey::new("ns", "p2", "app"));
+        let mut s = Status::default();
+        s.memory.usage = Some(5);
+        s.memory.oom_kills_total = 2;
+        m.update(&a, &s);
+        s.memory.usage = Some(7);
+        s.memory.oom_kills_total = 0;
+        m.update(&b, &s);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(
+            text.contains("\nheadroom_memory_usage_bytes{container=\"app\",namespace=\"ns\",pod=\"p1\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nheadroom_memory_usage_bytes{container=\"app\",namespace=\"ns\",pod=\"p2\"} 7\n"),
+            "{text}"
+        );
+        m.remove(&a, true);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(!text.contains("pod=\"p1\"} 5"), "{text}");
+        assert!(
+            !text.contains("headroom_target_info{container=\"app\",namespace=\"ns\",pod=\"p1\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nheadroom_oom_kills_total{container=\"app\",namespace=\"ns\",pod=\"p1\"} 2\n"),
+            "{text}"
+        );
+        m.remove(&a, false);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(!text.contains("pod=\"p1\""), "{text}");
+        assert!(text.contains("pod=\"p2\"} 7"), "{text}");
+    }
+
+    #[test]
     fn an_unset_gomemlimit_is_no_limit_like_every_other() {
         let m = Metrics::new();
         let mut s = Status::default();
@@ -436,12 +716,12 @@ mod tests {
             restarts: 0,
         };
         s.go = Some(go.clone());
-        m.update(&s);
+        m.update(&TargetKey::default(), &s);
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(text.contains("\nheadroom_go_gomemlimit_bytes +Inf\n"), "{text}");
         go.sample.gomemlimit = Some(1 << 30);
         s.go = Some(go);
-        m.update(&s);
+        m.update(&TargetKey::default(), &s);
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(text.contains("\nheadroom_go_gomemlimit_bytes 1073741824\n"), "{text}");
     }
@@ -452,14 +732,14 @@ mod tests {
         let mut s = Status::default();
         s.memory.usage = Some(5);
         s.memory.limit = Some(Limit::Unlimited);
-        m.update(&s);
+        m.update(&TargetKey::default(), &s);
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(text.contains("\nheadroom_memory_usage_bytes 5\n"), "{text}");
         assert!(text.contains("\nheadroom_memory_limit_bytes +Inf\n"), "{text}");
         assert!(!text.contains("headroom_memory_rss_bytes"), "{text}");
         // The source goes away: the gauge goes away with it.
         s.memory.usage = None;
-        m.update(&s);
+        m.update(&TargetKey::default(), &s);
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(!text.contains("headroom_memory_usage_bytes "), "{text}");
     }

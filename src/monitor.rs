@@ -10,7 +10,7 @@ use crate::analysis::predict::Analyzer;
 use crate::analysis::window::SharedWindow;
 use crate::collector::go::GoScrape;
 use crate::collector::Collector;
-use crate::config::Config;
+use crate::config::TargetConfig;
 use crate::status::Status;
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn new(cfg: Config) -> Monitor {
+    pub fn new(cfg: TargetConfig) -> Monitor {
         Monitor {
             analyzer: Analyzer::new(cfg.analysis_config()),
             collector: Collector::new(cfg),

@@ -9,12 +9,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CgroupVersion {
-    V1,
-    V2,
-}
+pub use crate::parse::cgroup_paths::CgroupVersion;
 
 /// The memory files of one cgroup, read in one poll. A file the kernel does
 /// not provide is `None`.
@@ -327,10 +322,7 @@ impl GoReading {
     /// exports it (`go_gc_gomemlimit_bytes`; a `debug.SetMemoryLimit` call
     /// shows there), else from the target's environment.
     pub fn gomemlimit(&self) -> Option<u64> {
-        self.sample
-            .gomemlimit
-            .or(self.gomemlimit_env)
-            .filter(|m| *m < i64::MAX as u64)
+        crate::parse::go_runtime::effective_gomemlimit(self.sample.gomemlimit, self.gomemlimit_env)
     }
 }
 

@@ -7,7 +7,8 @@
 //! Input: one byte choosing the chunk sizes, then the body.
 #![no_main]
 
-use headroom::parse::go_runtime::{GoBodyDecoder, GoFormat, GoParseError, GoSample, MAX_LINE_BYTES};
+use headroom::parse::go_body::GoBodyDecoder;
+use headroom::parse::go_runtime::{GoFormat, GoParseError, GoSample, MAX_LINE_BYTES};
 use headroom::parse::pprof_heap::{parse_pprof_heap, PprofHeapDecoder, MARKER_LINE_BYTES, TRAILER};
 use libfuzzer_sys::fuzz_target;
 

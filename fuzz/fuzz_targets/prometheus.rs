@@ -7,7 +7,8 @@
 //! Input: one byte choosing the chunk sizes, then the body.
 #![no_main]
 
-use headroom::parse::go_runtime::{parse_go_body, parse_prometheus, GoBodyDecoder, GoFormat, PromDecoder};
+use headroom::parse::go_body::{parse_go_body, GoBodyDecoder};
+use headroom::parse::go_runtime::{parse_prometheus, GoFormat, PromDecoder};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,18 +5,19 @@
 //! send. Delivery runs on its own task through the [`sink::Sink`]s, fed
 //! through a bounded channel the poller never waits on; a slow or down
 //! receiver delays nothing else. A new output is a new `Sink` in a file of
-//! its own, added in [`sink::Deliverer::new`].
+//! its own, added in [`deliver::Deliverer::new`].
 
 pub mod alertmanager;
 pub mod auth;
+pub mod deliver;
 pub mod plan;
 pub mod profile;
 pub mod sink;
 pub mod webhook;
 
+pub use deliver::Deliverer;
 pub use plan::{AlertEvent, AlertPlan, AmAction, Plan, PollTime};
 pub use profile::{list_profiles, Profiles, SavedProfile};
-pub use sink::Deliverer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

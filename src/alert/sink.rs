@@ -1,12 +1,7 @@
-//! The one trait every alert output implements, and the [`Deliverer`] that
-//! runs a plan through all of them on the delivery task.
+//! The one trait every alert output implements; [`super::deliver`] runs a
+//! plan through all of them.
 
-use super::alertmanager::Alertmanager;
 use super::plan::{AlertEvent, Plan};
-use super::profile::{ProfileCapture, Profiles};
-use super::webhook::Webhook;
-use super::AlertConfig;
-use crate::httpc::HttpClient;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -17,43 +12,4 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Errors are the sink's to log: one failing output never stops another.
 pub trait Sink: Send + Sync {
     fn deliver<'a>(&'a self, plan: &'a Plan, ev: &'a AlertEvent) -> BoxFuture<'a, ()>;
-}
-
-/// Sends what a plan says to every configured output, in order.
-pub struct Deliverer {
-    sinks: Vec<Box<dyn Sink>>,
-}
-
-impl Deliverer {
-    /// Fails when `--alert-ca-file` holds no usable certificate.
-    pub fn new(cfg: &AlertConfig, profiles: Profiles) -> anyhow::Result<Deliverer> {
-        let client = match &cfg.ca_file {
-            Some(f) => HttpClient::with_ca_file(f).map_err(|e| anyhow::anyhow!("--alert-ca-file: {e}"))?,
-            None => HttpClient::new(),
-        };
-        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        if let Some(url) = &cfg.alertmanager_url {
-            let auth = cfg.alertmanager_auth_file.clone();
-            sinks.push(Box::new(Alertmanager::new(url, client.clone(), auth)));
-        }
-        if let Some(url) = &cfg.webhook_url {
-            let auth = cfg.webhook_auth_file.clone();
-            sinks.push(Box::new(Webhook::new(url.clone(), client.clone(), auth)));
-        }
-        if let (Some(dir), Some(url)) = (&cfg.profile_dir, &cfg.pprof_url) {
-            sinks.push(Box::new(ProfileCapture::new(
-                dir.clone(),
-                url.clone(),
-                client,
-                profiles,
-            )));
-        }
-        Ok(Deliverer { sinks })
-    }
-
-    pub async fn deliver(&self, plan: Plan, ev: AlertEvent) {
-        for sink in &self.sinks {
-            sink.deliver(&plan, &ev).await;
-        }
-    }
 }

@@ -16,7 +16,7 @@
 //! the live heap and the GC runs often: the envelope over the last
 //! [`BINDING_ENVELOPE_SAMPLES`] scrapes is used.
 
-use crate::parse::go_runtime::GoSample;
+use crate::parse::go_runtime::{effective_gomemlimit, GoSample};
 use serde::Serialize;
 use std::collections::VecDeque;
 
@@ -118,7 +118,7 @@ impl GoTracker {
             self.recent.push_back(a);
         }
         let gogc = s.gogc_percent.or(gogc);
-        let memlimit = s.gomemlimit.or(memlimit).filter(|m| *m < i64::MAX as u64);
+        let memlimit = effective_gomemlimit(s.gomemlimit, memlimit);
         let binds = memlimit.map(|m| memlimit_binds(s, m, gogc));
         if let Some(live) = s.heap_live {
             return GoDerived {

@@ -28,7 +28,7 @@ use super::go_heap::{cycle_goal, heap_spans_resident, memlimit_heap_goal};
 use super::risk::{Risk, RiskState};
 use super::slope::{theil_sen, Fit};
 use super::window::{EventKind, PredictedLine, Series, SharedWindow, Window};
-use crate::sample::{KillHow, LimitBasis, Sample};
+use crate::sample::{GoReading, KillHow, LimitBasis, Sample};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -231,9 +231,56 @@ impl Analyzer {
         let shared = self.window.clone();
         let mut win = shared.lock();
         win.set_now(now, s.time_ms);
-        // A new target instance (the collector says so) or a move to another
-        // cgroup starts the trends afresh; a new Go runtime their Go part.
-        // The history stays for display: the fits read what follows the start.
+        let fresh = self.track_instance(s, &mut win, now);
+        let go = s.go.as_ref();
+        let new_go = go.filter(|g| self.last_go_ms != Some(g.scraped_mono_ms));
+        self.restart_trends(s, &mut win, fresh, new_go, now);
+        let basis = s.basis_value(s.limit_basis);
+        self.record(s, &mut win, new_go, basis, now);
+        let (slopes, alloc_rate) = self.trends(&win, go, new_go);
+        let limit = s.limit_bytes();
+        let history_s = win.basis().span_since_s(self.since.max(self.basis_since));
+        // Warming up: too little history for the ordinary rule and no rise
+        // established by the start-up rule.
+        let established = slopes.values().any(|t| t.significant);
+        let warming_up = history_s < EARLY_SPAN_S || (history_s < MIN_SPAN_S && !established);
+        let (tto, prediction) = predict(s, limit, basis, &slopes, alloc_rate, warming_up, history_s);
+        let (risk_now, risk, risk_reason) = self.assess_risk(tto, limit, basis, now);
+        win.set_prediction(match (tto, limit, basis) {
+            (Some(t), Some(l), Some(b)) => Some(PredictedLine {
+                from_ms: now,
+                from_bytes: b,
+                to_ms: now.saturating_add((t * 1000.0) as u64),
+                to_bytes: l,
+            }),
+            _ => None,
+        });
+        drop(win);
+
+        let breakdown = breakdown(s.cgroup.as_ref(), s.smaps.as_ref(), go.map(|g| &g.sample), now);
+        let mut seen = diagnose_now(s, &breakdown, &self.cfg.thresholds);
+        seen.extend(growth_findings(s, limit, &slopes));
+        let findings = self.findings.update(seen, now);
+        Analysis {
+            warming_up,
+            history_s,
+            slopes,
+            limit,
+            basis,
+            time_to_oom_s: tto,
+            prediction,
+            risk_now,
+            risk,
+            risk_reason,
+            findings,
+            breakdown,
+        }
+    }
+
+    /// A new target instance (the collector says so) or a move to another
+    /// cgroup: true when the trends start afresh. Marks restarts and OOM
+    /// kills in the history, which stays for display.
+    fn track_instance(&mut self, s: &Sample, win: &mut Window, now: u64) -> bool {
         let mut fresh = false;
         if s.target.pid.is_some() && Some(s.target.instance) != self.instance {
             if self.instance.is_some() {
@@ -272,13 +319,18 @@ impl Analyzer {
             );
         }
         self.oom_kills = Some(s.oom_kills_total);
+        fresh
+    }
+
+    /// Starts the trends afresh after [`Analyzer::track_instance`] said so,
+    /// their Go part after a new Go runtime, the basis' after a change of
+    /// basis. The fits read what follows the start.
+    fn restart_trends(&mut self, s: &Sample, win: &mut Window, fresh: bool, new_go: Option<&GoReading>, now: u64) {
         if fresh {
             self.since = now;
             self.findings.clear();
             win.cut(false);
         }
-        let go = s.go.as_ref();
-        let new_go = go.filter(|g| self.last_go_ms != Some(g.scraped_mono_ms));
         if fresh || s.target.go_epoch != self.go_epoch {
             self.go_epoch = s.target.go_epoch;
             // A reading taken before this poll belongs to the new runtime
@@ -295,8 +347,11 @@ impl Analyzer {
             }
             self.limit_basis = Some(s.limit_basis);
         }
+    }
+
+    /// Adds this poll's values (and a new Go reading's) to the window.
+    fn record(&mut self, s: &Sample, win: &mut Window, new_go: Option<&GoReading>, basis: Option<u64>, now: u64) {
         win.limit_basis = s.limit_basis;
-        let basis = s.basis_value(s.limit_basis);
         let at_now = |series: &mut Series, v: Option<u64>| {
             if let Some(v) = v {
                 series.push(now, v as f64);
@@ -325,9 +380,17 @@ impl Analyzer {
                 win.off_heap.push(t, b.saturating_sub(r) as f64);
             }
         }
+    }
 
-        // The start-up rule's evidence: for a Go target, only the live heap
-        // rising across several collections; without Go, the basis itself.
+    /// Each series' trend, and the Go allocation rate. The start-up rule's
+    /// evidence: for a Go target, only the live heap rising across several
+    /// collections; without Go, the basis itself.
+    fn trends(
+        &mut self,
+        win: &Window,
+        go: Option<&GoReading>,
+        new_go: Option<&GoReading>,
+    ) -> (BTreeMap<SlopeSeries, Trend>, Option<f64>) {
         let num_gc = go.and_then(|g| g.sample.num_gc);
         if new_go.is_some() && self.go_first_num_gc.is_none() {
             self.go_first_num_gc = num_gc;
@@ -343,41 +406,25 @@ impl Analyzer {
                 SlopeSeries::Basis | SlopeSeries::Unreclaimable | SlopeSeries::WorkingSet => go.is_none(),
                 SlopeSeries::OffHeap => false,
             };
-            if let Some(t) = self.trend(&win, series.into(), early_ok) {
+            if let Some(t) = self.trend(win, series.into(), early_ok) {
                 slopes.insert(series, t);
             }
         }
         let alloc_rate = self
-            .fit(&win, Which::TotalAlloc, false)
+            .fit(win, Which::TotalAlloc, false)
             .map(|f| f.slope)
             .filter(|r| *r > 0.0);
+        (slopes, alloc_rate)
+    }
 
-        let limit = s.limit_bytes();
-        let history_s = win.basis().span_since_s(self.since.max(self.basis_since));
-        // Warming up: too little history for the ordinary rule and no rise
-        // established by the start-up rule.
-        let established = slopes.values().any(|t| t.significant);
-        let warming_up = history_s < EARLY_SPAN_S || (history_s < MIN_SPAN_S && !established);
-        let (tto, prediction) =
-            match (limit, basis) {
-                (None, _) => (None, "no limit on the cgroup's path: nothing to run out of".to_owned()),
-                (_, None) => (None, "the limit-basis value is not readable".to_owned()),
-                (Some(_), Some(_)) if warming_up => {
-                    (
-                        None,
-                        format!(
-                    "warming up: {history_s:.0} s of history; a rise is called before {MIN_SPAN_S:.0} s only once \
-                     established (steady, not slowing{})",
-                    if go.is_some() { ", in the live heap across GC cycles" } else { "" }
-                ),
-                    )
-                }
-                (Some(l), Some(b)) => match go {
-                    Some(_) => go_model(s, l, b, &slopes, alloc_rate),
-                    None => linear_model(l, b, slopes.get(&SlopeSeries::Basis)),
-                },
-            };
-
+    /// The risk now and with hysteresis, and why.
+    fn assess_risk(
+        &mut self,
+        tto: Option<f64>,
+        limit: Option<u64>,
+        basis: Option<u64>,
+        now: u64,
+    ) -> (Risk, Risk, String) {
         let frac = match (limit, basis) {
             (Some(l), Some(b)) => b as f64 / l.max(1) as f64,
             _ => 0.0,
@@ -401,35 +448,41 @@ impl Analyzer {
             _ => format!("the limit-basis value is at {:.1} % of the limit", 100.0 * frac),
         };
 
-        win.set_prediction(match (tto, limit, basis) {
-            (Some(t), Some(l), Some(b)) => Some(PredictedLine {
-                from_ms: now,
-                from_bytes: b,
-                to_ms: now.saturating_add((t * 1000.0) as u64),
-                to_bytes: l,
-            }),
-            _ => None,
-        });
-        drop(win);
+        (raw, risk, risk_reason)
+    }
+}
 
-        let breakdown = breakdown(s.cgroup.as_ref(), s.smaps.as_ref(), go.map(|g| &g.sample), now);
-        let mut seen = diagnose_now(s, &breakdown, &self.cfg.thresholds);
-        seen.extend(growth_findings(s, limit, &slopes));
-        let findings = self.findings.update(seen, now);
-        Analysis {
-            warming_up,
-            history_s,
-            slopes,
-            limit,
-            basis,
-            time_to_oom_s: tto,
-            prediction,
-            risk_now: raw,
-            risk,
-            risk_reason,
-            findings,
-            breakdown,
-        }
+/// The time to OOM and the prediction's words: none while warming up or
+/// without a limit or a basis; the Go model for a Go target, else a line.
+fn predict(
+    s: &Sample,
+    limit: Option<u64>,
+    basis: Option<u64>,
+    slopes: &BTreeMap<SlopeSeries, Trend>,
+    alloc_rate: Option<f64>,
+    warming_up: bool,
+    history_s: f64,
+) -> (Option<f64>, String) {
+    let go = s.go.as_ref();
+    match (limit, basis) {
+        (None, _) => (None, "no limit on the cgroup's path: nothing to run out of".to_owned()),
+        (_, None) => (None, "the limit-basis value is not readable".to_owned()),
+        (Some(_), Some(_)) if warming_up => (
+            None,
+            format!(
+                "warming up: {history_s:.0} s of history; a rise is called before {MIN_SPAN_S:.0} s only once \
+                     established (steady, not slowing{})",
+                if go.is_some() {
+                    ", in the live heap across GC cycles"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        (Some(l), Some(b)) => match go {
+            Some(_) => go_model(s, l, b, slopes, alloc_rate),
+            None => linear_model(l, b, slopes.get(&SlopeSeries::Basis)),
+        },
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::analysis::go_heap::GoTracker;
 use crate::httpc::HttpClient;
-use crate::parse::go_runtime::{GoFormat, GoSample};
+use crate::parse::go_runtime::{GoFormat, GoSample, GO_NO_MEMORY_LIMIT};
 use crate::sample::GoReading;
 use crate::source::go::{self, PPROF_MIN_INTERVAL, SCRAPE_TIMEOUT};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -57,9 +57,8 @@ pub fn parse_gogc(v: Option<&str>) -> Option<i64> {
 /// (math.MaxInt64). `None` for what the runtime would refuse (it then
 /// refuses to start, so a running target never has it).
 pub fn parse_gomemlimit(v: Option<&str>) -> Option<u64> {
-    const NO_LIMIT: u64 = i64::MAX as u64;
     let v = match v {
-        None | Some("") | Some("off") => return Some(NO_LIMIT),
+        None | Some("") | Some("off") => return Some(GO_NO_MEMORY_LIMIT),
         Some(v) => v,
     };
     let units: [(&str, u64); 5] = [
@@ -77,7 +76,7 @@ pub fn parse_gomemlimit(v: Option<&str>) -> Option<u64> {
         return None;
     }
     let n: u64 = digits.parse().ok()?;
-    n.checked_mul(unit).filter(|b| *b <= NO_LIMIT)
+    n.checked_mul(unit).filter(|b| *b <= GO_NO_MEMORY_LIMIT)
 }
 
 /// GOGC and GOMEMLIMIT from the target's environment.

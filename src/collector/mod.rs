@@ -11,18 +11,15 @@ pub mod kills;
 pub mod target;
 
 use crate::analysis::breakdown::lazyfree_from_lru;
-use crate::config::Config;
-use crate::parse::cgroup_files::Limit;
-use crate::sample::{
-    Access, CgroupSample, GoReading, KillHow, LimitBasis, LimitSource, OomKill, ProcSample, Sample, SmapsSample,
-};
+use crate::config::TargetConfig;
+use crate::sample::{Access, CgroupSample, GoReading, LimitBasis, LimitSource, ProcSample, Sample, SmapsSample};
 use crate::source::cgroup::{CgroupError, CgroupReader};
 use crate::source::events::KillWatch;
 use crate::source::proc::{NodeReader, ProcReader, ProcSourceError};
 use counters::KernelCounters;
 use go::{parse_gogc, parse_gomemlimit, GoEnv, GoScrape, GoState};
 use health::{Health, HealthSnapshot, Source};
-use kills::{infer_oom_kill, DeathEvidence};
+use kills::DeathJudge;
 use std::time::{Duration, Instant};
 use target::TargetTracker;
 
@@ -49,37 +46,8 @@ struct ActiveWatch {
     pid: u32,
 }
 
-/// What the kernel showed at the last poll, kept to judge a death.
-#[derive(Debug, Default, Clone, Copy)]
-struct LastSeen {
-    node_oom_kills: Option<u64>,
-    /// Monotonic ms of the last cgroup read, and the usage's growth from
-    /// the read before it (bytes per second, never negative).
-    read_ms: Option<u64>,
-    growth: f64,
-    usage: Option<u64>,
-    limit: Option<u64>,
-    failcnt: Option<u64>,
-    hit_limit: bool,
-}
-
-/// OOM kills of the target: what the kernel counters gave, the inferred
-/// ones, and which instance's death was already judged.
-#[derive(Debug, Default)]
-struct Kills {
-    inferred: u64,
-    last: Option<OomKill>,
-    /// The counted total at the last poll, to tell when it rose (kills
-    /// counted before headroom started are not "the last kill").
-    counted_before: Option<u64>,
-    /// The last instance whose death was judged (each is judged once).
-    judged: Option<u64>,
-    /// The PID of the instance that died in this poll.
-    dying_pid: Option<u32>,
-}
-
 pub struct Collector {
-    cfg: Config,
+    cfg: TargetConfig,
     /// The monotonic clock's zero for [`Sample::mono_ms`]: the first instant
     /// seen.
     epoch: Option<Instant>,
@@ -95,15 +63,14 @@ pub struct Collector {
     /// The instance whose watcher could not start (not retried).
     watch_failed: Option<u64>,
     node: Option<NodeReader>,
-    last_seen: LastSeen,
-    kills: Kills,
+    kills: DeathJudge,
     /// The times of the poll under way.
     now_mono_ms: u64,
     now_ms: u64,
 }
 
 impl Collector {
-    pub fn new(cfg: Config) -> Collector {
+    pub fn new(cfg: TargetConfig) -> Collector {
         let target = TargetTracker::new(&cfg);
         let wants_process = target.wants_process();
         let cfg_proc_root = cfg.proc_root.clone();
@@ -126,8 +93,7 @@ impl Collector {
             watch: None,
             watch_failed: None,
             node: wants_process.then(|| NodeReader::new(&cfg_proc_root)),
-            last_seen: LastSeen::default(),
-            kills: Kills::default(),
+            kills: DeathJudge::default(),
             now_mono_ms: 0,
             now_ms: 0,
         }
@@ -251,17 +217,14 @@ impl Collector {
             .as_ref()
             .map(|c| c.usage)
             .or(process.as_ref().and_then(|p| p.vm_rss));
-        self.remember(cgroup.as_ref(), usage, limit, mono_ms);
-        let counted = self.counters.oom_kills_total();
-        if self.kills.counted_before.is_some_and(|before| counted > before) {
-            self.kills.last = Some(OomKill {
-                time_ms: now_ms,
-                how: KillHow::Cgroup,
-                pid: self.kills.dying_pid.take().or(self.target.pid()),
-            });
+        let ahead_s = 3.0 * self.cfg.interval.as_secs_f64();
+        if self.kills.observe(cgroup.as_ref(), usage, limit, mono_ms, ahead_s) {
+            // /proc/vmstat, ~25 µs a read: only while a death could be an OOM kill.
+            let count = self.node.as_mut().and_then(NodeReader::oom_kills);
+            self.kills.node_count(count);
         }
-        self.kills.counted_before = Some(counted);
-        self.kills.dying_pid = None;
+        let counted = self.counters.oom_kills_total();
+        self.kills.poll_end(counted, now_ms, self.target.pid());
         let limit_basis = match self.target.access() {
             Access::Unprivileged => LimitBasis::Rss,
             Access::Full => self.cfg.limit_basis,
@@ -277,9 +240,9 @@ impl Collector {
             process,
             smaps: self.smaps.last.clone(),
             go: self.go.reading.clone(),
-            oom_kills_total: counted + self.kills.inferred,
-            oom_kills_inferred: self.kills.inferred,
-            last_oom_kill: self.kills.last,
+            oom_kills_total: counted + self.kills.inferred(),
+            oom_kills_inferred: self.kills.inferred(),
+            last_oom_kill: self.kills.last(),
             events_total: self.counters.events_total(),
         }
     }
@@ -320,85 +283,19 @@ impl Collector {
 
     /// The target instance `instance` died. `direct`: its cgroup could be
     /// read after the death, so its own counter already says whether it was
-    /// an OOM kill. Otherwise the kernel's other traces decide.
+    /// an OOM kill. Otherwise the judgement infers it from the node's count.
     fn judge_death(&mut self, instance: u64, pid: Option<u32>, direct: bool) {
-        if self.kills.judged == Some(instance) {
+        if !self.kills.begin(instance, pid) || direct {
             return;
         }
-        self.kills.judged = Some(instance);
-        self.kills.dying_pid = pid;
-        if direct {
-            return;
-        }
-        let seen = self.last_seen;
-        let since_s = match (seen.read_ms, self.now_mono_ms) {
-            (Some(t), now) if now > t => (now - t) as f64 / 1000.0,
-            _ => 0.0,
-        };
-        let evidence = DeathEvidence {
-            node_oom_kills_before: seen.node_oom_kills,
-            node_oom_kills_now: self.node.as_mut().and_then(NodeReader::oom_kills),
-            last_usage: seen.usage.map(|u| u.saturating_add((seen.growth * since_s) as u64)),
-            limit: seen.limit,
-            failcnt: seen.failcnt,
-            hit_limit: seen.hit_limit,
-        };
-        if infer_oom_kill(&evidence) {
-            self.kills.inferred += 1;
-            self.kills.last = Some(OomKill {
-                time_ms: self.now_ms,
-                how: KillHow::Inferred,
-                pid: self.kills.dying_pid,
-            });
-            tracing::warn!(
-                inferred_total = self.kills.inferred,
-                "the target died and its cgroup was gone before it could be read; the node's OOM kill count rose and \
-                 the cgroup was near its limit: counted as an OOM kill (inferred)"
-            );
-        } else {
-            tracing::info!("the target exited (not an OOM kill: {evidence:?})");
-        }
-    }
-
-    /// Keeps what a later death will be judged by. The node's OOM kill count
-    /// (/proc/vmstat, ~25 µs a read: more than the rest of a poll's reads)
-    /// is read only while a death could be taken for an OOM kill: the
-    /// memory within [`kills::NEAR_LIMIT`] of the limit at its pace over
-    /// the next few polls, or the limit already hit. Otherwise the count
-    /// "before" is unknown, and a death then is no inferred kill, as the
-    /// judgement would find anyway.
-    fn remember(&mut self, c: Option<&CgroupSample>, usage: Option<u64>, limit: Option<Limit>, mono_ms: u64) {
-        if let Some(now) = usage {
-            let seen = &mut self.last_seen;
-            seen.growth = match (seen.read_ms, seen.usage) {
-                (Some(t), Some(u)) if mono_ms > t => (now as f64 - u as f64).max(0.0) / ((mono_ms - t) as f64 / 1000.0),
-                _ => 0.0,
-            };
-            seen.read_ms = Some(mono_ms);
-            seen.usage = Some(now);
-            seen.limit = limit.and_then(Limit::bytes);
-        }
-        if let Some(c) = c {
-            self.last_seen.failcnt = c.failcnt;
-            self.last_seen.hit_limit = c.oom_control.as_ref().and_then(|o| o.under_oom) == Some(true)
-                || c.events.as_ref().and_then(|e| e.max).is_some_and(|m| m > 0);
-        }
-        let seen = self.last_seen;
-        let ahead_s = 3.0 * self.cfg.interval.as_secs_f64();
-        let near_soon = seen.hit_limit
-            || seen.failcnt.is_some_and(|f| f > 0)
-            || matches!((seen.usage, seen.limit), (Some(u), Some(l))
-                if u as f64 + seen.growth * ahead_s >= kills::NEAR_LIMIT * l as f64);
-        self.last_seen.node_oom_kills = match near_soon {
-            true => self.node.as_mut().and_then(NodeReader::oom_kills),
-            false => None,
-        };
+        let node_now = self.node.as_mut().and_then(NodeReader::oom_kills);
+        self.kills.infer(node_now, self.now_mono_ms, self.now_ms);
     }
 
     /// Starts the watcher of the current instance's cgroup and exit, once.
     fn start_watch(&mut self, c: &CgroupSample) {
         let instance = self.target.instance();
-        if self.watch.is_some() || self.watch_failed == Some(instance) || self.kills.judged == Some(instance) {
+        if self.watch.is_some() || self.watch_failed == Some(instance) || self.kills.judged() == Some(instance) {
             return;
         }
         let Some(pid) = self.target.pid() else {

@@ -11,7 +11,7 @@
 //! [`Sample`]: crate::sample::Sample
 
 use super::health::{Health, Source};
-use crate::config::{Config, Target as TargetSpec};
+use crate::config::{Target as TargetSpec, TargetConfig};
 use crate::parse::go_runtime::GoSample;
 use crate::sample::{Access, Target};
 use crate::source::cgroup::{locate_auto, locate_explicit, CgroupError, Located};
@@ -55,10 +55,10 @@ pub struct TargetTracker {
 }
 
 impl TargetTracker {
-    pub fn new(cfg: &Config) -> TargetTracker {
+    pub fn new(cfg: &TargetConfig) -> TargetTracker {
         TargetTracker {
             spec: cfg.target.clone(),
-            container: cfg.target_container.clone(),
+            container: cfg.container.clone(),
             cgroup_path: cfg.cgroup.clone(),
             cgroup_root: cfg.cgroup_root.clone(),
             proc_root: cfg.proc_root.clone(),
@@ -254,7 +254,7 @@ mod tests {
 
     fn tracker(spec: &[(&str, &str)]) -> TargetTracker {
         let map: BTreeMap<String, String> = spec.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        TargetTracker::new(&Config::from_map(&map).unwrap())
+        TargetTracker::new(&crate::config::Config::from_map(&map).unwrap().target_config())
     }
 
     fn go(num_gc: u64, total: u64) -> GoSample {

@@ -7,9 +7,18 @@
 //! /proc/self/mountinfo   35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
 //! ```
 
-use crate::sample::CgroupVersion;
 use procfs::FromBufRead;
+use serde::Serialize;
 use std::path::PathBuf;
+
+/// The cgroup hierarchy's version: v1 (one hierarchy per controller) or v2
+/// (the unified hierarchy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
 
 /// The cgroup a process's memory is charged to, as `/proc/PID/cgroup`
 /// names it (a path within its hierarchy).

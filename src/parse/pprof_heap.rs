@@ -25,7 +25,7 @@
 //! page is a gzip'd protobuf without MemStats; [`GoBodyDecoder`] recognises
 //! it and says to ask for `?debug=1`.
 //!
-//! [`GoBodyDecoder`]: super::go_runtime::GoBodyDecoder
+//! [`GoBodyDecoder`]: super::go_body::GoBodyDecoder
 
 use super::go_runtime::{
     memstats_sample, Count, GoFormat, GoParseError, GoSample, Line, Lines, MAX_LINE_BYTES, MEMSTATS_FIELDS,
@@ -172,7 +172,7 @@ pub fn parse_pprof_heap(body: &str) -> Result<GoSample, GoParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::go_runtime::{parse_go_body, GoBodyDecoder};
+    use crate::parse::go_body::{parse_go_body, GoBodyDecoder};
 
     fn fixture() -> String {
         std::fs::read_to_string(format!(

@@ -4,7 +4,8 @@
 //! arrives (memory bounded by a chunk, whatever the body's size).
 
 use crate::httpc::{HttpClient, HttpError, StreamError};
-use crate::parse::go_runtime::{GoBodyDecoder, GoParseError, GoSample};
+use crate::parse::go_body::GoBodyDecoder;
+use crate::parse::go_runtime::{GoParseError, GoSample};
 use std::time::Duration;
 
 /// The whole scrape must finish within this (a hung target must not hold

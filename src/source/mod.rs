@@ -5,4 +5,6 @@ pub mod cgroup;
 pub mod events;
 mod files;
 pub mod go;
+pub mod go_binary;
+pub mod kubepods;
 pub mod proc;

@@ -106,9 +106,18 @@ impl Headroom {
         Self::start_with(Command::new(env!("CARGO_BIN_EXE_headroom")), args)
     }
 
-    pub fn start_with(mut cmd: Command, args: &[&str]) -> Headroom {
+    pub fn start_with(cmd: Command, args: &[&str]) -> Headroom {
+        Self::spawn("run", cmd, args)
+    }
+
+    /// Starts `headroom node` on 127.0.0.1:0 with `args`.
+    pub fn start_node(args: &[&str]) -> Headroom {
+        Self::spawn("node", Command::new(env!("CARGO_BIN_EXE_headroom")), args)
+    }
+
+    fn spawn(subcommand: &str, mut cmd: Command, args: &[&str]) -> Headroom {
         let mut child = cmd
-            .arg("run")
+            .arg(subcommand)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")

@@ -1,0 +1,382 @@
+//! Node mode's discovery loop: every `--interval` it walks the memory
+//! cgroup tree for the kubelet's container cgroups, starts a unit for each
+//! new container running a Go program (any container with
+//! `--all-containers`), retires those that are gone, and keeps the node's
+//! own series (targets by state, discovery errors and cost).
+//!
+//! A container is keyed by its pod's UID and its ID's first 12 hex digits
+//! until names come from the CRI. A gone container's series stay for one
+//! window; its OOM-kill counters stay while its pod's cgroup is there.
+
+use super::registry::Shared;
+use super::runner::{self, Common, TargetRun};
+use super::slot::Identity;
+use crate::config::{NodeConfig, Target, TargetConfig};
+use crate::key::TargetKey;
+use crate::monitor::Monitor;
+use crate::source::go_binary::go_build_of_pid;
+use crate::source::kubepods::{discover, DiscoveredContainer};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A container's processes looked at, at most (the first in cgroup.procs).
+const MAX_PROCS_LOOKED_AT: usize = 64;
+
+/// What a container holds, as far as watching it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A Go program (PID, Go version).
+    Go(u32, String),
+    /// Processes, none of them Go.
+    NotGo,
+    /// The pod's sandbox (its `pause` process).
+    Sandbox,
+    /// No process (not started yet, or every process exited).
+    Empty,
+}
+
+/// A watched container.
+struct Running {
+    run: TargetRun,
+    pod_uid: String,
+}
+
+/// A container gone from the tree, its series kept a while.
+struct Gone {
+    since: Instant,
+    pod_uid: String,
+}
+
+pub struct NodeLoop {
+    cfg: NodeConfig,
+    shared: Arc<Shared>,
+    common: Common,
+    running: BTreeMap<TargetKey, Running>,
+    gone: BTreeMap<TargetKey, Gone>,
+    /// Targets removed whose OOM-kill counters stay while their pod is.
+    kept_kills: BTreeMap<TargetKey, String>,
+    /// The Go version of each executable looked at, by (PID, start time).
+    seen_exes: HashMap<(u32, u64), Option<String>>,
+    logged: HashSet<String>,
+}
+
+impl NodeLoop {
+    pub fn new(cfg: NodeConfig, shared: Arc<Shared>, common: Common) -> NodeLoop {
+        NodeLoop {
+            cfg,
+            shared,
+            common,
+            running: BTreeMap::new(),
+            gone: BTreeMap::new(),
+            kept_kills: BTreeMap::new(),
+            seen_exes: HashMap::new(),
+            logged: HashSet::new(),
+        }
+    }
+
+    /// Runs rounds every `--interval` until `stop` says so (or is dropped).
+    pub fn run(mut self, stop: Receiver<()>) {
+        let interval = self.cfg.template.interval;
+        let mut next = Instant::now();
+        loop {
+            self.round(Instant::now());
+            self.shared.round_finished();
+            next += interval;
+            let now = Instant::now();
+            if next < now {
+                next = now + interval;
+            }
+            match stop.recv_timeout(next.saturating_duration_since(now)) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        for r in self.running.values() {
+            r.run.stop();
+        }
+    }
+
+    /// Logs `msg` once for `what`.
+    fn log_once(&mut self, what: String, msg: impl FnOnce() -> String) {
+        if self.logged.len() < 10_000 && self.logged.insert(what) {
+            tracing::warn!("{}", msg());
+        }
+    }
+
+    /// One round: discover, start the new, retire the gone, count.
+    pub fn round(&mut self, now: Instant) {
+        let started = Instant::now();
+        let root = self.cfg.template.cgroup_root.clone();
+        let found = discover(&root);
+        for e in &found.errors {
+            self.log_once(format!("discovery {e}"), || format!("discovery: {e}"));
+        }
+        self.reap_panicked();
+        let mut states: BTreeMap<&'static str, i64> = BTreeMap::new();
+        let mut present = BTreeSet::new();
+        for c in &found.containers {
+            let key = key_of(c);
+            present.insert(key.clone());
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            let verdict = self.classify(&c.dir);
+            let state = match (&verdict, self.cfg.all_containers) {
+                (Verdict::Go(..), _) => None,
+                (Verdict::NotGo, true) => None,
+                (Verdict::Sandbox, _) => Some("skipped_sandbox"),
+                (Verdict::Empty, _) | (Verdict::NotGo, false) => Some("skipped_not_go"),
+            };
+            if let Some(s) = state {
+                *states.entry(s).or_default() += 1;
+                continue;
+            }
+            if self.running.len() >= self.cfg.max_targets {
+                *states.entry("over_limit").or_default() += 1;
+                let max = self.cfg.max_targets;
+                self.log_once("over_limit".into(), || {
+                    format!("more containers than --max-targets {max}: the others are not watched (headroom_targets{{state=\"over_limit\"}})")
+                });
+                continue;
+            }
+            self.gone.remove(&key);
+            self.kept_kills.remove(&key);
+            if let Err(e) = self.start(key.clone(), c, verdict) {
+                self.log_once(format!("start {key}"), || format!("cannot watch {key}: {e:#}"));
+            }
+        }
+        // The gone: one last poll, then their series stay one window.
+        let vanished: Vec<TargetKey> = self.running.keys().filter(|k| !present.contains(*k)).cloned().collect();
+        for key in vanished {
+            if let Some(r) = self.running.remove(&key) {
+                tracing::info!(target_key = %key, "container gone: its series stay for one window");
+                r.run.retire();
+                r.run.slot.mark_gone(now);
+                self.gone.insert(
+                    key,
+                    Gone {
+                        since: now,
+                        pod_uid: r.pod_uid,
+                    },
+                );
+            }
+        }
+        let pods: HashSet<&str> = found
+            .containers
+            .iter()
+            .map(|c| c.path.pod_uid.as_str())
+            .chain(found.pods.iter().map(String::as_str))
+            .collect();
+        let window = self.cfg.template.window;
+        let expired: Vec<TargetKey> = self
+            .gone
+            .iter()
+            .filter(|(_, g)| now.saturating_duration_since(g.since) >= window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            let g = self.gone.remove(&key).expect("listed");
+            let killed = self
+                .shared
+                .get(&key)
+                .is_some_and(|s| s.latest().status.memory.oom_kills_total > 0);
+            let keep = killed && pods.contains(g.pod_uid.as_str());
+            self.shared.remove(&key, keep);
+            if keep {
+                self.kept_kills.insert(key, g.pod_uid);
+            }
+        }
+        let ended: Vec<TargetKey> = self
+            .kept_kills
+            .iter()
+            .filter(|(_, pod)| !pods.contains(pod.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in ended {
+            self.kept_kills.remove(&key);
+            self.shared.remove(&key, false);
+        }
+        let stale_after = super::registry::stale_after(self.cfg.template.interval);
+        for r in self.running.values() {
+            let s = if r.run.slot.stalled(now, now, stale_after) {
+                "stalled"
+            } else {
+                "watched"
+            };
+            *states.entry(s).or_default() += 1;
+        }
+        states.insert("gone", self.gone.len() as i64);
+        // Forget executables of processes no longer in a container we know.
+        if self.seen_exes.len() > 4 * (found.containers.len() + 16) {
+            self.seen_exes.clear();
+        }
+        let errors = found.errors.len() as u64;
+        let took = started.elapsed().as_secs_f64();
+        self.shared.with_metrics(|m| {
+            if let Some(n) = m.node() {
+                for s in crate::metrics::TARGET_STATES {
+                    n.targets
+                        .with_label_values(&[s])
+                        .set(states.get(s).copied().unwrap_or(0));
+                }
+                n.discovery_errors.inc_by(errors);
+                n.discovery_duration.observe(took);
+            }
+        });
+    }
+
+    /// A unit whose poller panicked is dropped (and logged); the next round
+    /// starts it afresh.
+    fn reap_panicked(&mut self) {
+        let mut dead = Vec::new();
+        for (key, r) in self.running.iter_mut() {
+            match r.run.end.try_recv() {
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+                Ok(Err(msg)) => {
+                    tracing::error!(target_key = %key, "the target's poller panicked: {msg}; it is started afresh");
+                    dead.push(key.clone());
+                }
+                Ok(Ok(())) | Err(_) => dead.push(key.clone()),
+            }
+        }
+        for key in dead {
+            self.running.remove(&key);
+            self.shared.remove(&key, false);
+        }
+    }
+
+    fn start(&mut self, key: TargetKey, c: &DiscoveredContainer, verdict: Verdict) -> anyhow::Result<()> {
+        let (target, go) = match verdict {
+            Verdict::Go(pid, version) => (Target::Pid(pid), Some(version)),
+            _ => (Target::Own, None),
+        };
+        tracing::info!(
+            target_key = %key,
+            cgroup = %c.rel,
+            go = go.as_deref().unwrap_or("no"),
+            "watching a container"
+        );
+        let cfg = TargetConfig {
+            target,
+            container: Some(key.container.clone()),
+            cgroup: Some(c.dir.clone()),
+            ..self.cfg.template.clone()
+        };
+        let identity = Identity {
+            pod_uid: c.path.pod_uid.clone(),
+            container_id: c.path.container_id.clone(),
+            cgroup: c.rel.clone(),
+            go,
+        };
+        let monitor = Monitor::new(cfg.clone());
+        let slot = self
+            .shared
+            .insert(self.shared.new_slot(key.clone(), identity, Some(monitor.history())));
+        let run = runner::start(cfg, monitor, slot, &self.common)?;
+        self.running.insert(
+            key,
+            Running {
+                run,
+                pod_uid: c.path.pod_uid.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// What the container at `dir` runs: the first Go process among its
+    /// first [`MAX_PROCS_LOOKED_AT`], else why it is not watched.
+    fn classify(&mut self, dir: &Path) -> Verdict {
+        let pids = read_procs(&dir.join("cgroup.procs"));
+        if pids.is_empty() {
+            return Verdict::Empty;
+        }
+        let proc_root = self.cfg.template.proc_root.clone();
+        let mut sandbox = false;
+        for &pid in pids.iter().take(MAX_PROCS_LOOKED_AT) {
+            let Some(start) = start_time(&proc_root, pid) else {
+                continue;
+            };
+            let go = match self.seen_exes.get(&(pid, start)) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = match go_build_of_pid(&proc_root, pid) {
+                        Ok(b) => b.map(|b| b.version),
+                        Err(e) => {
+                            let what = format!("exe {e}");
+                            self.log_once(what, || format!("cannot tell whether PID {pid} is a Go program: {e}"));
+                            None
+                        }
+                    };
+                    self.seen_exes.insert((pid, start), v.clone());
+                    v
+                }
+            };
+            if let Some(version) = go {
+                return Verdict::Go(pid, version);
+            }
+            sandbox |= comm(&proc_root, pid).as_deref() == Some("pause");
+        }
+        if sandbox && pids.len() == 1 {
+            Verdict::Sandbox
+        } else {
+            Verdict::NotGo
+        }
+    }
+}
+
+/// The key of a container before names are known: no namespace, the pod's
+/// UID, the container ID's first 12 hex digits.
+pub fn key_of(c: &DiscoveredContainer) -> TargetKey {
+    TargetKey::new("", c.path.pod_uid.clone(), c.path.short_id().to_owned())
+}
+
+/// The PIDs in a `cgroup.procs` file, one a line (`4242`); unreadable or
+/// gone: none.
+fn read_procs(path: &Path) -> Vec<u32> {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// A process's start time (clock ticks after boot), field 22 of
+/// `/proc/PID/stat`: `4242 (my app) S 1 ... 22:starttime ...`.
+fn start_time(proc_root: &Path, pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
+    let after = &text[text.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn comm(proc_root: &Path, pid: u32) -> Option<String> {
+    let p: PathBuf = proc_root.join(pid.to_string()).join("comm");
+    std::fs::read_to_string(p).ok().map(|s| s.trim_end().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_is_field_22_even_with_spaces_and_parens_in_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("7");
+        std::fs::create_dir(&p).unwrap();
+        let fields: Vec<String> = (3..=30).map(|i| i.to_string()).collect();
+        std::fs::write(p.join("stat"), format!("7 (a) (b c) {}\n", fields.join(" "))).unwrap();
+        assert_eq!(start_time(dir.path(), 7), Some(22));
+        assert_eq!(start_time(dir.path(), 8), None);
+        std::fs::write(p.join("stat"), "7 (a) S 1\n").unwrap();
+        assert_eq!(start_time(dir.path(), 7), None);
+    }
+
+    #[test]
+    fn procs_are_read_one_a_line_and_garbage_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cgroup.procs");
+        std::fs::write(&f, "12\n\nx\n 34 \n").unwrap();
+        assert_eq!(read_procs(&f), vec![12, 34]);
+        assert!(read_procs(&dir.path().join("missing")).is_empty());
+    }
+}
