@@ -1,6 +1,7 @@
 //! One poll (cgroup + /proc, the analysis, the status) over the fixture
 //! trees, and the metrics update and encoding that follow it; the analysis
-//! alone on synthetic samples with a full window. `cargo bench --bench poll`.
+//! alone on synthetic samples with a full window; one node discovery walk
+//! over 1,000 containers. `cargo bench --bench poll`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use headroom::collector::Collector;
@@ -110,5 +111,27 @@ fn analysis(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, poll, analysis);
+/// One discovery walk over a systemd-driver v2 tree of 1,000 containers
+/// (500 pods of two) beside 200 system services, made in a temp dir.
+fn discovery(c: &mut Criterion) {
+    let root = tempfile::tempdir().expect("temp dir");
+    for s in 0..200 {
+        std::fs::create_dir_all(root.path().join(format!("system.slice/unit{s}.service"))).unwrap();
+    }
+    for p in 0..500 {
+        let qos = ["burstable", "besteffort"][p % 2];
+        let pod = root.path().join(format!(
+            "kubepods.slice/kubepods-{qos}.slice/kubepods-{qos}-pod{p:08x}_0000_4000_8000_000000000000.slice"
+        ));
+        for k in 0..2 {
+            std::fs::create_dir_all(pod.join(format!("cri-containerd-{:064x}.scope", p * 2 + k))).unwrap();
+        }
+    }
+    assert_eq!(headroom::source::kubepods::discover(root.path()).containers.len(), 1000);
+    c.bench_function("discovery_1000_containers", |b| {
+        b.iter(|| headroom::source::kubepods::discover(root.path()))
+    });
+}
+
+criterion_group!(benches, poll, analysis, discovery);
 criterion_main!(benches);

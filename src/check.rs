@@ -4,15 +4,18 @@
 
 use crate::analysis::diagnosis::Finding;
 use crate::analysis::risk::Risk;
-use crate::collector::go::{scrape, unix_ms};
-use crate::config::Config;
-use crate::httpc::HttpClient;
+use crate::collector::health::Source;
+use crate::config::{Config, TargetConfig};
+use crate::key::TargetKey;
 use crate::monitor::Monitor;
 use crate::parse::cgroup_files::Limit;
 use crate::status::Status;
+use crate::targets::runner::{self, Common};
+use crate::targets::slot::Slot;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub const EXIT_UNREADABLE: i32 = 3;
 
@@ -181,35 +184,20 @@ pub fn render_table(r: &Report) -> String {
     out
 }
 
-/// Runs the check and returns the exit status.
+/// Runs the check and returns the exit status. The target is watched by
+/// the same per-target unit the daemon runs (its poller thread and Go
+/// scrape schedule), for `sample_for`; the report compares its first and
+/// last published polls.
 pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
-    let interval = cfg.interval;
-    let go_url = cfg.go_url.clone();
-    let go_interval = cfg.go_interval;
-    let client = HttpClient::new();
-    let mut c = Monitor::new(cfg.target_config());
-    let poll = |c: &mut Monitor| c.poll(unix_ms(std::time::SystemTime::now()), std::time::Instant::now());
-    // Poll once first: the target found, its Go scrape can use its environment (GOGC).
-    let mut first = poll(&mut c);
-    if let Some(url) = &go_url {
-        c.ingest_go(scrape(&client, url, go_interval).await);
-        first = poll(&mut c);
-    }
-    let started = std::time::Instant::now();
-    let mut last = first.clone();
-    let mut next_go = started + go_interval;
-    while started.elapsed() < sample_for {
-        tokio::time::sleep(interval.min(sample_for.saturating_sub(started.elapsed()))).await;
-        if let Some(url) = go_url.as_ref().filter(|_| std::time::Instant::now() >= next_go) {
-            let at = std::time::Instant::now();
-            let s = scrape(&client, url, go_interval).await;
-            next_go = at + crate::collector::go::pace(go_interval, &s);
-            c.ingest_go(s);
+    let (first, last, seconds) = match watch_for(cfg.target_config(), sample_for).await {
+        Ok(polls) => polls,
+        Err(e) => {
+            eprintln!("headroom check: {e:#}");
+            return EXIT_UNREADABLE;
         }
-        last = poll(&mut c);
-    }
+    };
     let readable = last.memory.usage.is_some();
-    let report = build_report(&first, last, started.elapsed().as_secs_f64());
+    let report = build_report(&first, last, seconds);
     if json {
         println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     } else {
@@ -219,5 +207,56 @@ pub async fn run(cfg: Config, sample_for: Duration, json: bool) -> i32 {
         report.risk as i32
     } else {
         EXIT_UNREADABLE
+    }
+}
+
+/// Watches the target with a per-target unit: returns its first poll that
+/// has the Go runtime's answer (when a Go URL is set; at most one Go
+/// timeout later), the first poll at least `sample_for` after it, and the
+/// seconds between them.
+async fn watch_for(target: TargetConfig, sample_for: Duration) -> anyhow::Result<(Status, Status, f64)> {
+    let wants_go = target.go_url.is_some();
+    let go_wait = target.go_interval.max(Duration::from_secs(5)) + target.interval;
+    let monitor = Monitor::new(target.clone());
+    let slot = Arc::new(Slot::new(
+        TargetKey::sidecar(target.container.as_deref(), |k| std::env::var(k).ok()),
+        Default::default(),
+        None,
+        Default::default(),
+    ));
+    let common = Common {
+        histogram: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("check_poll", "unused"))?,
+        alerts: None,
+        profiles: None,
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let run = runner::start(target, monitor, slot.clone(), &common)?;
+    let started = Instant::now();
+    // The first poll, then (with a Go URL) the first that has the Go
+    // runtime's answer, up or down.
+    let mut first = next_poll(&slot, 0).await;
+    while wants_go && first.1.source(Source::Go).and_then(|s| s.up).is_none() && started.elapsed() < go_wait {
+        first = next_poll(&slot, first.0).await;
+    }
+    let from = Instant::now();
+    let (last, seconds) = if sample_for.is_zero() {
+        (first.1.clone(), 0.0)
+    } else {
+        tokio::time::sleep(sample_for).await;
+        let last = next_poll(&slot, slot.generation()).await.1;
+        (last, from.elapsed().as_secs_f64())
+    };
+    run.stop();
+    Ok((first.1, last, seconds))
+}
+
+/// Waits for the slot's first publish after generation `after`.
+async fn next_poll(slot: &Slot, after: u64) -> (u64, Status) {
+    loop {
+        let g = slot.generation();
+        if g > after {
+            return (g, slot.latest().status.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -7,6 +7,7 @@ pub mod cgroup_files;
 pub mod cgroup_paths;
 pub mod go_body;
 pub mod go_runtime;
+pub mod kubepods;
 pub mod pprof_heap;
 pub mod proc_files;
 pub mod psi;
