@@ -314,7 +314,21 @@ def cmd_helm_render(chart: str, out: str, values_file: str | None = None) -> int
     objects = [d for d in yaml.safe_load_all(text) if d]
     for d in objects:
         print(f"rendered {d.get('kind')}/{(d.get('metadata') or {}).get('name')}")
+        check_honor_labels(d, p)
     return p.exit(f"{len(objects)} objects rendered to {out}")
+
+
+def check_honor_labels(d: dict, p: Problems) -> None:
+    """headroom's series name the watched container (namespace, pod,
+    container): a scrape that does not honour them renames them
+    exported_* and breaks every join with cAdvisor's series."""
+    kind = d.get("kind")
+    field = {"PodMonitor": "podMetricsEndpoints", "ServiceMonitor": "endpoints"}.get(kind)
+    if not field:
+        return
+    for i, ep in enumerate((d.get("spec") or {}).get(field) or []):
+        if ep.get("honorLabels") is not True:
+            p.add(f"{kind}/{d['metadata']['name']}: {field}[{i}] lacks honorLabels: true")
 
 
 PARENT_VALUES = {
@@ -770,6 +784,8 @@ def cmd_prom_config(config: str, workdir: str) -> int:
     src = Path(config)
     doc = yaml.safe_load(src.read_text(encoding="utf-8"))
     for job in doc.get("scrape_configs", []):
+        if job.get("honor_labels") is not True:
+            p.add(f"job {job['job_name']}: honor_labels must be true (headroom's series name the watched container)")
         for sd in job.pop("kubernetes_sd_configs", None) or []:
             for key in set(sd) - K8S_SD_KEYS:
                 p.add(f"job {job['job_name']}: kubernetes_sd_configs has no field {key}")
