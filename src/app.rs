@@ -136,7 +136,7 @@ pub async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {
         interval = ?cfg.template.interval,
         "node mode: listening"
     );
-    let metrics = Metrics::new();
+    let metrics = Metrics::for_node();
     let histogram = metrics.poll_histogram();
     let shared = Arc::new(Shared::node(metrics).with_interval(cfg.daemon.interval));
     let profiles: Profiles = Default::default();

@@ -210,10 +210,11 @@ pub struct NodeMetrics {
 }
 
 /// The states `headroom_targets{state}` counts.
-pub const TARGET_STATES: [&str; 6] = [
+pub const TARGET_STATES: [&str; 7] = [
     "watched",
     "stalled",
     "gone",
+    "empty",
     "skipped_not_go",
     "skipped_sandbox",
     "over_limit",
@@ -339,7 +340,7 @@ impl Metrics {
         let targets = IntGaugeVec::new(
             Opts::new(
                 "headroom_targets",
-                "Containers found on the node, by state: watched, stalled (a read of it is stuck), gone (series kept for one window), skipped_not_go, skipped_sandbox, over_limit (beyond --max-targets).",
+                "Containers found on the node, by state: watched, stalled (a read of it is stuck), gone (series kept for one window), empty (a container cgroup with no process yet), skipped_not_go, skipped_sandbox, over_limit (beyond --max-targets).",
             ),
             &["state"],
         )

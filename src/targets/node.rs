@@ -128,7 +128,8 @@ impl NodeLoop {
                 (Verdict::Go(..), _) => None,
                 (Verdict::NotGo, true) => None,
                 (Verdict::Sandbox, _) => Some("skipped_sandbox"),
-                (Verdict::Empty, _) | (Verdict::NotGo, false) => Some("skipped_not_go"),
+                (Verdict::Empty, _) => Some("empty"),
+                (Verdict::NotGo, false) => Some("skipped_not_go"),
             };
             if let Some(s) = state {
                 *states.entry(s).or_default() += 1;
