@@ -729,6 +729,42 @@ fn memory_high_throttling_is_counted_and_the_limits_are_stated() {
 }
 
 #[test]
+fn node_mode_finds_the_go_containers_of_a_systemd_driver_tree_and_reads_each_ones_cgroup() {
+    let s = scenario("node");
+    let m = s.metrics("metrics");
+    assert_eq!(gauge(&m, "headroom_targets{state=\"watched\"}"), 2.0);
+    assert_eq!(
+        gauge(&m, "headroom_targets{state=\"skipped_not_go\"}"),
+        1.0,
+        "busybox's container is skipped"
+    );
+    let key = |pod: &str, id: &str| format!("container=\"{}\",pod=\"{pod}\"", &id[..12]);
+    let k1 = key("6f1c2b9e-0d4a-4c4e-9f57-1a2b3c4d5e6f", "a1b2c3d4e5f60718");
+    let k2 = key("0e9d8c7b-6a59-4483-b271-605f4e3d2c1b", "c0ffee00c0ffee00");
+    // Each target's own limit, and its own usage, between the kernel's reads
+    // before and after the scrape.
+    assert_eq!(gauge(&m, &format!("headroom_memory_limit_bytes{{{k1}}}")), 160.0 * MIB);
+    assert_eq!(gauge(&m, &format!("headroom_memory_limit_bytes{{{k2}}}")), 96.0 * MIB);
+    let u1 = gauge(&m, &format!("headroom_memory_usage_bytes{{{k1}}}"));
+    let (a, b) = (s.kv_u64("current1") as f64, s.kv_u64("current1_after") as f64);
+    assert_between("usage of the holding container", u1, a.min(b), a.max(b), 2.0, 0.0);
+    assert!(u1 >= 64.0 * MIB, "gohog holds 64 MiB: {u1}");
+    let u2 = gauge(&m, &format!("headroom_memory_usage_bytes{{{k2}}}"));
+    assert!(u2 < 40.0 * MIB && u2 > 0.0, "the calm one's own usage: {u2}");
+
+    let t = s.json("targets");
+    let rows = t["targets"].as_array().expect("targets");
+    assert_eq!(rows.len(), 2, "{t:#}");
+    for r in rows {
+        assert!(r["go"].as_str().is_some_and(|v| v.starts_with("go1.")), "{r:#}");
+        assert_eq!(r["state"], "watched", "{r:#}");
+        assert!(r["cgroup"].as_str().unwrap().starts_with("/kubepods.slice/"), "{r:#}");
+    }
+    assert_eq!(s.kv("status_code"), "404", "node mode has no single status");
+    eprintln!("  watched 2, skipped 1; usage {u1} (kernel {a}..{b}), calm {u2}");
+}
+
+#[test]
 fn console_parsing() {
     let c = "noise\x1b[2J=HR= vm kv kernel=6.1\r\n=HR= s1 kv a=b=c\n=HR= s1 metrics x 1\n=HR= s1 metrics \n=HR= s1 metrics y 2\nkernel: junk\n";
     let p = parse_console(c);
