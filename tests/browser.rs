@@ -630,3 +630,100 @@ fn a_daemon_that_stopped_answering_is_said_so() {
     );
     assert_eq!(text_of(dom, "reason"), "waiting for the first poll");
 }
+
+/// The `data-key` of each row of node mode's targets table, in order.
+fn table_keys(dom: &str) -> Vec<String> {
+    let body = markup(dom);
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = body[from..].find("data-key=\"") {
+        let at = from + i + "data-key=\"".len();
+        let end = at + body[at..].find('"').expect("end of attribute");
+        out.push(unescape(&body[at..end]));
+        from = end;
+    }
+    out
+}
+
+#[test]
+fn node_mode_opens_on_the_targets_table_and_a_row_opens_that_targets_page() {
+    use common::kubetree::KubeTree;
+    chromium();
+    const POD_A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const POD_B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+    const ID_A: &str = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
+    const ID_B: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+    let mut tree = KubeTree::new();
+    let cg_a = tree.container("burstable", POD_A, ID_A, Some(128 << 20));
+    let cg_b = tree.container("besteffort", POD_B, ID_B, Some(512 << 20));
+    let _a = GoHog::start(&cg_a, &[], &["-hold", "80"]);
+    let _b = GoHog::start(&cg_b, &[], &["-hold", "8"]);
+    let root = tree.cgroup_root().display().to_string();
+    let hr = Headroom::start_node(&["--cgroup-root", &root, "--interval", "500ms"]);
+    hr.wait_metrics(Duration::from_secs(15), "both targets watched", |m| {
+        m.get("headroom_targets{state=\"watched\"}") == Some(&2.0)
+    });
+    let (code, body) = hr.get("/api/v1/targets");
+    assert_eq!(code, 200);
+    let served: Vec<String> = serde_json::from_str::<serde_json::Value>(&body).unwrap()["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            ["namespace", "pod", "container"]
+                .map(|k| match r[k].as_str().unwrap() {
+                    "" => "_".to_owned(),
+                    v => v.to_owned(),
+                })
+                .join("/")
+        })
+        .collect();
+    let base = format!("http://{}/", hr.addr);
+
+    // The table: every target, in the order served (by risk), each a link.
+    let dom = dump_dom(&base);
+    let page = markup(&dom);
+    assert!(
+        attr_of(page, "id=\"targetsview\"", "hidden").is_none(),
+        "no table:\n{page}"
+    );
+    assert_eq!(table_keys(page), served, "{page}");
+    for (pod, id) in [(POD_A, ID_A), (POD_B, ID_B)] {
+        let path = format!("_/{pod}/{}", &id[..12]);
+        let href = attr_of(page, &format!("data-key=\"{path}\""), "class").map(|_| ());
+        assert!(href.is_some(), "no row for {path}");
+        assert!(
+            page.contains(&format!("href=\"?target={}\"", path.replace('/', "%2F"))),
+            "no link to {path}:\n{page}"
+        );
+        assert!(page.contains(&format!("{pod}/{}", &id[..12])), "{pod} not named");
+    }
+    assert!(page.contains("go1."), "the Go version is shown:\n{page}");
+    assert!(text_of(page, "who").starts_with("node mode · 2 containers"));
+
+    // A row opens today's page for that target, named in the title.
+    let path = format!("_/{POD_A}/{}", &ID_A[..12]);
+    let dom = dump_dom(&format!("{base}?target={}", path.replace('/', "%2F")));
+    let page = markup(&dom);
+    let name = format!("{POD_A}/{}", &ID_A[..12]);
+    assert!(
+        dom.contains(&format!("<title>{name} · headroom</title>")),
+        "title:\n{page}"
+    );
+    assert!(
+        attr_of(page, "id=\"targetsview\"", "hidden").is_some(),
+        "the table is hidden"
+    );
+    assert!(text_of(page, "who").starts_with(&name), "{}", text_of(page, "who"));
+    assert!(
+        attr_of(page, "id=\"back\"", "hidden").is_none(),
+        "a way back to the table"
+    );
+    let level = text_of(page, "level");
+    assert!(level.contains("of 128 MiB limit"), "its own figures: {level}");
+
+    // A target that is not watched says so.
+    let dom = dump_dom(&format!("{base}?target=_%2Fnope%2Fnope"));
+    let banner = text_of(markup(&dom), "banner");
+    assert!(banner.starts_with("No target nope/nope is watched here"), "{banner}");
+}

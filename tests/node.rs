@@ -5,11 +5,12 @@
 
 mod common;
 
+use common::kubetree::{KubeTree, Proc};
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
@@ -21,110 +22,6 @@ const CALM_ID: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c
 const PLAIN_POD: &str = "11111111-2222-4333-8444-555555555555";
 const PLAIN_ID: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
 const PAUSE_ID: &str = "9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a";
-
-/// A kubepods tree under a test cgroup of our own, and a cgroup root (a
-/// temp dir whose `memory` links to it) for `--cgroup-root`.
-struct KubeTree {
-    base: V1Cgroup,
-    root: tempfile::TempDir,
-    /// Directories made, removed deepest first at the end.
-    made: Vec<PathBuf>,
-}
-
-impl KubeTree {
-    fn new() -> KubeTree {
-        let base = V1Cgroup::create("node", 8 << 30);
-        let root = tempfile::tempdir().expect("temp dir");
-        std::os::unix::fs::symlink(&base.dir, root.path().join("memory")).expect("link memory");
-        KubeTree {
-            base,
-            root,
-            made: Vec::new(),
-        }
-    }
-
-    /// Makes `rel` (and its parents) under the tree, each a real cgroup.
-    fn mkdir(&mut self, rel: &str) -> PathBuf {
-        let mut dir = self.base.dir.clone();
-        for part in rel.split('/') {
-            dir = dir.join(part);
-            if !dir.exists() {
-                std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-                self.made.push(dir.clone());
-            }
-        }
-        dir
-    }
-
-    /// A container's cgroup, limited to `limit` bytes.
-    fn container(&mut self, qos: &str, pod: &str, id: &str, limit: Option<u64>) -> V1Cgroup {
-        let rel = match qos {
-            "" => format!("kubepods/pod{pod}/{id}"),
-            q => format!("kubepods/{q}/pod{pod}/{id}"),
-        };
-        let dir = self.mkdir(&rel);
-        if let Some(l) = limit {
-            std::fs::write(dir.join("memory.limit_in_bytes"), l.to_string()).expect("set limit");
-            let _ = std::fs::write(dir.join("memory.swappiness"), "0");
-        }
-        self.made.retain(|d| d != &dir);
-        V1Cgroup { dir }
-    }
-
-    fn cgroup_root(&self) -> &Path {
-        self.root.path()
-    }
-
-    /// Removes a cgroup directory as a runtime does when its container or
-    /// pod is gone (its processes must be gone).
-    fn remove(&mut self, dir: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::remove_dir(dir).is_err() && dir.exists() {
-            assert!(Instant::now() < deadline, "could not remove {}", dir.display());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.made.retain(|d| d != dir);
-    }
-}
-
-impl Drop for KubeTree {
-    fn drop(&mut self) {
-        for d in self.made.iter().rev() {
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-/// A plain process in `cg`, killed (by PID) and reaped on drop.
-struct Proc(Child);
-
-impl Proc {
-    fn start(cg: &V1Cgroup, program: &Path, args: &[&str]) -> Proc {
-        let child = cg
-            .command(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start process");
-        let p = Proc(child);
-        // Until the shell has exec'd, the process is in the cgroup as `sh`.
-        let exe = std::fs::canonicalize(program).expect("program path");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::read_link(format!("/proc/{}/exe", p.0.id())).ok() != Some(exe.clone()) {
-            assert!(Instant::now() < deadline, "{} did not start", program.display());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        p
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn key_labels(pod: &str, id: &str) -> String {
     format!("container=\"{}\",pod=\"{pod}\"", &id[..12])

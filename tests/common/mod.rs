@@ -2,6 +2,8 @@
 //! memory cgroups and the gohog Go target, each cleaned up on drop.
 #![allow(dead_code)]
 
+pub mod kubetree;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
