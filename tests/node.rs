@@ -58,7 +58,18 @@ fn node_mode_watches_every_go_container_apart_and_counts_the_kill_on_the_leak_al
     let _calm = GoHog::start(&calm_cg, &[], &["-hold", "40"]);
 
     let root = tree.cgroup_root().display().to_string();
-    let hr = Headroom::start_node(&["--cgroup-root", &root, "--interval", "1s", "--window", "30s"]);
+    let hook = Webhook::start(0);
+    let hook_url = hook.url();
+    let hr = Headroom::start_node(&[
+        "--cgroup-root",
+        &root,
+        "--interval",
+        "1s",
+        "--window",
+        "30s",
+        "--webhook-url",
+        &hook_url,
+    ]);
     let m = hr.wait_metrics(Duration::from_secs(15), "the calm target watched", |m| {
         series(m, "headroom_memory_usage_bytes", CALM_POD, CALM_ID).is_some()
             && m.get("headroom_targets{state=\"skipped_sandbox\"}") == Some(&1.0)
@@ -135,6 +146,18 @@ fn node_mode_watches_every_go_container_apart_and_counts_the_kill_on_the_leak_al
         leak_cg.read("memory.oom_control").contains("oom_kill 1"),
         "not an OOM kill: {}",
         leak_cg.read("memory.oom_control")
+    );
+    // The alert names the leaking container, and only it was alerted on.
+    let events = hook.events();
+    let leak_alert = events
+        .iter()
+        .find(|e| e["labels"]["pod"] == LEAK_POD)
+        .unwrap_or_else(|| panic!("no alert for the leak: {events:#?}\n{}", hr.log()));
+    assert_eq!(leak_alert["labels"]["container"], &LEAK_ID[..12], "{leak_alert:#}");
+    assert!(leak_alert["labels"].get("namespace").is_none(), "{leak_alert:#}");
+    assert!(
+        events.iter().all(|e| e["labels"]["pod"] == LEAK_POD),
+        "an alert for another target: {events:#?}"
     );
     let m = hr.wait_metrics(Duration::from_secs(10), "the kill counted", |m| {
         series(m, "headroom_oom_kills_total", LEAK_POD, LEAK_ID) == Some(1.0)
