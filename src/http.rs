@@ -66,12 +66,45 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The metrics text; gzipped when the scraper accepts it.
+async fn metrics(State(s): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> Response {
+    if accepts_gzip(&headers) {
+        return (
+            [
+                (header::CONTENT_TYPE, METRICS_TYPE),
+                (header::CONTENT_ENCODING, "gzip"),
+                (header::VARY, "Accept-Encoding"),
+            ],
+            Body::from(s.metrics_gzip()),
+        )
+            .into_response();
+    }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(header::CONTENT_TYPE, METRICS_TYPE), (header::VARY, "Accept-Encoding")],
         Body::from(s.metrics_text()),
     )
         .into_response()
+}
+
+/// Whether `Accept-Encoding` lists gzip without refusing it (`gzip;q=0`).
+fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
 }
 
 fn json(bytes: Bytes) -> Response {
@@ -294,9 +327,18 @@ mod tests {
     /// One raw HTTP/1.1 GET, the target sent exactly as given (no client
     /// normalizes it): status, headers (lower-case names), body.
     async fn get(shared: &Arc<Shared>, target: &str) -> (StatusCode, Vec<(String, String)>, Vec<u8>) {
+        get_with(shared, target, "").await
+    }
+
+    /// [`get`] with more header lines (each ending in CRLF).
+    async fn get_with(
+        shared: &Arc<Shared>,
+        target: &str,
+        headers: &str,
+    ) -> (StatusCode, Vec<(String, String)>, Vec<u8>) {
         let addr = serve(shared).await;
         let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
         conn.write_all(req.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         conn.read_to_end(&mut raw).await.unwrap();
@@ -385,6 +427,45 @@ mod tests {
             std::fs::remove_file(dir.path().join(name)).unwrap();
             let (code, _, _) = get(&shared, &format!("/profiles/{name}")).await;
             assert_eq!(code, StatusCode::NOT_FOUND);
+        });
+    }
+
+    #[test]
+    fn metrics_are_gzipped_for_a_scraper_that_accepts_it() {
+        let mut h = axum::http::HeaderMap::new();
+        for (value, want) in [
+            ("gzip", true),
+            ("deflate, gzip;q=1.0, *;q=0.5", true),
+            ("GZIP", true),
+            ("*", true),
+            ("gzip;q=0", false),
+            ("identity", false),
+            ("", false),
+        ] {
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+            assert_eq!(accepts_gzip(&h), want, "{value:?}");
+        }
+        let shared = Arc::new(Shared::new(Metrics::new()));
+        let mut st = Status::default();
+        st.memory.usage = Some(12345);
+        shared.publish(Published::new(st));
+        rt().block_on(async {
+            let (code, plain_headers, plain) = get(&shared, "/metrics").await;
+            assert_eq!(code, StatusCode::OK);
+            assert_eq!(header(&plain_headers, "content-encoding"), None);
+            let (code, headers, gz) = get_with(&shared, "/metrics", "Accept-Encoding: gzip\r\n").await;
+            assert_eq!(code, StatusCode::OK);
+            assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
+            assert_eq!(header(&headers, "vary"), Some("Accept-Encoding"));
+            let mut text = Vec::new();
+            flate2::read::GzDecoder::new(gz.as_slice())
+                .read_to_end(&mut text)
+                .expect("a gzip stream");
+            assert_eq!(text, plain);
+            assert!(String::from_utf8(text)
+                .unwrap()
+                .contains("headroom_memory_usage_bytes 12345"));
+            assert!(gz.len() < plain.len(), "{} vs {}", gz.len(), plain.len());
         });
     }
 

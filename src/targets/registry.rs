@@ -40,6 +40,8 @@ struct MetricsCache {
     /// The generation of each target's status the registry holds.
     applied: HashMap<TargetKey, u64>,
     text: Option<(u64, Bytes)>,
+    /// The same text gzipped, made on the first request that accepts it.
+    gzip: Option<(u64, Bytes)>,
 }
 
 /// The daemon's shared state: every target's [`Slot`], keyed, and the one
@@ -78,6 +80,7 @@ impl Shared {
                 metrics,
                 applied: HashMap::new(),
                 text: None,
+                gzip: None,
             }),
             changes: Arc::new(AtomicU64::new(0)),
             started: Instant::now(),
@@ -191,11 +194,34 @@ impl Shared {
     /// The Prometheus text of every target's latest snapshot, encoded again
     /// only when something was published since.
     pub fn metrics_text(&self) -> Bytes {
-        let generation = self.changes.load(Ordering::Acquire);
         let mut c = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        self.metrics_text_locked(&mut c).1
+    }
+
+    /// The Prometheus text gzipped (for a scraper that sends
+    /// `Accept-Encoding: gzip`, as Prometheus does), compressed at most once
+    /// per change: a node's text is about 3 KiB per target.
+    pub fn metrics_gzip(&self) -> Bytes {
+        let mut c = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        let (generation, text) = self.metrics_text_locked(&mut c);
+        if let Some((g, gz)) = &c.gzip {
+            if *g == generation {
+                return gz.clone();
+            }
+        }
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(text.len() / 8), flate2::Compression::fast());
+        enc.write_all(&text).expect("gzip into memory");
+        let gz: Bytes = enc.finish().expect("gzip into memory").into();
+        c.gzip = Some((generation, gz.clone()));
+        gz
+    }
+
+    fn metrics_text_locked(&self, c: &mut MetricsCache) -> (u64, Bytes) {
+        let generation = self.changes.load(Ordering::Acquire);
         if let Some((g, text)) = &c.text {
             if *g == generation {
-                return text.clone();
+                return (generation, text.clone());
             }
         }
         for slot in self.slots() {
@@ -207,7 +233,7 @@ impl Shared {
         }
         let text: Bytes = c.metrics.encode().into();
         c.text = Some((generation, text.clone()));
-        text
+        (generation, text)
     }
 
     /// The JSON of the sidecar's latest snapshot.
