@@ -136,6 +136,12 @@ pub async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {
         interval = ?cfg.template.interval,
         "node mode: listening"
     );
+    if cfg.cri_socket != crate::config::CriSocket::None {
+        tracing::info!(
+            "names from the container runtime are not read by this build: targets are keyed by pod UID and \
+             container ID (namespace empty); pass --cri-socket none to silence this"
+        );
+    }
     let metrics = Metrics::for_node();
     let histogram = metrics.poll_histogram();
     let shared = Arc::new(Shared::node(metrics).with_interval(cfg.daemon.interval));

@@ -203,7 +203,7 @@ pub const NODE_FLAGS: &[Flag] = &[
         "cri-socket",
         "PATH",
         Some("auto"),
-        "The container runtime's CRI socket, for pod and container names: `auto` (containerd's, then CRI-O's, where present), `none`, or a path.",
+        "The container runtime's CRI socket, for pod and container names: `auto` (containerd's, then CRI-O's, where present), `none`, or a path. Checked and accepted; this build does not read names from it yet: targets are keyed by pod UID and the container ID's first 12 hex digits.",
         Some("/run/containerd/containerd.sock"),
     ),
     flag(
