@@ -9,6 +9,7 @@ use common::kubetree::{KubeTree, Proc};
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -308,4 +309,100 @@ fn node_flags_are_checked_and_target_flags_refused() {
         assert!(!help.contains(&format!("--{f} ")), "node --help offers --{f}: {help}");
     }
     assert!(help.contains("Default 5s in node mode"), "{help}");
+}
+
+/// A target whose cgroup file never answers: its `memory.usage_in_bytes` is
+/// a FIFO with no writer, so opening it blocks its poller for real. The
+/// other target is polled on time, `/healthz` stays 200, the stuck one is
+/// listed `stalled`, and it is watched again once the read returns; SIGTERM
+/// still stops headroom while a read is stuck.
+#[test]
+fn a_stuck_read_of_one_target_marks_it_alone_and_delays_no_other() {
+    const STUCK_POD: &str = "5a5a5a5a-0000-4000-8000-000000000001";
+    const STUCK_ID: &str = "d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1";
+    const FINE_POD: &str = "5a5a5a5a-0000-4000-8000-000000000002";
+    const FINE_ID: &str = "e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2";
+    // A tree of plain directories laid out as the kubelet's, both
+    // containers holding the same real Go process.
+    let root = tempfile::tempdir().unwrap();
+    let hog = Proc(
+        Command::new(gohog_path())
+            .args(["-hold", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start gohog"),
+    );
+    let dir = |pod: &str, id: &str| root.path().join(format!("memory/kubepods/burstable/pod{pod}/{id}"));
+    for (pod, id) in [(STUCK_POD, STUCK_ID), (FINE_POD, FINE_ID)] {
+        std::fs::create_dir_all(dir(pod, id)).unwrap();
+        std::fs::write(dir(pod, id).join("cgroup.procs"), format!("{}\n", hog.0.id())).unwrap();
+        std::fs::write(dir(pod, id).join("memory.limit_in_bytes"), "268435456\n").unwrap();
+    }
+    std::fs::write(dir(FINE_POD, FINE_ID).join("memory.usage_in_bytes"), "1048576\n").unwrap();
+    let fifo = dir(STUCK_POD, STUCK_ID).join("memory.usage_in_bytes");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+
+    let root_arg = root.path().display().to_string();
+    let hr = Headroom::start_node(&["--cgroup-root", &root_arg, "--interval", "500ms"]);
+    let state = |rows: &[Value], pod: &str| row(rows, pod).map(|r| r["state"].as_str().unwrap().to_owned());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = targets(&hr);
+        if state(&rows, STUCK_POD).as_deref() == Some("stalled") && state(&rows, FINE_POD).as_deref() == Some("watched")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not stalled/watched: {rows:#?}\n{}",
+            hr.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The other target's polls go on, on time.
+    let last = |hr: &Headroom| {
+        series(&hr.metrics(), "headroom_last_poll_timestamp_seconds", FINE_POD, FINE_ID)
+            .expect("fine target's last poll")
+    };
+    let t0 = last(&hr);
+    std::thread::sleep(Duration::from_secs(2));
+    let t1 = last(&hr);
+    assert!(t1 - t0 >= 1.0, "the fine target's polls stopped: {t0} then {t1}");
+    assert_eq!(
+        series(&hr.metrics(), "headroom_memory_usage_bytes", FINE_POD, FINE_ID),
+        Some(1048576.0)
+    );
+    assert_eq!(hr.metrics().get("headroom_targets{state=\"stalled\"}"), Some(&1.0));
+    assert_eq!(
+        hr.get("/healthz").0,
+        200,
+        "one stuck target never fails the daemon's liveness"
+    );
+
+    // The read returns (a writer opens and closes the FIFO): watched again.
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("open the FIFO for writing");
+    drop(w);
+    std::fs::remove_file(&fifo).unwrap();
+    std::fs::write(&fifo, "2097152\n").unwrap();
+    hr.wait_metrics(Duration::from_secs(10), "the stuck target watched again", |m| {
+        m.get("headroom_targets{state=\"stalled\"}") == Some(&0.0)
+            && series(m, "headroom_memory_usage_bytes", STUCK_POD, STUCK_ID) == Some(2097152.0)
+    });
+
+    // Stuck again: SIGTERM still stops headroom.
+    std::fs::remove_file(&fifo).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    std::thread::sleep(Duration::from_secs(2));
+    let st = hr.terminate();
+    assert!(st.success(), "{st:?}");
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    drop(hog);
 }

@@ -202,7 +202,7 @@ impl NodeLoop {
         }
         let stale_after = super::registry::stale_after(self.cfg.template.interval);
         for r in self.running.values() {
-            let s = if r.run.slot.stalled(now, now, stale_after) {
+            let s = if r.run.slot.stalled(now, stale_after) {
                 "stalled"
             } else {
                 "watched"

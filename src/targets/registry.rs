@@ -286,7 +286,7 @@ impl Shared {
         let mut rows: Vec<TargetRow> = self
             .slots()
             .iter()
-            .map(|s| TargetRow::of(s, s.stalled(now, self.started, self.stale_after)))
+            .map(|s| TargetRow::of(s, s.stalled(now, self.stale_after)))
             .collect();
         rows.sort_by(TargetRow::order);
         serde_json::to_vec_pretty(&serde_json::json!({ "targets": rows }))

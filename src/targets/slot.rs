@@ -61,6 +61,9 @@ pub struct Slot {
     latest: RwLock<Arc<Published>>,
     history: Option<SharedWindow>,
     last_poll: Mutex<Option<Instant>>,
+    /// When the target began to be watched: a poll stuck before the first
+    /// one finished is measured from here.
+    created: Instant,
     presence: Mutex<Presence>,
     /// Bumped at each publish, for the metrics to tell what changed.
     generation: AtomicU64,
@@ -76,6 +79,7 @@ impl Slot {
             latest: RwLock::new(Arc::new(Published::default())),
             history,
             last_poll: Mutex::new(None),
+            created: Instant::now(),
             presence: Mutex::new(Presence::Watched),
             generation: AtomicU64::new(0),
             changes,
@@ -104,11 +108,11 @@ impl Slot {
     }
 
     /// True when the target is watched and its last poll (or, before the
-    /// first, its start `since`) is older than `stale_after`: a read of it
-    /// is stuck.
-    pub fn stalled(&self, now: Instant, since: Instant, stale_after: Duration) -> bool {
+    /// first, the time it began to be watched) is older than `stale_after`:
+    /// a read of it is stuck.
+    pub fn stalled(&self, now: Instant, stale_after: Duration) -> bool {
         self.presence() == Presence::Watched
-            && now.saturating_duration_since(self.last_poll().unwrap_or(since)) > stale_after
+            && now.saturating_duration_since(self.last_poll().unwrap_or(self.created)) > stale_after
     }
 
     pub fn presence(&self) -> Presence {
