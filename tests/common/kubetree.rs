@@ -18,7 +18,10 @@ pub struct KubeTree {
 
 impl KubeTree {
     pub fn new() -> KubeTree {
-        let base = V1Cgroup::create("node", 8 << 30);
+        // One tree per test: the tests of a binary run at once, in one process.
+        static TREES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = TREES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = V1Cgroup::create(&format!("kubetree{n}"), 8 << 30);
         let root = tempfile::tempdir().expect("temp dir");
         std::os::unix::fs::symlink(&base.dir, root.path().join("memory")).expect("link memory");
         KubeTree {
