@@ -645,67 +645,144 @@ fn table_keys(dom: &str) -> Vec<String> {
     out
 }
 
+/// The text of each cell of the table row whose key is `key`.
+fn table_row(dom: &str, key: &str) -> Vec<String> {
+    let body = markup(dom);
+    let at = body
+        .find(&format!("data-key=\"{key}\""))
+        .unwrap_or_else(|| panic!("no row {key}:\n{body}"));
+    let row = &body[at..at + body[at..].find("</tr>").expect("end of row")];
+    let mut cells = Vec::new();
+    let mut text = String::new();
+    let mut in_tag = false;
+    let mut tag = String::new();
+    for c in row.chars() {
+        match (in_tag, c) {
+            (false, '<') => {
+                in_tag = true;
+                tag.clear();
+            }
+            (false, c) => text.push(c),
+            (true, '>') => {
+                in_tag = false;
+                if tag.starts_with("/td") || tag.starts_with("/th") {
+                    cells.push(unescape(&text));
+                }
+                if tag.starts_with("td") || tag.starts_with("th") || tag.starts_with("/t") {
+                    text.clear();
+                }
+            }
+            (true, c) => tag.push(c),
+        }
+    }
+    cells
+}
+
+/// `/api/v1/targets`' rows.
+fn served_targets(hr: &Headroom) -> Vec<serde_json::Value> {
+    let (code, body) = hr.get("/api/v1/targets");
+    assert_eq!(code, 200, "/api/v1/targets: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("targets JSON");
+    v["targets"].as_array().expect("targets").clone()
+}
+
+/// A served row's key in the path form, `_` for an empty part.
+fn path_of(row: &serde_json::Value) -> String {
+    ["namespace", "pod", "container"]
+        .map(|k| match row[k].as_str().expect("key part") {
+            "" => "_".to_owned(),
+            v => v.to_owned(),
+        })
+        .join("/")
+}
+
 #[test]
 fn node_mode_opens_on_the_targets_table_and_a_row_opens_that_targets_page() {
     use common::kubetree::KubeTree;
     chromium();
-    const POD_A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
-    const POD_B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
-    const ID_A: &str = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
-    const ID_B: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+    const LEAK_POD: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+    const CALM_POD: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const LEAK_ID: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+    const CALM_ID: &str = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
+    let leak_path = format!("_/{LEAK_POD}/{}", &LEAK_ID[..12]);
+    let calm_path = format!("_/{CALM_POD}/{}", &CALM_ID[..12]);
     let mut tree = KubeTree::new();
-    let cg_a = tree.container("burstable", POD_A, ID_A, Some(128 << 20));
-    let cg_b = tree.container("besteffort", POD_B, ID_B, Some(512 << 20));
-    let _a = GoHog::start(&cg_a, &[], &["-hold", "80"]);
-    let _b = GoHog::start(&cg_b, &[], &["-hold", "8"]);
+    // The calm one comes first in the tree and by key: only its risk puts
+    // the leak above it.
+    let calm_cg = tree.container("besteffort", CALM_POD, CALM_ID, Some(128 << 20));
+    let leak_cg = tree.container("burstable", LEAK_POD, LEAK_ID, Some(512 << 20));
+    let _calm = GoHog::start(&calm_cg, &[], &["-hold", "8"]);
+    // 1 MiB/s into 512 MiB: a warning within a minute, the kill minutes
+    // after the test is done.
+    let _leak = GoHog::start(&leak_cg, &[], &["-leak", "1"]);
     let root = tree.cgroup_root().display().to_string();
     let hr = Headroom::start_node(&["--cgroup-root", &root, "--interval", "500ms"]);
-    hr.wait_metrics(Duration::from_secs(15), "both targets watched", |m| {
-        m.get("headroom_targets{state=\"watched\"}") == Some(&2.0)
-    });
-    let (code, body) = hr.get("/api/v1/targets");
-    assert_eq!(code, 200);
-    let served: Vec<String> = serde_json::from_str::<serde_json::Value>(&body).unwrap()["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            ["namespace", "pod", "container"]
-                .map(|k| match r[k].as_str().unwrap() {
-                    "" => "_".to_owned(),
-                    v => v.to_owned(),
-                })
-                .join("/")
-        })
-        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let served = loop {
+        let rows = served_targets(&hr);
+        let risk = |path: &str| {
+            rows.iter()
+                .find(|r| path_of(r) == path)
+                .and_then(|r| r["risk"].as_str().map(str::to_owned))
+        };
+        let leak = risk(&leak_path);
+        if matches!(leak.as_deref(), Some("warning" | "critical")) && risk(&calm_path).as_deref() == Some("ok") {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no warning on the leak with the calm one ok within 120 s: {rows:#?}\n{}",
+            hr.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let order: Vec<String> = served.iter().map(path_of).collect();
+    assert_eq!(order, [leak_path.clone(), calm_path.clone()], "served by risk");
     let base = format!("http://{}/", hr.addr);
 
-    // The table: every target, in the order served (by risk), each a link.
+    // The table: every target, in the order served (the riskier first),
+    // each a link to its page.
     let dom = dump_dom(&base);
     let page = markup(&dom);
     assert!(
         attr_of(page, "id=\"targetsview\"", "hidden").is_none(),
         "no table:\n{page}"
     );
-    assert_eq!(table_keys(page), served, "{page}");
-    for (pod, id) in [(POD_A, ID_A), (POD_B, ID_B)] {
-        let path = format!("_/{pod}/{}", &id[..12]);
-        let href = attr_of(page, &format!("data-key=\"{path}\""), "class").map(|_| ());
-        assert!(href.is_some(), "no row for {path}");
+    assert_eq!(table_keys(page), order, "{page}");
+    assert!(page.contains("<th scope=\"col\">risk</th>"), "column headers:\n{page}");
+    for (path, pod, id) in [(&leak_path, LEAK_POD, LEAK_ID), (&calm_path, CALM_POD, CALM_ID)] {
         assert!(
-            page.contains(&format!("href=\"?target={}\"", path.replace('/', "%2F"))),
-            "no link to {path}:\n{page}"
+            page.contains(&format!(
+                "<th scope=\"row\"><a href=\"?target={path}\">{pod}/{}</a></th>",
+                &id[..12]
+            )),
+            "no row naming and linking {path}:\n{page}"
         );
-        assert!(page.contains(&format!("{pod}/{}", &id[..12])), "{pod} not named");
     }
-    assert!(page.contains("go1."), "the Go version is shown:\n{page}");
+    let leak_row = table_row(page, &leak_path);
+    assert_eq!(leak_row.len(), 7, "{leak_row:?}");
+    assert_eq!(leak_row[0], format!("{LEAK_POD}/{}", &LEAK_ID[..12]));
+    assert_eq!(leak_row[1], "watched");
+    assert!(matches!(leak_row[2].as_str(), "warning" | "critical"), "{leak_row:?}");
+    assert!(leak_row[3].starts_with("≈ "), "time to OOM in words: {leak_row:?}");
+    assert!(leak_row[5].ends_with(" MiB / 512 MiB"), "usage / limit: {leak_row:?}");
+    assert!(leak_row[6].starts_with("go1."), "the Go version: {leak_row:?}");
+    let calm_row = table_row(page, &calm_path);
+    assert_eq!(calm_row[1..3], ["watched", "ok"], "{calm_row:?}");
+    assert_eq!(calm_row[4], "–", "no causes: {calm_row:?}");
+    assert!(calm_row[5].ends_with(" MiB / 128 MiB"), "usage / limit: {calm_row:?}");
     assert!(text_of(page, "who").starts_with("node mode · 2 containers"));
+    assert!(dom.contains("<title>headroom · 2 containers</title>"), "title");
+    assert!(
+        page.contains("<main class=\"table-only\">"),
+        "the per-target cards are hidden"
+    );
 
-    // A row opens today's page for that target, named in the title.
-    let path = format!("_/{POD_A}/{}", &ID_A[..12]);
-    let dom = dump_dom(&format!("{base}?target={}", path.replace('/', "%2F")));
+    // A row opens today's page for that target, named in the title, read
+    // from that target's own status.
+    let dom = dump_dom(&format!("{base}?target={leak_path}"));
     let page = markup(&dom);
-    let name = format!("{POD_A}/{}", &ID_A[..12]);
+    let name = format!("{LEAK_POD}/{}", &LEAK_ID[..12]);
     assert!(
         dom.contains(&format!("<title>{name} · headroom</title>")),
         "title:\n{page}"
@@ -719,11 +796,67 @@ fn node_mode_opens_on_the_targets_table_and_a_row_opens_that_targets_page() {
         attr_of(page, "id=\"back\"", "hidden").is_none(),
         "a way back to the table"
     );
+    assert_eq!(attr_of(page, "id=\"back\"", "href").as_deref(), Some("./"));
     let level = text_of(page, "level");
-    assert!(level.contains("of 128 MiB limit"), "its own figures: {level}");
+    assert!(level.contains(" of 512 MiB limit"), "its own figures: {level}");
+    let risk = attr_of(page, "id=\"verdict\"", "data-risk").unwrap_or_default();
+    assert!(matches!(risk.as_str(), "warning" | "critical"), "its own risk: {risk}");
+    assert!(
+        text_of(page, "tto").starts_with("≈ "),
+        "its time to OOM: {}",
+        text_of(page, "tto")
+    );
+    assert!(
+        chart_series(page).get("unreclaimable").is_some_and(|&n| n > 10),
+        "its history is drawn: {:?}",
+        chart_series(page)
+    );
+    let status_url = served[0]["status_url"].as_str().unwrap();
+    assert_eq!(
+        attr_of(page, "id=\"statuslink\"", "href")
+            .map(|h| format!("/{h}"))
+            .as_deref(),
+        Some(status_url),
+        "the status link is the target's own"
+    );
+    // The calm one's page shows its own figures, not the leak's.
+    let dom = dump_dom(&format!("{base}?target={}", calm_path.replace('/', "%2F")));
+    let page = markup(&dom);
+    assert!(
+        text_of(page, "level").contains(" of 128 MiB limit"),
+        "{}",
+        text_of(page, "level")
+    );
+    assert_eq!(attr_of(page, "id=\"verdict\"", "data-risk").as_deref(), Some("ok"));
 
     // A target that is not watched says so.
-    let dom = dump_dom(&format!("{base}?target=_%2Fnope%2Fnope"));
-    let banner = text_of(markup(&dom), "banner");
+    let dom = dump_dom(&format!("{base}?target=_/nope/nope"));
+    let page = markup(&dom);
+    let banner = text_of(page, "banner");
     assert!(banner.starts_with("No target nope/nope is watched here"), "{banner}");
+    assert!(dom.contains("<title>nope/nope · headroom</title>"), "title");
+}
+
+#[test]
+fn node_mode_with_no_container_says_what_to_check() {
+    use common::kubetree::KubeTree;
+    chromium();
+    let mut tree = KubeTree::new();
+    tree.mkdir("kubepods/burstable");
+    let root = tree.cgroup_root().display().to_string();
+    let hr = Headroom::start_node(&["--cgroup-root", &root, "--interval", "500ms"]);
+    assert!(served_targets(&hr).is_empty());
+    let dom = dump_dom(&format!("http://{}/", hr.addr));
+    let page = markup(&dom);
+    assert!(
+        attr_of(page, "id=\"targetsview\"", "hidden").is_none(),
+        "no table:\n{page}"
+    );
+    assert!(table_keys(page).is_empty(), "{page}");
+    let note = text_of(page, "targetsnote");
+    assert!(note.starts_with("No Go container found on this node"), "{note}");
+    for hint in ["--cgroup-root", "--all-containers"] {
+        assert!(note.contains(hint), "the note names {hint}: {note}");
+    }
+    assert!(text_of(page, "who").starts_with("node mode · 0 containers"));
 }
