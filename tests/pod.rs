@@ -418,16 +418,40 @@ fn node_oom_kills() -> u64 {
         .expect("/proc/vmstat oom_kill")
 }
 
+/// The sidecar's one series `name` (whatever its key labels: namespace,
+/// pod, container of the watched container), without other labels.
 fn metric(m: &BTreeMap<String, f64>, name: &str) -> Option<f64> {
-    m.get(name).copied()
+    m.iter()
+        .find(|(k, _)| {
+            k.as_str() == name
+                || k.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix('{'))
+                    .and_then(|rest| rest.strip_suffix('}'))
+                    .is_some_and(|labels| {
+                        labels
+                            .split(',')
+                            .all(|l| ["namespace=", "pod=", "container="].iter().any(|p| l.starts_with(p)))
+                    })
+        })
+        .map(|(_, v)| *v)
 }
 
-/// Waits for headroom to serve and to have found the Go process.
+/// Waits for headroom to serve and to have found the Go process; its
+/// series name the watched container: the pod's namespace and name from
+/// the downward API, the app container's name.
 fn wait_watching(pod: &Pod) -> BTreeMap<String, f64> {
-    wait_for(pod, Duration::from_secs(60), "headroom to serve and find gohog", || {
+    let m = wait_for(pod, Duration::from_secs(60), "headroom to serve and find gohog", || {
         let m = pod.metrics()?;
         (metric(&m, "headroom_memory_rss_bytes")? > 0.0).then_some(m)
-    })
+    });
+    let key = m
+        .keys()
+        .find(|k| k.starts_with("headroom_memory_rss_bytes{"))
+        .unwrap_or_else(|| panic!("no key labels on the series: {m:#?}"));
+    for label in ["container=\"app\"", "namespace=\"headroom-pod-test\"", "pod=\"hrpod-"] {
+        assert!(key.contains(label), "{label} not in {key}");
+    }
+    m
 }
 
 /// What the OOM pod showed up to gohog's first kill.

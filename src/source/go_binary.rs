@@ -257,26 +257,17 @@ impl Elf {
             return Ok(None);
         }
         let table = r.read_at_most(shoff, shnum * shentsize)?;
+        // sh_name, sh_type, then sh_addr, sh_offset, sh_size: words of 8
+        // bytes from offset 16 (ELF64) or of 4 from offset 12 (ELF32).
+        let (at, word) = if wide { (16, 8) } else { (12, 4) };
         let sections: Vec<Section> = table
             .chunks_exact(shentsize)
-            .map(|s| {
-                if wide {
-                    Section {
-                        name: rd.u32(s, 0) as u32,
-                        kind: rd.u32(s, 4) as u32,
-                        addr: rd.u64(s, 16),
-                        offset: rd.u64(s, 24),
-                        size: rd.u64(s, 32),
-                    }
-                } else {
-                    Section {
-                        name: rd.u32(s, 0) as u32,
-                        kind: rd.u32(s, 4) as u32,
-                        addr: rd.u32(s, 12),
-                        offset: rd.u32(s, 16),
-                        size: rd.u32(s, 20),
-                    }
-                }
+            .map(|s| Section {
+                name: rd.u32(s, 0) as u32,
+                kind: rd.u32(s, 4) as u32,
+                addr: rd.uint(s, at, word),
+                offset: rd.uint(s, at + word, word),
+                size: rd.uint(s, at + 2 * word, word),
             })
             .collect();
         let Some(strtab) = sections.get(shstrndx as usize) else {
