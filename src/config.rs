@@ -304,12 +304,15 @@ fn setting_args() -> Vec<Arg> {
 /// `headroom node`'s flags: those of `run` that are not about one target,
 /// and its own.
 fn node_args() -> Vec<Arg> {
-    let mut args = vec![config_arg()];
+    let mut args = vec![config_arg().help("TOML file with any of these flags as keys (all-containers = true).")];
     args.extend(
         FLAGS
             .iter()
             .filter(|f| !TARGET_ONLY.contains(&f.name))
             .map(|f| match f.name {
+                "listen" => flag_arg(f).help(
+                    "HTTP address for /metrics, /api/v1/targets and the dashboard. Default 0.0.0.0:9184. Example: --listen 127.0.0.1:9184",
+                ),
                 "interval" => flag_arg(f).help(
                     "Poll period of each container's cgroup and /proc, and of the discovery of containers. Default 5s in node mode.",
                 ),
@@ -477,9 +480,10 @@ pub fn parse_config_toml(text: &str) -> Result<BTreeMap<String, String>, Vec<Str
         let v = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
             other => {
                 errors.push(format!(
-                    "key {key:?}: expected a string or an integer, found {}",
+                    "key {key:?}: expected a string, an integer or a boolean, found {}",
                     other.type_str()
                 ));
                 continue;
@@ -1076,6 +1080,9 @@ mod tests {
         let m = parse_config_toml("go_url = \"http://a:1/metrics\"\ninterval = \"2s\"\npid = 7\n").unwrap();
         assert_eq!(m.get("go-url").map(String::as_str), Some("http://a:1/metrics"));
         assert_eq!(m.get("pid").map(String::as_str), Some("7"));
+        // A switch as TOML writes it.
+        let m = parse_config_toml("all-containers = true\n").unwrap();
+        assert_eq!(m.get("all-containers").map(String::as_str), Some("true"));
         let errs = parse_config_toml("colour = \"red\"\ninterval = [1]\n").unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(parse_config_toml("not toml at all [").is_err());
