@@ -565,6 +565,11 @@ pub struct TargetConfig {
     pub critical_within: Duration,
     pub memory_limit: Option<Limit>,
     pub limit_basis: LimitBasis,
+    /// The target appeared after headroom started (a container found by a
+    /// later discovery round): the OOM kills its cgroup shows at the first
+    /// read happened since, and count. Otherwise they are from before
+    /// headroom started, shown in the status and not counted.
+    pub appeared_after_start: bool,
 }
 
 impl TargetConfig {
@@ -821,6 +826,7 @@ impl Config {
             critical_within: self.critical_within,
             memory_limit: self.memory_limit,
             limit_basis: self.limit_basis,
+            appeared_after_start: false,
         }
     }
 

@@ -16,6 +16,7 @@ use crate::collector::health::Source;
 use crate::key::TargetKey;
 use crate::parse::cgroup_files::Limit;
 use crate::parse::go_runtime::GO_NO_MEMORY_LIMIT;
+use crate::sample::ExitReason;
 use crate::status::Status;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -194,6 +195,7 @@ pub struct Metrics {
     diagnosis: IntGaugeVec,
     oom_kills: IntCounterVec,
     oom_kills_inferred: IntCounterVec,
+    exits: IntCounterVec,
     target_info: IntGaugeVec,
     /// Each target's `headroom_target_info` label values, to replace or
     /// remove its one series.
@@ -246,7 +248,7 @@ impl Metrics {
         let high_events = IntCounterVec::new(
             Opts::new(
                 "headroom_memory_events_total",
-                "Memory events of the cgroup (v2 memory.events: high = throttled above memory.high, max = reached memory.max), as the kernel counts them, kept across the target's restarts.",
+                "Memory events of the cgroup since headroom started (v2 memory.events: high = throttled above memory.high, max = reached memory.max, oom, oom_kill, oom_group_kill), kept across the target's restarts.",
             ),
             &labels_with(&["event"]),
         )
@@ -254,7 +256,7 @@ impl Metrics {
         let oom_kills = IntCounterVec::new(
             Opts::new(
                 "headroom_oom_kills_total",
-                "OOM kills of the target, each counted once across its restarts and cgroups: read from its cgroup (v2 memory.events oom_kill, v1 memory.oom_control oom_kill), or inferred when the runtime removed the cgroup before it could be read (see headroom_oom_kills_inferred_total). Kept for the pod's life after the container is gone.",
+                "OOM kills in the target's cgroups since headroom started (kills from before are in the status, oom_kills_before_start), each counted once across its restarts and cgroups, whichever way it was seen first: read from its cgroup (v2 memory.events oom_kill, v1 memory.oom_control oom_kill), or inferred when the runtime removed the cgroup before it could be read (see headroom_oom_kills_inferred_total). Includes kills of other processes of the cgroup while the target lived (status: last_oom_kill.child). Kept for the pod's life after the container is gone.",
             ),
             &KEY_LABELS,
         )
@@ -262,9 +264,17 @@ impl Metrics {
         let oom_kills_inferred = IntCounterVec::new(
             Opts::new(
                 "headroom_oom_kills_inferred_total",
-                "Of headroom_oom_kills_total, the kills inferred: the target died, its cgroup was gone before it could be read, the node's OOM kill count (/proc/vmstat oom_kill) rose and the cgroup was near its limit.",
+                "Of headroom_oom_kills_total, the kills inferred: the target died by SIGKILL or an unread status, its cgroup was gone before it could be read, the node's OOM kill count (/proc/vmstat oom_kill) rose since the poll before, and the cgroup was on its way to its limit (at least a third of it, or the limit hit since the read before).",
             ),
             &KEY_LABELS,
+        )
+        .expect("valid metric");
+        let exits = IntCounterVec::new(
+            Opts::new(
+                "headroom_target_exits_total",
+                "Exits of the target since headroom started, by reason: oom_kill (its memory cgroup's OOM killer), oom_group_kill (v2 memory.oom.group), node_oom (the node-wide OOM killer: the cgroup counted the kill but was not at its limit), signal (a signal not from the OOM killer), exit (it exited; the code is in the status), unknown (reaped before its status could be read, no OOM evidence). Kept for the pod's life after the container is gone.",
+            ),
+            &labels_with(&["reason"]),
         )
         .expect("valid metric");
         let build_info = IntGaugeVec::new(
@@ -312,6 +322,7 @@ impl Metrics {
         reg(Box::new(high_events.clone()));
         reg(Box::new(oom_kills.clone()));
         reg(Box::new(oom_kills_inferred.clone()));
+        reg(Box::new(exits.clone()));
         reg(Box::new(build_info));
         reg(Box::new(target_info.clone()));
         reg(Box::new(poll_duration.clone()));
@@ -326,6 +337,7 @@ impl Metrics {
             high_events,
             oom_kills,
             oom_kills_inferred,
+            exits,
             target_info,
             info_labels: Mutex::new(HashMap::new()),
             poll_duration,
@@ -411,6 +423,9 @@ impl Metrics {
         if !keep_kills {
             let _ = self.oom_kills.remove_label_values(&k);
             let _ = self.oom_kills_inferred.remove_label_values(&k);
+            for reason in ExitReason::ALL {
+                let _ = self.exits.remove_label_values(&values_with(key, &[reason.as_str()]));
+            }
         }
     }
 
@@ -449,6 +464,12 @@ impl Metrics {
         c.inc_by(status.memory.oom_kills_total.saturating_sub(c.get()));
         let c = self.oom_kills_inferred.with_label_values(&k);
         c.inc_by(status.memory.oom_kills_inferred.saturating_sub(c.get()));
+        // Every reason from 0, so that increase() sees the first exit.
+        for reason in ExitReason::ALL {
+            let c = self.exits.with_label_values(&values_with(key, &[reason.as_str()]));
+            let total = status.memory.exits_total.get(&reason).copied().unwrap_or(0);
+            c.inc_by(total.saturating_sub(c.get()));
+        }
         let t = &status.target;
         let version = match t.cgroup_version {
             Some(crate::sample::CgroupVersion::V1) => "v1",

@@ -191,14 +191,16 @@ pub enum MemoryEvent {
     Max,
     Oom,
     OomKill,
+    OomGroupKill,
 }
 
 impl MemoryEvent {
-    pub const ALL: [MemoryEvent; 4] = [
+    pub const ALL: [MemoryEvent; 5] = [
         MemoryEvent::High,
         MemoryEvent::Max,
         MemoryEvent::Oom,
         MemoryEvent::OomKill,
+        MemoryEvent::OomGroupKill,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -207,6 +209,7 @@ impl MemoryEvent {
             MemoryEvent::Max => "max",
             MemoryEvent::Oom => "oom",
             MemoryEvent::OomKill => "oom_kill",
+            MemoryEvent::OomGroupKill => "oom_group_kill",
         }
     }
 
@@ -217,6 +220,7 @@ impl MemoryEvent {
             MemoryEvent::Max => e.max,
             MemoryEvent::Oom => e.oom,
             MemoryEvent::OomKill => e.oom_kill,
+            MemoryEvent::OomGroupKill => e.oom_group_kill,
         }
     }
 }
@@ -245,14 +249,111 @@ pub enum KillHow {
     Inferred,
 }
 
-/// The last OOM kill of the target headroom knows of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The last OOM kill headroom knows of: of the target, or of another
+/// process of its cgroup while the target lived (`child`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OomKill {
     /// Unix time (ms) of the poll that learned of it.
     pub time_ms: u64,
     pub how: KillHow,
     /// The PID killed, where known.
     pub pid: Option<u32>,
+    /// The killed process's name (`comm`), where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    /// Another process of the target's cgroup was killed, not the target.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub child: bool,
+}
+
+/// Why the target exited, as `headroom_target_exits_total{reason}` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// Killed by its memory cgroup's OOM killer (its own limit, or its
+    /// pod's).
+    OomKill,
+    /// Killed with its whole cgroup (v2 `memory.oom.group`).
+    OomGroupKill,
+    /// Killed by the node-wide OOM killer: its cgroup counted the kill but
+    /// was not at its limit.
+    NodeOom,
+    /// Killed by a signal that was not the OOM killer's (`kill -9`, a
+    /// SIGTERM not handled).
+    Signal,
+    /// Exited by itself, with the code in the status.
+    Exit,
+    /// Gone before how could be read (reaped at once, no OOM evidence).
+    Unknown,
+}
+
+impl ExitReason {
+    pub const ALL: [ExitReason; 6] = [
+        ExitReason::OomKill,
+        ExitReason::OomGroupKill,
+        ExitReason::NodeOom,
+        ExitReason::Signal,
+        ExitReason::Exit,
+        ExitReason::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::OomKill => "oom_kill",
+            ExitReason::OomGroupKill => "oom_group_kill",
+            ExitReason::NodeOom => "node_oom",
+            ExitReason::Signal => "signal",
+            ExitReason::Exit => "exit",
+            ExitReason::Unknown => "unknown",
+        }
+    }
+
+    /// Whether an OOM killer took the target.
+    pub fn is_oom(self) -> bool {
+        matches!(
+            self,
+            ExitReason::OomKill | ExitReason::OomGroupKill | ExitReason::NodeOom
+        )
+    }
+}
+
+/// How the target ended: a wait status, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitStatus {
+    /// `exit(code)`.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+impl WaitStatus {
+    /// From the status as `waitpid` reports it (field 52 of /proc/PID/stat).
+    pub fn from_raw(status: i32) -> WaitStatus {
+        if status & 0x7f == 0 {
+            WaitStatus::Exited((status >> 8) & 0xff)
+        } else {
+            WaitStatus::Signaled(status & 0x7f)
+        }
+    }
+}
+
+/// The last exit of the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetExit {
+    /// Unix time (ms) of the poll that learned of it.
+    pub time_ms: u64,
+    pub reason: ExitReason,
+    pub pid: Option<u32>,
+    /// The exit code (reason `exit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// The signal that killed it, where read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// For an OOM kill: read from the cgroup or inferred.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub how: Option<KillHow>,
 }
 
 /// The watched process and its cgroup, as the collector's target tracker
@@ -347,13 +448,21 @@ pub struct Sample {
     /// The last smaps_rollup read (it is read less often than the rest).
     pub smaps: Option<SmapsSample>,
     pub go: Option<GoReading>,
-    /// OOM kills of the target: its cgroup's count as the kernel keeps it,
-    /// across the target's restarts and cgroups, plus those inferred.
+    /// OOM kills in the target's cgroups since headroom started, each
+    /// counted once: read from the cgroup's count as the kernel keeps it,
+    /// across the target's restarts and cgroups, or inferred.
     pub oom_kills_total: u64,
     /// Of `oom_kills_total`, those inferred (see [`KillHow::Inferred`]).
     pub oom_kills_inferred: u64,
+    /// The cgroup's OOM kill count when headroom first read it: kills from
+    /// before headroom started, not in `oom_kills_total`.
+    pub oom_kills_before_start: Option<u64>,
     pub last_oom_kill: Option<OomKill>,
-    /// v2 memory.events counts, kept across restarts like `oom_kills_total`.
+    /// The target's exits since headroom started, by reason.
+    pub exits_total: BTreeMap<ExitReason, u64>,
+    pub last_exit: Option<TargetExit>,
+    /// v2 memory.events counts since headroom started, kept across restarts
+    /// like `oom_kills_total`.
     pub events_total: BTreeMap<MemoryEvent, u64>,
 }
 

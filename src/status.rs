@@ -8,8 +8,8 @@ use crate::analysis::predict::Analysis;
 use crate::collector::health::{HealthSnapshot, Source, SourceStatus};
 use crate::parse::cgroup_files::Limit;
 use crate::sample::{
-    Access, CgroupSample, CgroupVersion, GoReading, LimitBasis, LimitSource, MemoryEvent, OomKill, ProcSample, Sample,
-    SmapsSample,
+    Access, CgroupSample, CgroupVersion, ExitReason, GoReading, LimitBasis, LimitSource, MemoryEvent, OomKill,
+    ProcSample, Sample, SmapsSample, TargetExit,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -49,16 +49,25 @@ pub struct Memory {
     pub anon: Option<u64>,
     pub file: Option<u64>,
     pub lazy_free: Option<u64>,
-    /// OOM kills of the target's cgroup as the kernel counts them (including
-    /// those before headroom started), kept across the target's restarts.
+    /// OOM kills in the target's cgroups since headroom started, each
+    /// counted once, kept across the target's restarts.
     pub oom_kills_total: u64,
     /// Of those, the kills inferred (the cgroup was gone before it could be
     /// read); the others were read from the cgroup's counter.
     pub oom_kills_inferred: u64,
-    /// The last OOM kill known, and how it was known (cgroup or inferred).
+    /// The cgroup's count when headroom first read it: kills from before
+    /// headroom started (not in `oom_kills_total`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_kills_before_start: Option<u64>,
+    /// The last OOM kill known: how it was known (cgroup or inferred), the
+    /// PID and name, and whether it was of another process of the cgroup.
     pub last_oom_kill: Option<OomKill>,
-    /// v2 memory.events counts (high, max, oom, oom_kill) as the kernel
-    /// counts them, kept across the target's restarts like `oom_kills_total`.
+    /// The target's exits since headroom started, by reason.
+    pub exits_total: BTreeMap<ExitReason, u64>,
+    /// The last exit: its reason, PID, exit code or signal.
+    pub last_exit: Option<TargetExit>,
+    /// v2 memory.events counts (high, max, oom, oom_kill, oom_group_kill)
+    /// since headroom started, kept across the target's restarts.
     pub events_total: BTreeMap<MemoryEvent, u64>,
 }
 
@@ -108,7 +117,10 @@ impl Status {
             lazy_free: sample.lazy_free(),
             oom_kills_total: sample.oom_kills_total,
             oom_kills_inferred: sample.oom_kills_inferred,
-            last_oom_kill: sample.last_oom_kill,
+            oom_kills_before_start: sample.oom_kills_before_start,
+            last_oom_kill: sample.last_oom_kill.clone(),
+            exits_total: sample.exits_total.clone(),
+            last_exit: sample.last_exit.clone(),
             events_total: sample.events_total.clone(),
         };
         let t = &sample.target;

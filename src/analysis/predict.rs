@@ -308,9 +308,19 @@ impl Analyzer {
             } else {
                 format!("{n} OOM kills")
             };
-            let how = match s.last_oom_kill.map(|k| k.how) {
-                Some(KillHow::Inferred) => "inferred: the target died with its cgroup near the limit",
-                _ => "counted by the kernel in the target's cgroup",
+            let how = match s.last_oom_kill.as_ref() {
+                Some(k) if k.how == KillHow::Inferred => {
+                    "inferred: the target died with its cgroup near the limit".to_owned()
+                }
+                Some(k) if k.child => format!(
+                    "of another process of the target's cgroup ({}), counted by the kernel",
+                    match (&k.comm, k.pid) {
+                        (Some(c), Some(p)) => format!("{c}, PID {p}"),
+                        (None, Some(p)) => format!("PID {p}"),
+                        _ => "unnamed".to_owned(),
+                    }
+                ),
+                _ => "counted by the kernel in the target's cgroup".to_owned(),
             };
             win.event(
                 now,

@@ -1,5 +1,8 @@
 //! Kernel counters kept across resets: a new cgroup after the container
 //! restarted counts from 0 again, and what was counted before is kept.
+//! They count from headroom's start: the first cgroup's counts at its first
+//! read are kills from before (shown apart, in the status), so that a
+//! restart of headroom re-counts nothing and `increase()` over it is 0.
 
 use crate::sample::{CgroupSample, MemoryEvent};
 use std::collections::BTreeMap;
@@ -36,18 +39,35 @@ impl ResetCounter {
     }
 }
 
-/// The cgroup's OOM kills and v2 memory events, kept across restarts.
+/// The cgroup's OOM kills and v2 memory events since headroom started,
+/// kept across restarts.
 #[derive(Debug, Default, Clone)]
 pub struct KernelCounters {
     oom_kills: ResetCounter,
     events: BTreeMap<MemoryEvent, ResetCounter>,
+    /// Count the first read in full: the target's cgroup is new (a
+    /// container found after headroom started).
+    count_existing: bool,
+    /// The first read's counts, subtracted from the totals (0 when
+    /// `count_existing`).
+    kills_before: Option<u64>,
+    events_before: BTreeMap<MemoryEvent, u64>,
 }
 
 impl KernelCounters {
+    /// `count_existing`: the counts at the first read happened after
+    /// headroom started (a container that appeared since), and count.
+    pub fn new(count_existing: bool) -> KernelCounters {
+        KernelCounters {
+            count_existing,
+            ..KernelCounters::default()
+        }
+    }
+
     /// Takes one read of the cgroup.
     pub fn observe(&mut self, c: &CgroupSample) {
         if let Some(k) = c.oom_kills() {
-            self.oom_kills.observe(k);
+            self.observe_oom_kills(k);
         }
         if let Some(ev) = c.events.as_ref() {
             self.observe_events(ev);
@@ -56,6 +76,8 @@ impl KernelCounters {
 
     /// Takes an OOM kill count read apart from a poll (by the watcher).
     pub fn observe_oom_kills(&mut self, count: u64) {
+        let existing = self.count_existing;
+        self.kills_before.get_or_insert(if existing { 0 } else { count });
         self.oom_kills.observe(count);
     }
 
@@ -63,6 +85,8 @@ impl KernelCounters {
     pub fn observe_events(&mut self, ev: &crate::parse::cgroup_files::MemoryEvents) {
         for e in MemoryEvent::ALL {
             if let Some(v) = e.count(ev) {
+                let existing = self.count_existing;
+                self.events_before.entry(e).or_insert(if existing { 0 } else { v });
                 self.events.entry(e).or_default().observe(v);
             }
         }
@@ -74,12 +98,35 @@ impl KernelCounters {
         self.events.values_mut().for_each(ResetCounter::rebase);
     }
 
+    /// OOM kills since headroom started.
     pub fn oom_kills_total(&self) -> u64 {
-        self.oom_kills.total()
+        self.oom_kills.total() - self.kills_before.unwrap_or(0)
     }
 
+    /// The cgroup's OOM kill count at headroom's first read of it, when
+    /// those kills happened before headroom started.
+    pub fn oom_kills_before_start(&self) -> Option<u64> {
+        self.kills_before.filter(|_| !self.count_existing)
+    }
+
+    /// v2 memory events since headroom started.
     pub fn events_total(&self) -> BTreeMap<MemoryEvent, u64> {
-        self.events.iter().map(|(k, c)| (*k, c.total())).collect()
+        self.events
+            .iter()
+            .map(|(k, c)| (*k, c.total() - self.events_before.get(k).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Whether v2 memory events were ever read (a v2 cgroup).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// One event's count since headroom started (0 when never read).
+    pub fn event_total(&self, e: MemoryEvent) -> u64 {
+        self.events
+            .get(&e)
+            .map_or(0, |c| c.total() - self.events_before.get(&e).copied().unwrap_or(0))
     }
 }
 
@@ -103,8 +150,38 @@ mod tests {
     }
 
     #[test]
+    fn kills_before_headroom_started_are_not_counted_unless_the_cgroup_is_new() {
+        let mut k = KernelCounters::new(false);
+        k.observe_oom_kills(3);
+        assert_eq!((k.oom_kills_total(), k.oom_kills_before_start()), (0, Some(3)));
+        k.observe_oom_kills(4);
+        assert_eq!(k.oom_kills_total(), 1);
+        // The container restarted in a new cgroup: its kills all count.
+        k.rebase();
+        k.observe_oom_kills(1);
+        assert_eq!(k.oom_kills_total(), 2);
+        let mut fresh = KernelCounters::new(true);
+        fresh.observe_oom_kills(1);
+        assert_eq!((fresh.oom_kills_total(), fresh.oom_kills_before_start()), (1, None));
+        let mut ev = KernelCounters::new(false);
+        let mut c = CgroupSample::all_anonymous("/a", 1);
+        c.events = Some(MemoryEvents {
+            max: Some(7),
+            ..MemoryEvents::default()
+        });
+        ev.observe(&c);
+        assert_eq!(ev.event_total(MemoryEvent::Max), 0);
+        c.events = Some(MemoryEvents {
+            max: Some(9),
+            ..MemoryEvents::default()
+        });
+        ev.observe(&c);
+        assert_eq!(ev.event_total(MemoryEvent::Max), 2);
+    }
+
+    #[test]
     fn events_are_kept_across_a_new_cgroup() {
-        let mut k = KernelCounters::default();
+        let mut k = KernelCounters::new(true);
         let mut c = CgroupSample::all_anonymous("/a", 1);
         c.events = Some(MemoryEvents {
             high: Some(4),

@@ -1,6 +1,7 @@
 //! Source health: whether each source's last read worked, how many failed,
-//! and a log line when a failure first appears or changes (then at most once
-//! a minute while it persists).
+//! and a log line when a failure first appears, then at most once a minute
+//! for each distinct message (errors that alternate are not each logged
+//! every poll).
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -54,9 +55,12 @@ const RELOG_EVERY: Duration = Duration::from_secs(60);
 struct SourceState {
     configured: bool,
     status: SourceStatus,
-    logged_at: Option<Instant>,
-    logged_msg: Option<String>,
+    /// When each distinct message was last logged (the most recent few).
+    logged: Vec<(String, Instant)>,
 }
+
+/// Distinct messages of one source remembered for rate limiting.
+const LOGGED_KEPT: usize = 8;
 
 /// The health of every source, with rate-limited logging of failures.
 #[derive(Debug)]
@@ -105,7 +109,7 @@ impl Health {
         }
         st.status.up = Some(true);
         st.status.last_error = None;
-        st.logged_msg = None;
+        st.logged.clear();
     }
 
     /// A read of `s` failed with `msg`; `now` paces the log.
@@ -113,12 +117,16 @@ impl Health {
         let st = self.state(s);
         st.status.up = Some(false);
         st.status.errors_total += 1;
-        let changed = st.logged_msg.as_deref() != Some(msg.as_str());
-        let due = st.logged_at.is_none_or(|t| now.duration_since(t) >= RELOG_EVERY);
-        if changed || due {
+        let seen = st.logged.iter().position(|(m, _)| *m == msg);
+        let due = seen.is_none_or(|i| now.duration_since(st.logged[i].1) >= RELOG_EVERY);
+        if due {
             tracing::warn!(source = s.as_str(), errors_total = st.status.errors_total, "{msg}");
-            st.logged_at = Some(now);
-            st.logged_msg = Some(msg.clone());
+            if let Some(i) = seen {
+                st.logged.remove(i);
+            } else if st.logged.len() >= LOGGED_KEPT {
+                st.logged.remove(0);
+            }
+            st.logged.push((msg.clone(), now));
         }
         st.status.last_error = Some(msg);
     }
@@ -172,5 +180,21 @@ mod tests {
         );
         let names: Vec<_> = snap.sources.keys().map(|s| s.as_str()).collect();
         assert_eq!(names, ["cgroup", "go", "proc"], "the JSON's key order");
+    }
+
+    #[test]
+    fn alternating_errors_are_each_logged_once_a_minute() {
+        let mut h = Health::new(|_| true);
+        let t0 = Instant::now();
+        let logged = |h: &Health| h.states[&Source::Go].logged.iter().map(|(_, t)| *t).collect::<Vec<_>>();
+        for i in 0..10u64 {
+            let msg = if i % 2 == 0 { "refused" } else { "timed out" };
+            h.fail(Source::Go, msg.into(), t0 + Duration::from_secs(i));
+        }
+        // Each message logged at its first appearance only.
+        assert_eq!(logged(&h), [t0, t0 + Duration::from_secs(1)]);
+        h.fail(Source::Go, "refused".into(), t0 + Duration::from_secs(61));
+        assert_eq!(logged(&h), [t0 + Duration::from_secs(1), t0 + Duration::from_secs(61)]);
+        assert_eq!(h.snapshot().sources[&Source::Go].errors_total, 11);
     }
 }

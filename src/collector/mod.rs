@@ -12,14 +12,15 @@ pub mod target;
 
 use crate::analysis::breakdown::lazyfree_from_lru;
 use crate::config::TargetConfig;
+use crate::sample::MemoryEvent;
 use crate::sample::{Access, CgroupSample, GoReading, LimitBasis, LimitSource, ProcSample, Sample, SmapsSample};
 use crate::source::cgroup::{CgroupError, CgroupReader};
 use crate::source::events::KillWatch;
-use crate::source::proc::{NodeReader, ProcReader, ProcSourceError};
+use crate::source::proc::{comm, read_procs, NodeReader, ProcReader, ProcSourceError};
 use counters::KernelCounters;
 use go::{parse_gogc, parse_gomemlimit, GoEnv, GoScrape, GoState};
 use health::{Health, HealthSnapshot, Source};
-use kills::DeathJudge;
+use kills::{Counts, Death, ExitJudge};
 use std::time::{Duration, Instant};
 use target::TargetTracker;
 
@@ -63,7 +64,10 @@ pub struct Collector {
     /// The instance whose watcher could not start (not retried).
     watch_failed: Option<u64>,
     node: Option<NodeReader>,
-    kills: DeathJudge,
+    kills: ExitJudge,
+    /// When the cgroup's counters were last taken (by a poll's read, or
+    /// from the watcher).
+    cgroup_read_at: Option<Instant>,
     /// The times of the poll under way.
     now_mono_ms: u64,
     now_ms: u64,
@@ -75,6 +79,7 @@ impl Collector {
         let wants_process = target.wants_process();
         let cfg_proc_root = cfg.proc_root.clone();
         let has_go = cfg.go_url.is_some();
+        let counters = KernelCounters::new(cfg.appeared_after_start);
         Collector {
             health: Health::new(|s| match s {
                 Source::Cgroup => true,
@@ -84,7 +89,7 @@ impl Collector {
             target,
             cfg,
             epoch: None,
-            counters: KernelCounters::default(),
+            counters,
             cgroup: None,
             proc: None,
             smaps: Smaps::default(),
@@ -93,7 +98,8 @@ impl Collector {
             watch: None,
             watch_failed: None,
             node: wants_process.then(|| NodeReader::new(&cfg_proc_root)),
-            kills: DeathJudge::default(),
+            kills: ExitJudge::default(),
+            cgroup_read_at: None,
             now_mono_ms: 0,
             now_ms: 0,
         }
@@ -123,15 +129,19 @@ impl Collector {
         let Some(proc) = self.proc.as_mut() else {
             return GoEnv::default();
         };
-        let v = match proc.read_env(["GOGC", "GOMEMLIMIT"]) {
-            Ok([gogc, memlimit]) => GoEnv {
-                gogc: parse_gogc(gogc.as_deref()),
-                gomemlimit: parse_gomemlimit(memlimit.as_deref()),
-            },
+        // Read until a read works (then once per process): a failure may
+        // be passing (the process just started, a permission granted since).
+        match proc.read_env(["GOGC", "GOMEMLIMIT"]) {
+            Ok([gogc, memlimit]) => {
+                let v = GoEnv {
+                    gogc: parse_gogc(gogc.as_deref()),
+                    gomemlimit: parse_gomemlimit(memlimit.as_deref()),
+                };
+                self.go.env = Some((pid, v));
+                v
+            }
             Err(_) => GoEnv::default(),
-        };
-        self.go.env = Some((pid, v));
-        v
+        }
     }
 
     /// Takes the result of one scrape of the target's Go runtime (scraped
@@ -186,7 +196,8 @@ impl Collector {
                 // The process we watched is gone: read its cgroup a last time
                 // if it is still there, then judge the death.
                 let direct = self.read_last_time();
-                self.judge_death(old_instance, old_pid, direct);
+                let status = self.proc.as_ref().and_then(ProcReader::exit_status);
+                self.judge_death(old_instance, old_pid, direct, status);
             }
             self.watch = None;
             self.proc = change.pid.map(|p| ProcReader::new(&self.cfg.proc_root, p));
@@ -217,14 +228,18 @@ impl Collector {
             .as_ref()
             .map(|c| c.usage)
             .or(process.as_ref().and_then(|p| p.vm_rss));
-        let ahead_s = 3.0 * self.cfg.interval.as_secs_f64();
-        if self.kills.observe(cgroup.as_ref(), usage, limit, mono_ms, ahead_s) {
-            // /proc/vmstat, ~25 µs a read: only while a death could be an OOM kill.
-            let count = self.node.as_mut().and_then(NodeReader::oom_kills);
-            self.kills.node_count(count);
+        // /proc/vmstat, ~25 µs a read (shared by the targets of a node):
+        // every poll, so that a jump to the kill within one poll is judged
+        // against the count before it.
+        let node = self.node.as_mut().and_then(NodeReader::oom_kills);
+        self.kills.observe(cgroup.as_ref(), usage, limit, node, mono_ms);
+        if let Some(c) = &cgroup {
+            self.read_cgroup_procs(&c.path);
         }
+        let alive = self.target.pid().filter(|_| process.is_some());
+        let alive = alive.map(|pid| (self.target.instance(), pid));
+        self.kills.poll_end(self.counts(), alive, mono_ms, now_ms);
         let counted = self.counters.oom_kills_total();
-        self.kills.poll_end(counted, now_ms, self.target.pid());
         let limit_basis = match self.target.access() {
             Access::Unprivileged => LimitBasis::Rss,
             Access::Full => self.cfg.limit_basis,
@@ -242,7 +257,10 @@ impl Collector {
             go: self.go.reading.clone(),
             oom_kills_total: counted + self.kills.inferred(),
             oom_kills_inferred: self.kills.inferred(),
-            last_oom_kill: self.kills.last(),
+            oom_kills_before_start: self.counters.oom_kills_before_start(),
+            last_oom_kill: self.kills.last_kill().cloned(),
+            exits_total: self.kills.exits().clone(),
+            last_exit: self.kills.last_exit().cloned(),
             events_total: self.counters.events_total(),
         }
     }
@@ -253,15 +271,19 @@ impl Collector {
             return;
         };
         let seen = active.watch.latest();
-        if let Some(k) = seen.oom_kills {
-            self.counters.observe_oom_kills(k);
-        }
-        if let Some(ev) = &seen.events {
-            self.counters.observe_events(ev);
+        // Only a read newer than the poll's own last read is news.
+        if seen.read_at > self.cgroup_read_at {
+            self.cgroup_read_at = seen.read_at;
+            if let Some(k) = seen.oom_kills {
+                self.counters.observe_oom_kills(k);
+            }
+            if let Some(ev) = &seen.events {
+                self.counters.observe_events(ev);
+            }
         }
         if seen.exited {
             let (instance, pid) = (active.instance, active.pid);
-            self.judge_death(instance, Some(pid), seen.read_after_exit);
+            self.judge_death(instance, Some(pid), seen.read_after_exit, seen.exit_status);
             self.watch = None;
         }
     }
@@ -272,24 +294,71 @@ impl Collector {
         let Some(reader) = self.cgroup.as_mut() else {
             return false;
         };
+        self.cgroup_read_at = Some(Instant::now());
         match reader.read() {
             Ok(s) => {
                 self.counters.observe(&s);
+                self.kills.observe_cgroup(&s);
                 true
             }
             Err(_) => false,
         }
     }
 
+    /// The kill counts now, as the exit judge weighs them.
+    fn counts(&self) -> Counts {
+        let v2 = self.counters.has_events();
+        Counts {
+            oom_kills: self.counters.oom_kills_total(),
+            group_kills: v2.then(|| self.counters.event_total(MemoryEvent::OomGroupKill)),
+            ooms: v2.then(|| self.counters.event_total(MemoryEvent::Oom)),
+        }
+    }
+
+    /// The processes of the cgroup now, with their names (known ones
+    /// reused, new ones read): the victim of a child's OOM kill is named
+    /// from them.
+    fn read_cgroup_procs(&mut self, dir: &std::path::Path) {
+        let known = self.kills.procs();
+        let procs = read_procs(&dir.join("cgroup.procs"))
+            .into_iter()
+            .take(kills::MAX_PROCS)
+            .map(|pid| {
+                let name = known
+                    .iter()
+                    .find(|(p, _)| *p == pid)
+                    .map(|(_, c)| c.clone())
+                    .or_else(|| comm(&self.cfg.proc_root, pid))
+                    .unwrap_or_default();
+                (pid, name)
+            })
+            .collect();
+        self.kills.observe_procs(procs);
+    }
+
     /// The target instance `instance` died. `direct`: its cgroup could be
     /// read after the death, so its own counter already says whether it was
-    /// an OOM kill. Otherwise the judgement infers it from the node's count.
-    fn judge_death(&mut self, instance: u64, pid: Option<u32>, direct: bool) {
-        if !self.kills.begin(instance, pid) || direct {
+    /// an OOM kill. Otherwise the judgement may infer one from the node's
+    /// count. `status`: how it ended, where read.
+    fn judge_death(
+        &mut self,
+        instance: u64,
+        pid: Option<u32>,
+        direct: bool,
+        status: Option<crate::sample::WaitStatus>,
+    ) {
+        if !self.kills.should_judge(instance) {
             return;
         }
         let node_now = self.node.as_mut().and_then(NodeReader::oom_kills);
-        self.kills.infer(node_now, self.now_mono_ms, self.now_ms);
+        let death = Death {
+            instance,
+            pid,
+            status,
+            direct,
+        };
+        let counts = self.counts();
+        self.kills.judge(death, counts, node_now, self.now_mono_ms, self.now_ms);
     }
 
     /// Starts the watcher of the current instance's cgroup and exit, once.
@@ -338,6 +407,7 @@ impl Collector {
             }
             return None;
         };
+        self.cgroup_read_at = Some(Instant::now());
         match reader.read() {
             Ok(s) => {
                 if !s.warnings.is_empty() && s.warnings != self.last_warnings {
@@ -371,7 +441,7 @@ impl Collector {
                         // Another process under the same PID: the old one died.
                         let old = self.target.instance() - 1;
                         let pid = self.target.pid();
-                        self.judge_death(old, pid, cgroup_read);
+                        self.judge_death(old, pid, cgroup_read, None);
                         self.watch = None;
                     }
                 }
@@ -386,7 +456,8 @@ impl Collector {
                     let instance = self.target.instance();
                     let direct = cgroup_read || self.read_last_time();
                     let pid = self.target.pid();
-                    self.judge_death(instance, pid, direct);
+                    let status = self.proc.as_ref().and_then(ProcReader::exit_status);
+                    self.judge_death(instance, pid, direct, status);
                     self.watch = None;
                     self.target.gone();
                     if self.target.pid().is_none() {

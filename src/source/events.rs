@@ -14,7 +14,7 @@
 
 use crate::parse::cgroup_files::{MemoryEvents, OomControl};
 use crate::parse::parse_flat_keyed;
-use crate::sample::CgroupVersion;
+use crate::sample::{CgroupVersion, WaitStatus};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -38,6 +38,13 @@ pub struct Watched {
     pub read_after_exit: bool,
     /// The counter file is gone (the cgroup was removed).
     pub cgroup_gone: bool,
+    /// How the process ended, read the moment it exited (before its parent
+    /// reaped it), where that was in time.
+    pub exit_status: Option<WaitStatus>,
+    /// When the counter file was last read: a reader takes the counts
+    /// only when they are newer than its own last read of the same file
+    /// (an older read must not be taken for a reset of the counter).
+    pub read_at: Option<std::time::Instant>,
 }
 
 /// A running watcher; dropping it stops the thread.
@@ -168,13 +175,15 @@ impl KillWatch {
         let shared = Arc::new(Mutex::new(Watched {
             oom_kills,
             events,
+            read_at: Some(std::time::Instant::now()),
             ..Watched::default()
         }));
         let (wake_rx, wake_tx) = pipe()?;
         let thread_shared = shared.clone();
+        let exit_pid = pid.filter(|_| pidfd.is_some());
         let thread = std::thread::Builder::new()
             .name("kill-watch".into())
-            .spawn(move || watch(file, version, pidfd, inotify, wake_rx, thread_shared))?;
+            .spawn(move || watch(file, version, pidfd, exit_pid, inotify, wake_rx, thread_shared))?;
         Ok(KillWatch {
             shared,
             wake: Some(wake_tx),
@@ -206,17 +215,22 @@ fn watch(
     file: File,
     version: CgroupVersion,
     pidfd: Option<OwnedFd>,
+    pid: Option<u32>,
     inotify: Option<OwnedFd>,
     mut wake: File,
     shared: Arc<Mutex<Watched>>,
 ) {
     let update = |exit: bool| {
+        // First the zombie's status: its parent may reap it any moment.
+        let status = if exit { pid.and_then(zombie_status) } else { None };
+        let at = std::time::Instant::now();
         let read = read_held(&file).map(|t| parse_counters(&t, version));
         let mut w = shared.lock().unwrap_or_else(|e| e.into_inner());
         match read {
             Ok((k, ev)) => {
                 w.oom_kills = k.or(w.oom_kills);
                 w.events = ev.or(w.events.take());
+                w.read_at = Some(at);
                 if exit {
                     w.read_after_exit = true;
                 }
@@ -225,6 +239,7 @@ fn watch(
         }
         if exit {
             w.exited = true;
+            w.exit_status = status;
         }
     };
     let none = -1;
@@ -272,6 +287,15 @@ fn watch(
             return;
         }
     }
+}
+
+/// The wait status of `pid` (of our /proc) while it is a zombie.
+fn zombie_status(pid: u32) -> Option<WaitStatus> {
+    let stat = procfs::process::Process::new(pid as i32).ok()?.stat().ok()?;
+    matches!(stat.state, 'Z' | 'X')
+        .then_some(stat.exit_code)
+        .flatten()
+        .map(WaitStatus::from_raw)
 }
 
 /// Reads the pending inotify events; true when the watched file went away.
@@ -358,6 +382,28 @@ mod tests {
         let seen = wait_for(&w, |s| s.exited);
         assert!(seen.exited && seen.read_after_exit, "{seen:?}");
         assert_eq!(seen.oom_kills, Some(1));
+    }
+
+    #[test]
+    fn the_exit_status_is_read_while_the_process_is_a_zombie() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory.oom_control"), "oom_kill 0\n").unwrap();
+        for (script, want) in [
+            ("exit 3", WaitStatus::Exited(3)),
+            ("kill -TERM $$", WaitStatus::Signaled(15)),
+        ] {
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &format!("read x; {script}")])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let w = KillWatch::start(Some(child.id()), dir.path(), CgroupVersion::V1).unwrap();
+            drop(child.stdin.take());
+            // Not reaped until the watcher saw it: it stays a zombie.
+            let seen = wait_for(&w, |s| s.exited);
+            child.wait().unwrap();
+            assert_eq!(seen.exit_status, Some(want), "{script}: {seen:?}");
+        }
     }
 
     #[test]

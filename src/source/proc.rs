@@ -2,10 +2,12 @@
 //! `/proc/PID/status` (`VmRSS:    123456 kB`) and `/proc/PID/smaps_rollup`
 //! (`LazyFree:              0 kB`) through the procfs crate.
 
-use crate::sample::{ProcSample, SmapsSample};
+use crate::sample::{ProcSample, SmapsSample, WaitStatus};
 use procfs::process::Process;
 use procfs::ProcError;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcSourceError {
@@ -110,6 +112,8 @@ pub struct ProcReader {
     /// /proc/PID/stat), read when it is opened: a PID reused by another
     /// process has another.
     start_time: Option<u64>,
+    /// How the process ended, read while it was a zombie.
+    exit_status: Option<WaitStatus>,
 }
 
 impl ProcReader {
@@ -119,7 +123,14 @@ impl ProcReader {
             pid,
             process: None,
             start_time: None,
+            exit_status: None,
         }
+    }
+
+    /// How the process ended, when [`ProcReader::read_status`] found it a
+    /// zombie (its parent had not reaped it yet) and could read its status.
+    pub fn exit_status(&self) -> Option<WaitStatus> {
+        self.exit_status
     }
 
     /// The start time of the process last opened, if it could be read.
@@ -143,8 +154,15 @@ impl ProcReader {
         let res = self.process()?.status();
         let st = res.map_err(|e| {
             self.process = None;
-            ProcSourceError::from_proc(path, e)
+            ProcSourceError::from_proc(path.clone(), e)
         })?;
+        // A zombie has exited: gone, its wait status read while it lasts.
+        if st.state.starts_with(['Z', 'X']) {
+            let code = self.process()?.stat().ok().and_then(|s| s.exit_code);
+            self.exit_status = code.map(WaitStatus::from_raw);
+            self.process = None;
+            return Err(ProcSourceError::Gone { path });
+        }
         let m = crate::parse::proc_files::status_memory(&st);
         Ok(ProcSample {
             pid: self.pid,
@@ -197,6 +215,27 @@ impl ProcReader {
     }
 }
 
+/// The PIDs listed in a `cgroup.procs` file, one a line (garbage lines
+/// skipped); none when it cannot be read. At most the first 64 KiB.
+pub fn read_procs(path: &Path) -> Vec<u32> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(64 * 1024).read_to_string(&mut text));
+    if read.is_err() {
+        return Vec::new();
+    }
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// A process's name (`/proc/PID/comm`, newline cut).
+pub fn comm(proc_root: &Path, pid: u32) -> Option<String> {
+    let p = proc_root.join(pid.to_string()).join("comm");
+    std::fs::read_to_string(p).ok().map(|s| s.trim_end().to_owned())
+}
+
+/// How long a read of the node's OOM kill count is reused.
+pub const NODE_FRESH: Duration = Duration::from_millis(50);
+
 /// The node's counters that anyone may read: `/proc/vmstat`'s `oom_kill`
 /// (Linux 4.13+), every OOM kill on the node, e.g. `oom_kill 3`.
 #[derive(Debug)]
@@ -214,9 +253,24 @@ impl NodeReader {
     }
 
     /// The node's OOM kill count; `None` when vmstat is unreadable or lacks it.
+    /// Every poll of every target asks: a read less than [`NODE_FRESH`] old
+    /// (of the same file, by any target) is reused.
     pub fn oom_kills(&mut self) -> Option<u64> {
-        let text = self.files.read(&self.path).ok()??;
-        crate::parse::parse_flat_keyed(text).get("oom_kill")
+        static LAST: Mutex<Option<(PathBuf, Instant, Option<u64>)>> = Mutex::new(None);
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((path, at, v)) = last.as_ref() {
+            if *path == self.path && at.elapsed() < NODE_FRESH {
+                return *v;
+            }
+        }
+        let v = self
+            .files
+            .read(&self.path)
+            .ok()
+            .flatten()
+            .and_then(|text| crate::parse::parse_flat_keyed(text).get("oom_kill"));
+        *last = Some((self.path.clone(), Instant::now(), v));
+        v
     }
 }
 
@@ -234,6 +288,15 @@ mod tests {
         }
         std::fs::create_dir_all(dir.path().join("self")).unwrap();
         dir
+    }
+
+    #[test]
+    fn procs_are_read_one_a_line_and_garbage_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cgroup.procs");
+        std::fs::write(&f, "12\n\nx\n 34 \n").unwrap();
+        assert_eq!(read_procs(&f), vec![12, 34]);
+        assert!(read_procs(&dir.path().join("missing")).is_empty());
     }
 
     #[test]

@@ -16,8 +16,9 @@ use crate::key::TargetKey;
 use crate::monitor::Monitor;
 use crate::source::go_binary::go_build_of_pid;
 use crate::source::kubepods::{discover, DiscoveredContainer};
+use crate::source::proc::{comm, read_procs};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,6 +62,9 @@ pub struct NodeLoop {
     /// The Go version of each executable looked at, by (PID, start time).
     seen_exes: HashMap<(u32, u64), Option<String>>,
     logged: HashSet<String>,
+    /// Discovery rounds done: containers found after the first appeared
+    /// after headroom started, and their kills all count.
+    rounds: u64,
 }
 
 impl NodeLoop {
@@ -74,6 +78,7 @@ impl NodeLoop {
             kept_kills: BTreeMap::new(),
             seen_exes: HashMap::new(),
             logged: HashSet::new(),
+            rounds: 0,
         }
     }
 
@@ -214,6 +219,7 @@ impl NodeLoop {
         if self.seen_exes.len() > 4 * (found.containers.len() + 16) {
             self.seen_exes.clear();
         }
+        self.rounds += 1;
         let errors = found.errors.len() as u64;
         let took = started.elapsed().as_secs_f64();
         self.shared.with_metrics(|m| {
@@ -264,6 +270,7 @@ impl NodeLoop {
             target,
             container: Some(key.container.clone()),
             cgroup: Some(c.dir.clone()),
+            appeared_after_start: self.rounds > 0,
             ..self.cfg.template.clone()
         };
         let identity = Identity {
@@ -336,23 +343,12 @@ pub fn key_of(c: &DiscoveredContainer) -> TargetKey {
 
 /// The PIDs in a `cgroup.procs` file, one a line (`4242`); unreadable or
 /// gone: none.
-fn read_procs(path: &Path) -> Vec<u32> {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        .unwrap_or_default()
-}
-
 /// A process's start time (clock ticks after boot), field 22 of
 /// `/proc/PID/stat`: `4242 (my app) S 1 ... 22:starttime ...`.
 fn start_time(proc_root: &Path, pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
     let after = &text[text.rfind(')')? + 1..];
     after.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn comm(proc_root: &Path, pid: u32) -> Option<String> {
-    let p: PathBuf = proc_root.join(pid.to_string()).join("comm");
-    std::fs::read_to_string(p).ok().map(|s| s.trim_end().to_owned())
 }
 
 #[cfg(test)]
@@ -370,14 +366,5 @@ mod tests {
         assert_eq!(start_time(dir.path(), 8), None);
         std::fs::write(p.join("stat"), "7 (a) S 1\n").unwrap();
         assert_eq!(start_time(dir.path(), 7), None);
-    }
-
-    #[test]
-    fn procs_are_read_one_a_line_and_garbage_is_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("cgroup.procs");
-        std::fs::write(&f, "12\n\nx\n 34 \n").unwrap();
-        assert_eq!(read_procs(&f), vec![12, 34]);
-        assert!(read_procs(&dir.path().join("missing")).is_empty());
     }
 }

@@ -319,7 +319,12 @@ pub struct GoHog {
 impl GoHog {
     /// Starts gohog inside `cgroup` with extra env and args.
     pub fn start(cgroup: &V1Cgroup, env: &[(&str, &str)], args: &[&str]) -> GoHog {
-        let mut cmd = cgroup.command(&gohog_path());
+        GoHog::start_exe(cgroup, &gohog_path(), env, args)
+    }
+
+    /// Starts the gohog executable `exe` (a named copy) inside `cgroup`.
+    pub fn start_exe(cgroup: &V1Cgroup, exe: &Path, env: &[(&str, &str)], args: &[&str]) -> GoHog {
+        let mut cmd = cgroup.command(exe);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
@@ -574,6 +579,31 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStat
         }
         assert!(Instant::now() < deadline, "process still running after {timeout:?}");
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for `child` to exit without reaping it (it stays a zombie, as
+/// under a runtime that has not yet collected it).
+pub fn wait_exit_unreaped(child: &Child, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        // SAFETY: waitid with WNOWAIT|WNOHANG on our own child; `info` is
+        // ours to be written.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                child.id(),
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            )
+        };
+        assert_eq!(r, 0, "waitid: {}", std::io::Error::last_os_error());
+        if unsafe { info.si_pid() } != 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process still running after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
