@@ -583,6 +583,48 @@ fn a_kill_whose_cgroup_the_runtime_removes_is_counted_once_and_kill_9_not() {
     assert_eq!(s.kv("after_kill9_inferred"), "0");
 }
 
+/// Every exit classified and every kill counted once on the real v2 kernel
+/// (tests/vm/exits.sh), with a pidfd and without: an OOM kill, a kill -9
+/// at ~70 %, a child's OOM kill with the target alive, a jump from ~40 % to
+/// the kill within one poll, a `memory.oom.group` kill of the target and
+/// its child; each dead container's cgroup removed 30 ms after the death.
+#[test]
+fn v2_exits_are_classified_and_each_kill_counted_once_with_and_without_a_pidfd() {
+    let s = scenario("exits");
+    for mode in ["pidfd", "nopidfd"] {
+        let log = s.section(&format!("{mode}.log"));
+        let k = |key: &str| s.kv(&format!("{mode}_{key}")).trim().to_owned();
+        assert_eq!(
+            k("target_alive_after_child"),
+            "1",
+            "{mode}: the child's kill spared the target"
+        );
+        assert!(
+            log.contains("another process of the target's cgroup was OOM-killed") && log.contains("hogchild"),
+            "{mode}: the child's kill named\n{log}"
+        );
+        let usage: f64 = k("usage_before_jump").parse().unwrap();
+        assert!(
+            usage < 0.5 * 64.0 * 1048576.0,
+            "{mode}: the jump starts under half the limit: {usage}"
+        );
+        // Each kill the kernel counted in the pod, once (a group kill
+        // counts each process it kills, and its first victim twice).
+        let kernel = |step: u32| -> u64 { k(&format!("kernel_kills_after_{step}")).parse().unwrap() };
+        assert_eq!(kernel(1), 1, "{mode}: the leak's kill");
+        assert_eq!(kernel(3) - kernel(2), 1, "{mode}: the child's kill");
+        assert_eq!(k("oom_kills"), kernel(5).to_string(), "{mode}: each kill once\n{log}");
+        assert_eq!(k("exits_oom_kill"), "2", "{mode}: the leak's and the jump's\n{log}");
+        assert_eq!(k("exits_oom_group_kill"), "1", "{mode}\n{log}");
+        assert_eq!(k("exits_node_oom"), "0", "{mode}");
+        assert_eq!(k("exits_exit"), "0", "{mode}");
+        let not_oom: u64 = k("exits_signal").parse::<u64>().unwrap() + k("exits_unknown").parse::<u64>().unwrap();
+        assert_eq!(not_oom, 1, "{mode}: the kill -9, never an OOM kill\n{log}");
+    }
+    // With a pidfd the kill -9's status is read the moment it exits.
+    assert_eq!(s.kv("pidfd_exits_signal").trim(), "1");
+}
+
 #[test]
 fn sidecar_in_its_own_cgroup_namespace_reads_the_targets_cgroup() {
     let s = scenario("sidecar");
