@@ -122,7 +122,7 @@ pub fn render_table(r: &Report) -> String {
         ("file (page cache)".into(), mib(m.file)),
         ("RSS (VmRSS)".into(), mib(m.rss)),
         ("LazyFree".into(), mib(m.lazy_free)),
-        ("OOM kills".into(), m.oom_kills_total.to_string()),
+        ("OOM kills".into(), oom_kills_text(m)),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
@@ -258,5 +258,13 @@ async fn next_poll(slot: &Slot, after: u64) -> (u64, Status) {
             return (g, slot.latest().status.clone());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The kills counted, and those from before headroom started.
+fn oom_kills_text(m: &crate::status::Memory) -> String {
+    match m.oom_kills_before_start.filter(|&n| n > 0) {
+        Some(before) => format!("{} (and {before} before headroom started)", m.oom_kills_total),
+        None => m.oom_kills_total.to_string(),
     }
 }
