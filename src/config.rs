@@ -751,9 +751,10 @@ impl Validator<'_> {
         match v.parse::<axum::http::Uri>() {
             Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => Some(v),
             _ => {
+                // Shown redacted: a receiver URL's path or userinfo may be its secret.
                 self.fail(
                     key,
-                    &v,
+                    &crate::httpc::redact_url(&v),
                     "expected an http:// or https:// URL such as https://alertmanager.example:9093",
                 );
                 None

@@ -240,6 +240,20 @@ impl HttpClient {
         self.send(Method::POST, url, Some(body), auth, timeout, 64 * 1024).await
     }
 
+    /// POST a JSON body to a receiver whose URL may carry a secret: the
+    /// error names the URL only as [`redact_url`] shows it.
+    pub async fn post_json_secret(
+        &self,
+        url: &SecretUrl,
+        body: Vec<u8>,
+        timeout: Duration,
+        auth: Option<&Authorization>,
+    ) -> Result<Bytes, HttpError> {
+        self.post_json_auth(url.expose(), body, timeout, auth)
+            .await
+            .map_err(HttpError::redacted)
+    }
+
     /// GET `url` and hand each chunk of the body to `on_chunk` as it
     /// arrives, never holding more than one; the whole exchange within
     /// `timeout`, at most `max_bytes` of body. Returns the body's size.
@@ -441,6 +455,150 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// What a log line or an error may show of `url`: `scheme://host:port`,
+/// then `/…` where a path, query or fragment was left out. The userinfo,
+/// path and query of a receiver URL can be its secret (Slack, Teams and
+/// Discord webhooks carry it in the path), so none of them is shown.
+/// Anything that does not read as `scheme://authority` is shown as
+/// `<invalid URL>`, never as itself.
+pub fn redact_url(url: &str) -> String {
+    const INVALID: &str = "<invalid URL>";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return INVALID.into();
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // An `@` after the authority may belong to a password with a `/` in it.
+    if !scheme_ok || tail.contains('@') {
+        return INVALID.into();
+    }
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, after)) if ipv6_literal(addr) => (&host_port[..addr.len() + 2], after),
+            _ => return INVALID.into(),
+        },
+        None => match host_port.split_once(':') {
+            Some((h, _)) => (h, &host_port[h.len()..]),
+            None => (host_port, ""),
+        },
+    };
+    let host_ok = host.starts_with('[')
+        || (!host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c)));
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+    if !host_ok || !port_ok {
+        return INVALID.into();
+    }
+    let shown_tail = match tail {
+        "" => "",
+        "/" => "/",
+        _ => "/…",
+    };
+    format!("{scheme}://{host}{port}{shown_tail}")
+}
+
+/// An IPv6 address as written between brackets, with an optional zone
+/// (`fe80::1%25eth0`).
+fn ipv6_literal(s: &str) -> bool {
+    let (addr, zone) = s.split_once('%').unwrap_or((s, ""));
+    addr.contains(':')
+        && addr.chars().all(|c| c.is_ascii_hexdigit() || ":.".contains(c))
+        && zone.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// `text` with every part of `url` that [`redact_url`] leaves out replaced
+/// by `…`: for error texts from below (hyper, rustls, an answer's body)
+/// that might quote the URL.
+fn scrub(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &redact_url(url));
+    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+    let end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
+    let (authority, tail) = after_scheme.split_at(end);
+    let mut secrets: Vec<&str> = Vec::new();
+    if tail.len() > 1 {
+        secrets.push(tail);
+        // The path and the query also on their own, in case only one is quoted.
+        secrets.extend(tail.split(['?', '#']).filter(|p| p.len() > 1));
+    }
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        secrets.push(userinfo);
+        secrets.extend(userinfo.split(':').filter(|p| !p.is_empty()));
+    }
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in secrets {
+        out = out.replace(s, "…");
+    }
+    out
+}
+
+/// A receiver's URL that may carry a secret in its userinfo, path or
+/// query: `Display` and `Debug` show only [`redact_url`]'s form.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl {
+    url: String,
+    shown: String,
+}
+
+impl SecretUrl {
+    pub fn new(url: &str) -> SecretUrl {
+        SecretUrl {
+            url: url.to_owned(),
+            shown: redact_url(url),
+        }
+    }
+
+    /// The whole URL, to send to; never to log.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretUrl({})", self.shown)
+    }
+}
+
+impl HttpError {
+    /// The same error naming `url` only as [`redact_url`] shows it, with
+    /// any quote of its secret parts removed from the reason and body.
+    pub fn redacted(self) -> HttpError {
+        let hide = |url: &str| redact_url(url);
+        match self {
+            HttpError::Url { url, reason } => HttpError::Url {
+                reason: scrub(&reason, &url),
+                url: hide(&url),
+            },
+            HttpError::Connect { url, reason } => HttpError::Connect {
+                reason: scrub(&reason, &url),
+                url: hide(&url),
+            },
+            HttpError::Timeout { url, after } => HttpError::Timeout { url: hide(&url), after },
+            HttpError::TooLarge { url, limit } => HttpError::TooLarge { url: hide(&url), limit },
+            HttpError::Status { url, status, body } => HttpError::Status {
+                body: scrub(&body, &url),
+                url: hide(&url),
+                status,
+            },
+            HttpError::Write { url, reason } => HttpError::Write {
+                reason: scrub(&reason, &url),
+                url: hide(&url),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -837,5 +995,131 @@ mod tests {
         std::fs::write(&bad, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
         let e = HttpClient::with_ca_file(&bad).err().unwrap().to_string();
         assert!(e.contains("bad.pem") && e.contains("certificate 1"), "{e}");
+    }
+
+    #[test]
+    fn redact_url_keeps_scheme_host_and_port_only() {
+        let cases = [
+            (
+                "https://hooks.slack.com/services/T000/B000/XXXX",
+                "https://hooks.slack.com/…",
+            ),
+            ("http://alertmanager:9093", "http://alertmanager:9093"),
+            ("http://alertmanager:9093/", "http://alertmanager:9093/"),
+            ("http://am:9093/api/v2/alerts", "http://am:9093/…"),
+            ("https://user:pa55@example.com:8443/x", "https://example.com:8443/…"),
+            ("https://user:pa55@example.com", "https://example.com"),
+            ("https://tok@example.com/", "https://example.com/"),
+            ("http://h?token=s3cret", "http://h/…"),
+            ("http://h/#frag", "http://h/…"),
+            ("http://h#frag", "http://h/…"),
+            ("http://[::1]:9093/api?token=x", "http://[::1]:9093/…"),
+            ("https://u:p@[fe80::1%25eth0]:443/x", "https://[fe80::1%25eth0]:443/…"),
+            ("http://[::1]", "http://[::1]"),
+            ("HTTPS://Example.COM:1/a", "HTTPS://Example.COM:1/…"),
+            // Not URLs, or URLs that could hide a secret where the host is.
+            ("", "<invalid URL>"),
+            ("not a url", "<invalid URL>"),
+            ("hooks.slack.com/services/T000/B000/XXXX", "<invalid URL>"),
+            ("://host/x", "<invalid URL>"),
+            ("1http://host/x", "<invalid URL>"),
+            ("http://user:pa/ss@host/x", "<invalid URL>"),
+            ("http://user:123/abc@host/x", "<invalid URL>"),
+            ("http://host:port/x", "<invalid URL>"),
+            ("http://ho st/x", "<invalid URL>"),
+            ("http:///x", "<invalid URL>"),
+            ("http://[::1/x", "<invalid URL>"),
+            ("http://[s3cret]:1/x", "<invalid URL>"),
+            ("http://[::1]x/y", "<invalid URL>"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url:?}");
+        }
+        let s = SecretUrl::new("https://u:pw@h:1/services/SECRETXYZ?token=SECRET2");
+        assert_eq!(s.to_string(), "https://h:1/…");
+        assert_eq!(format!("{s:?}"), "SecretUrl(https://h:1/…)");
+        assert_eq!(s.expose(), "https://u:pw@h:1/services/SECRETXYZ?token=SECRET2");
+    }
+
+    #[test]
+    fn errors_made_redacted_quote_no_secret_part() {
+        let url = "https://bot:pw9@h:1/services/T0/SECRETXYZ?token=SECRET2#frag";
+        let secrets = ["bot", "pw9", "SECRETXYZ", "SECRET2", "services", "frag"];
+        let errors = [
+            HttpError::Url {
+                url: url.into(),
+                reason: "bad".into(),
+            },
+            HttpError::Connect {
+                url: url.into(),
+                reason: format!("error sending {url}: path /services/T0/SECRETXYZ, query token=SECRET2, by bot:pw9"),
+            },
+            HttpError::Timeout {
+                url: url.into(),
+                after: Duration::from_secs(1),
+            },
+            HttpError::TooLarge {
+                url: url.into(),
+                limit: 1,
+            },
+            HttpError::Status {
+                url: url.into(),
+                status: 404,
+                body: "no route /services/T0/SECRETXYZ".into(),
+            },
+            HttpError::Write {
+                url: url.into(),
+                reason: "?token=SECRET2".into(),
+            },
+        ];
+        for e in errors {
+            let r = e.redacted();
+            let text = format!("{r} {r:?}");
+            assert!(text.contains("https://h:1/…"), "{text}");
+            for secret in secrets {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_post_to_a_secret_url_names_only_its_host() {
+        let c = HttpClient::new();
+        // Nothing listening.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let url = SecretUrl::new(&format!(
+            "http://127.0.0.1:{port}/services/T000/SECRETXYZ?token=SECRET2"
+        ));
+        let e = c
+            .post_json_secret(&url, b"{}".to_vec(), Duration::from_secs(2), None)
+            .await
+            .unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(matches!(e, HttpError::Connect { .. }), "{text}");
+        assert!(text.contains(&format!("http://127.0.0.1:{port}/…")), "{text}");
+        assert!(!text.contains("SECRET") && !text.contains("T000"), "{text}");
+        // An error answer, and a timeout.
+        let (hook, _rx) =
+            recording_server(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec()).await;
+        let url = SecretUrl::new(&format!("{hook}/SECRETXYZ?token=SECRET2"));
+        let e = c
+            .post_json_secret(&url, b"{}".to_vec(), Duration::from_secs(2), None)
+            .await
+            .unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(text.contains("HTTP 503") && !text.contains("SECRET"), "{text}");
+        let slow = server(Vec::new(), Duration::from_secs(5)).await;
+        let url = SecretUrl::new(&format!("{slow}/SECRETXYZ?token=SECRET2"));
+        let e = c
+            .post_json_secret(&url, b"{}".to_vec(), Duration::from_millis(200), None)
+            .await
+            .unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(
+            matches!(e, HttpError::Timeout { .. }) && !text.contains("SECRET"),
+            "{text}"
+        );
     }
 }

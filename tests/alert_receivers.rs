@@ -146,7 +146,7 @@ fn an_ftp_receiver_or_a_missing_secret_is_a_usage_error() {
         .args([
             "run",
             "--webhook-url",
-            "ftp://hooks/x",
+            "ftp://hooks/services/SECRETXYZ?token=SECRET2",
             "--webhook-auth-file",
             "/no/such/secret",
         ])
@@ -154,6 +154,10 @@ fn an_ftp_receiver_or_a_missing_secret_is_a_usage_error() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{err}");
-    assert!(err.contains("--webhook-url \"ftp://hooks/x\""), "{err}");
+    assert!(err.contains("--webhook-url \"ftp://hooks/…\""), "{err}");
+    assert!(
+        !err.contains("SECRET"),
+        "the URL's path and query stay out of the message: {err}"
+    );
     assert!(err.contains("--webhook-auth-file \"/no/such/secret\""), "{err}");
 }

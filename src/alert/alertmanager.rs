@@ -1,25 +1,39 @@
 //! The Alertmanager sink: the v2 API (`POST /api/v2/alerts`), a firing
-//! alert re-sent while it lasts and resolved when the risk falls.
+//! alert re-sent while it lasts and resolved when the risk falls. What a
+//! target has pending waits in the sink's outbox until Alertmanager takes
+//! it, retried with backoff however long it is down (see [`super::sender`]).
 
 use super::auth::read_credential;
+use super::outbox::Pending;
 use super::plan::{AlertEvent, AmAction, Plan};
+use super::sender::{self, Queue, Receiver};
 use super::sink::{BoxFuture, Sink};
-use crate::httpc::HttpClient;
+use crate::analysis::risk::Risk;
+use crate::httpc::{HttpClient, SecretUrl};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 pub const ALERT_NAME: &str = "HeadroomOOMRisk";
+
+/// One attempt's deadline.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-/// The Alertmanager v2 body for one action.
-pub fn alertmanager_body(action: &AmAction, ev: &AlertEvent, now_ms: u64) -> serde_json::Value {
+/// One alert of the Alertmanager v2 body for one action: firing, or
+/// resolved with the `endsAt` the plan decided (never before `startsAt`).
+pub fn alertmanager_alert(action: &AmAction, ev: &AlertEvent) -> serde_json::Value {
     let (severity, starts_ms, ends) = match action {
         AmAction::Fire { severity, starts_ms } => (*severity, *starts_ms, None),
-        AmAction::Resolve { severity, starts_ms } => (*severity, *starts_ms, Some(rfc3339(now_ms))),
+        AmAction::Resolve {
+            severity,
+            starts_ms,
+            ends_ms,
+        } => (*severity, *starts_ms, Some(rfc3339((*ends_ms).max(*starts_ms)))),
     };
     let mut labels = ev.labels.clone();
     labels.insert("alertname".into(), ALERT_NAME.into());
@@ -54,52 +68,100 @@ pub fn alertmanager_body(action: &AmAction, ev: &AlertEvent, now_ms: u64) -> ser
     if let Some(e) = ends {
         alert["endsAt"] = e.into();
     }
-    serde_json::Value::Array(vec![alert])
+    alert
 }
 
-pub struct Alertmanager {
-    endpoint: String,
+/// What a target has pending for Alertmanager: per severity, the latest
+/// action (a firing alert, or its resolve) and the event it describes. A
+/// resolve stays pending until delivered; a newer action of the same
+/// severity supersedes it. At most one entry per severity.
+#[derive(Debug, Clone, Default)]
+pub struct AmMessage(BTreeMap<Risk, (AmAction, Arc<AlertEvent>)>);
+
+impl AmMessage {
+    pub fn new(actions: &[AmAction], ev: &AlertEvent) -> AmMessage {
+        let ev = Arc::new(ev.clone());
+        AmMessage(
+            actions
+                .iter()
+                .map(|a| {
+                    let sev = match a {
+                        AmAction::Fire { severity, .. } | AmAction::Resolve { severity, .. } => *severity,
+                    };
+                    (sev, (a.clone(), ev.clone()))
+                })
+                .collect(),
+        )
+    }
+
+    /// The v2 body: every pending alert of the target, in one POST.
+    pub fn body(&self) -> serde_json::Value {
+        self.0.values().map(|(a, ev)| alertmanager_alert(a, ev)).collect()
+    }
+}
+
+impl Pending for AmMessage {
+    fn supersede(&mut self, newer: AmMessage) {
+        self.0.extend(newer.0);
+    }
+}
+
+struct Post {
+    endpoint: SecretUrl,
     client: HttpClient,
     auth_file: Option<PathBuf>,
 }
 
+impl Receiver for Post {
+    type Message = AmMessage;
+
+    fn name(&self) -> String {
+        format!("Alertmanager {}", self.endpoint)
+    }
+
+    fn send<'a>(&'a self, m: &'a AmMessage) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let auth = self
+                .auth_file
+                .as_deref()
+                .map(read_credential)
+                .transpose()
+                .map_err(|e| format!("--alertmanager-auth-file {e}"))?;
+            let body = serde_json::to_vec(&m.body()).expect("alerts serialize");
+            self.client
+                .post_json_secret(&self.endpoint, body, ATTEMPT_TIMEOUT, auth.as_ref())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+pub struct Alertmanager {
+    queue: Arc<Queue<AmMessage>>,
+}
+
 impl Alertmanager {
-    /// `url` is Alertmanager's base URL (`http://alertmanager:9093`);
-    /// `auth_file` its credential (`--alertmanager-auth-file`).
+    /// Starts the sender task. `url` is Alertmanager's base URL
+    /// (`http://alertmanager:9093`); `auth_file` its credential
+    /// (`--alertmanager-auth-file`), read before each attempt.
     pub fn new(url: &str, client: HttpClient, auth_file: Option<PathBuf>) -> Alertmanager {
-        Alertmanager {
-            endpoint: format!("{}/api/v2/alerts", url.trim_end_matches('/')),
+        let endpoint = SecretUrl::new(&format!("{}/api/v2/alerts", url.trim_end_matches('/')));
+        let queue = sender::start(Post {
+            endpoint,
             client,
             auth_file,
-        }
+        });
+        Alertmanager { queue }
     }
 }
 
 impl Sink for Alertmanager {
     fn deliver<'a>(&'a self, plan: &'a Plan, ev: &'a AlertEvent) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            if plan.alertmanager.is_empty() {
-                return;
-            }
-            let auth = match self.auth_file.as_deref().map(read_credential).transpose() {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("Alertmanager: not sent: --alertmanager-auth-file {e}");
-                    return;
-                }
-            };
-            for action in &plan.alertmanager {
-                let body = serde_json::to_vec(&alertmanager_body(action, ev, now_ms)).expect("alert serializes");
-                let sent = self
-                    .client
-                    .post_json_auth(&self.endpoint, body, Duration::from_secs(5), auth.as_ref())
-                    .await;
-                if let Err(e) = sent {
-                    tracing::warn!("Alertmanager: {e}");
-                }
+            if !plan.alertmanager.is_empty() {
+                self.queue
+                    .put(ev.labels.clone(), AmMessage::new(&plan.alertmanager, ev));
             }
         })
     }
@@ -129,14 +191,11 @@ mod tests {
                 _ => None,
             }),
         };
-        let b = alertmanager_body(
-            &AmAction::Fire {
-                severity: Critical,
-                starts_ms: 1_700_000_000_000,
-            },
-            &ev,
-            0,
-        );
+        let fire = AmAction::Fire {
+            severity: Critical,
+            starts_ms: 1_700_000_000_000,
+        };
+        let b = AmMessage::new(std::slice::from_ref(&fire), &ev).body();
         let a = &b[0];
         assert_eq!(a["labels"]["alertname"], ALERT_NAME);
         assert_eq!(a["labels"]["severity"], "critical");
@@ -147,14 +206,87 @@ mod tests {
         assert_eq!(a["annotations"]["time_to_oom"], "1m 35s");
         assert_eq!(a["annotations"]["diagnosis"], "heap_leak");
         assert!(a.get("endsAt").is_none());
-        let r = alertmanager_body(
-            &AmAction::Resolve {
-                severity: Critical,
-                starts_ms: 0,
-            },
-            &ev,
-            1000,
+        let resolve = |starts_ms, ends_ms| AmAction::Resolve {
+            severity: Critical,
+            starts_ms,
+            ends_ms,
+        };
+        let r = alertmanager_alert(&resolve(0, 1000), &ev);
+        assert_eq!(r["endsAt"], "1970-01-01T00:00:01.000Z");
+        // An end before the start is clamped to it.
+        let r = alertmanager_alert(&resolve(5000, 1000), &ev);
+        assert_eq!(
+            (r["startsAt"].as_str(), r["endsAt"].as_str()),
+            (Some("1970-01-01T00:00:05.000Z"), Some("1970-01-01T00:00:05.000Z"))
         );
-        assert_eq!(r[0]["endsAt"], "1970-01-01T00:00:01.000Z");
+    }
+
+    #[test]
+    fn a_pending_resolve_is_superseded_only_by_the_same_severity() {
+        let ev = AlertEvent {
+            time_ms: 0,
+            risk: Critical,
+            previous: Some(Warning),
+            time_to_oom_seconds: None,
+            limit_bytes: None,
+            basis_bytes: None,
+            reason: String::new(),
+            causes: vec![],
+            advice: vec![],
+            labels: Default::default(),
+        };
+        let severities = |m: &AmMessage| -> Vec<(String, bool)> {
+            m.body()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| {
+                    (
+                        a["labels"]["severity"].as_str().unwrap().to_owned(),
+                        a.get("endsAt").is_some(),
+                    )
+                })
+                .collect()
+        };
+        // Warning resolved and critical firing (an escalation) ...
+        let mut m = AmMessage::new(
+            &[
+                AmAction::Resolve {
+                    severity: Warning,
+                    starts_ms: 0,
+                    ends_ms: 10,
+                },
+                AmAction::Fire {
+                    severity: Critical,
+                    starts_ms: 10,
+                },
+            ],
+            &ev,
+        );
+        // ... then, still undelivered, critical re-sent and then resolved.
+        m.supersede(AmMessage::new(
+            &[AmAction::Fire {
+                severity: Critical,
+                starts_ms: 10,
+            }],
+            &ev,
+        ));
+        assert_eq!(
+            severities(&m),
+            vec![("warning".into(), true), ("critical".into(), false)]
+        );
+        m.supersede(AmMessage::new(
+            &[AmAction::Resolve {
+                severity: Critical,
+                starts_ms: 10,
+                ends_ms: 20,
+            }],
+            &ev,
+        ));
+        assert_eq!(
+            severities(&m),
+            vec![("warning".into(), true), ("critical".into(), true)],
+            "both resolves stay pending, one POST"
+        );
     }
 }

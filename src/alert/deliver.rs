@@ -1,5 +1,7 @@
 //! The [`Deliverer`]: runs a plan through every configured alert output, in
 //! order, on the delivery task. The one place that knows every sink.
+//! Alertmanager and the webhook only queue what the plan says (their own
+//! sender tasks deliver it), so a receiver that is down delays nothing.
 
 use super::alertmanager::Alertmanager;
 use super::plan::{AlertEvent, Plan};
@@ -15,6 +17,7 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
+    /// Starts the receivers' sender tasks (on the current tokio runtime).
     /// Fails when `--alert-ca-file` holds no usable certificate.
     pub fn new(cfg: &AlertConfig, profiles: Profiles) -> anyhow::Result<Deliverer> {
         let client = match &cfg.ca_file {
@@ -28,7 +31,7 @@ impl Deliverer {
         }
         if let Some(url) = &cfg.webhook_url {
             let auth = cfg.webhook_auth_file.clone();
-            sinks.push(Box::new(Webhook::new(url.clone(), client.clone(), auth)));
+            sinks.push(Box::new(Webhook::new(url, client.clone(), auth)));
         }
         if let (Some(dir), Some(url)) = (&cfg.profile_dir, &cfg.pprof_url) {
             sinks.push(Box::new(ProfileCapture::new(

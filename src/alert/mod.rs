@@ -4,14 +4,18 @@
 //! [`plan`] is the pure part: given the risk of each poll it says what to
 //! send. Delivery runs on its own task through the [`sink::Sink`]s, fed
 //! through a bounded channel the poller never waits on; a slow or down
-//! receiver delays nothing else. A new output is a new `Sink` in a file of
+//! receiver delays nothing else. Alertmanager and the webhook each have an
+//! [`outbox`] holding every target's latest message, drained by one
+//! [`sender`] task that retries until the receiver has the current state. A new output is a new `Sink` in a file of
 //! its own, added in [`deliver::Deliverer::new`].
 
 pub mod alertmanager;
 pub mod auth;
 pub mod deliver;
+pub mod outbox;
 pub mod plan;
 pub mod profile;
+pub mod sender;
 pub mod sink;
 pub mod webhook;
 

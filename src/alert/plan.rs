@@ -16,8 +16,13 @@ pub const RESEND_EVERY_MS: u64 = 60_000;
 pub enum AmAction {
     /// (Re-)send a firing alert of this severity, started at `starts_ms`.
     Fire { severity: Risk, starts_ms: u64 },
-    /// Resolve the alert of this severity (ends now).
-    Resolve { severity: Risk, starts_ms: u64 },
+    /// Resolve the alert of this severity, ended at `ends_ms` (never
+    /// before `starts_ms`: see [`ends_at`]).
+    Resolve {
+        severity: Risk,
+        starts_ms: u64,
+        ends_ms: u64,
+    },
 }
 
 /// Decides, poll by poll, the Alertmanager messages, the webhook posts
@@ -25,8 +30,8 @@ pub enum AmAction {
 #[derive(Debug, Default, Clone)]
 pub struct AlertPlan {
     last: Risk,
-    /// The firing severity and its start (wall ms).
-    firing: Option<(Risk, u64)>,
+    /// The firing severity and its start (wall ms, and monotonic ms).
+    firing: Option<(Risk, u64, u64)>,
     /// When it was last sent (monotonic ms).
     last_sent_ms: u64,
 }
@@ -59,14 +64,15 @@ impl AlertPlan {
         }
         match (self.firing, risk) {
             (None, Risk::Ok) => {}
-            (Some((sev, starts)), Risk::Ok) => {
+            (Some((sev, starts, starts_mono)), Risk::Ok) => {
                 plan.alertmanager.push(AmAction::Resolve {
                     severity: sev,
                     starts_ms: starts,
+                    ends_ms: ends_at(starts, starts_mono, now),
                 });
                 self.firing = None;
             }
-            (Some((sev, starts)), r) if sev == r => {
+            (Some((sev, starts, _)), r) if sev == r => {
                 if now.mono_ms.saturating_sub(self.last_sent_ms) >= RESEND_EVERY_MS {
                     plan.alertmanager.push(AmAction::Fire {
                         severity: sev,
@@ -76,22 +82,34 @@ impl AlertPlan {
                 }
             }
             (prev, r) => {
-                if let Some((sev, starts)) = prev {
+                if let Some((sev, starts, starts_mono)) = prev {
                     plan.alertmanager.push(AmAction::Resolve {
                         severity: sev,
                         starts_ms: starts,
+                        ends_ms: ends_at(starts, starts_mono, now),
                     });
                 }
                 plan.alertmanager.push(AmAction::Fire {
                     severity: r,
                     starts_ms: now.wall_ms,
                 });
-                self.firing = Some((r, now.wall_ms));
+                self.firing = Some((r, now.wall_ms, now.mono_ms));
                 self.last_sent_ms = now.mono_ms;
             }
         }
         plan
     }
+}
+
+/// When an alert that started at wall time `starts_ms` (monotonic
+/// `starts_mono_ms`) ends at `now`: the wall clock, but never before the
+/// start (Alertmanager refuses an alert that ends before it starts) and
+/// never later than the start plus the monotonic time since (a wall clock
+/// stepped forward would put the end in the future, and Alertmanager would
+/// keep the alert active until then).
+pub fn ends_at(starts_ms: u64, starts_mono_ms: u64, now: PollTime) -> u64 {
+    let lasted = now.mono_ms.saturating_sub(starts_mono_ms);
+    now.wall_ms.min(starts_ms.saturating_add(lasted)).max(starts_ms)
 }
 
 /// One poll's worth of what an alert says.
@@ -174,7 +192,8 @@ mod tests {
             vec![
                 AmAction::Resolve {
                     severity: Warning,
-                    starts_ms: 1000
+                    starts_ms: 1000,
+                    ends_ms: 70_000
                 },
                 AmAction::Fire {
                     severity: Critical,
@@ -191,7 +210,8 @@ mod tests {
             s.alertmanager,
             vec![AmAction::Resolve {
                 severity: Warning,
-                starts_ms: 80_000
+                starts_ms: 80_000,
+                ends_ms: 90_000
             }]
         );
     }
@@ -231,5 +251,39 @@ mod tests {
             },
         );
         assert!(s.alertmanager.is_empty(), "{s:?}");
+    }
+
+    #[test]
+    fn a_resolve_never_ends_before_it_starts_nor_in_the_future() {
+        let fire = PollTime {
+            mono_ms: 5_000,
+            wall_ms: 10_000_000,
+        };
+        let cases = [
+            // (wall, mono) at the resolve → endsAt
+            ((10_060_000, 65_000), 10_060_000),             // clocks agree
+            ((10_000_000 - 3_600_000, 65_000), 10_000_000), // wall stepped back an hour: clamped to the start
+            ((10_000_000 - 1, 5_000), 10_000_000),          // back a millisecond
+            ((90_000_000_000, 65_000), 10_060_000),         // forward a day: the start plus a minute
+            ((10_030_000, 65_000), 10_030_000),             // forward less than elapsed: the wall clock
+            ((10_060_000, 0), 10_000_000),                  // a monotonic clock behind the start
+        ];
+        for ((wall_ms, mono_ms), ends) in cases {
+            let now = PollTime { mono_ms, wall_ms };
+            assert_eq!(ends_at(fire.wall_ms, fire.mono_ms, now), ends, "{now:?}");
+            let mut p = AlertPlan::default();
+            p.step(Critical, fire);
+            let s = p.step(Ok, now);
+            assert_eq!(
+                s.alertmanager,
+                vec![AmAction::Resolve {
+                    severity: Critical,
+                    starts_ms: 10_000_000,
+                    ends_ms: ends
+                }],
+                "{now:?}"
+            );
+        }
+        assert_eq!(ends_at(u64::MAX - 1, 0, at(u64::MAX)), u64::MAX, "no overflow");
     }
 }

@@ -1,64 +1,85 @@
-//! The webhook sink: a JSON [`AlertEvent`] POSTed on every risk change,
-//! retried with backoff in the background so later alerts do not wait.
+//! The webhook sink: a JSON [`AlertEvent`] POSTed on every risk change.
+//! Each target's latest event waits in the webhook's outbox until it is
+//! delivered, retried with backoff for as long as the receiver is down; a
+//! newer event of the same target supersedes it (see [`super::sender`]).
 
 use super::auth::read_credential;
+use super::outbox::Pending;
 use super::plan::{AlertEvent, Plan};
+use super::sender::{self, Queue, Receiver};
 use super::sink::{BoxFuture, Sink};
-use crate::httpc::HttpClient;
+use crate::httpc::{HttpClient, SecretUrl};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Webhook attempts, with the delay doubling from 1 s between them.
-pub const WEBHOOK_ATTEMPTS: u32 = 5;
+/// One attempt's deadline.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct Webhook {
-    url: String,
+/// A target's latest event, serialized.
+#[derive(Debug, Clone)]
+pub struct WebhookMessage(Vec<u8>);
+
+impl Pending for WebhookMessage {
+    fn supersede(&mut self, newer: WebhookMessage) {
+        *self = newer;
+    }
+}
+
+struct Post {
+    url: SecretUrl,
     client: HttpClient,
     auth_file: Option<PathBuf>,
 }
 
+impl Receiver for Post {
+    type Message = WebhookMessage;
+
+    fn name(&self) -> String {
+        format!("webhook {}", self.url)
+    }
+
+    fn send<'a>(&'a self, m: &'a WebhookMessage) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let auth = self
+                .auth_file
+                .as_deref()
+                .map(read_credential)
+                .transpose()
+                .map_err(|e| format!("--webhook-auth-file {e}"))?;
+            self.client
+                .post_json_secret(&self.url, m.0.clone(), ATTEMPT_TIMEOUT, auth.as_ref())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+pub struct Webhook {
+    queue: Arc<Queue<WebhookMessage>>,
+}
+
 impl Webhook {
-    /// `auth_file`: its credential (`--webhook-auth-file`).
-    pub fn new(url: String, client: HttpClient, auth_file: Option<PathBuf>) -> Webhook {
-        Webhook { url, client, auth_file }
+    /// Starts the webhook's sender task. `auth_file`: its credential
+    /// (`--webhook-auth-file`), read before each attempt.
+    pub fn new(url: &str, client: HttpClient, auth_file: Option<PathBuf>) -> Webhook {
+        let queue = sender::start(Post {
+            url: SecretUrl::new(url),
+            client,
+            auth_file,
+        });
+        Webhook { queue }
     }
 }
 
 impl Sink for Webhook {
     fn deliver<'a>(&'a self, plan: &'a Plan, ev: &'a AlertEvent) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if plan.changed_from.is_none() {
-                return;
+            if plan.changed_from.is_some() {
+                let body = serde_json::to_vec(ev).expect("event serializes");
+                self.queue.put(ev.labels.clone(), WebhookMessage(body));
             }
-            let body = serde_json::to_vec(ev).expect("event serializes");
-            let auth = match self.auth_file.as_deref().map(read_credential).transpose() {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("webhook: not sent: --webhook-auth-file {e}");
-                    return;
-                }
-            };
-            let client = self.client.clone();
-            let url = self.url.clone();
-            tokio::spawn(async move {
-                let mut delay = Duration::from_secs(1);
-                for attempt in 1..=WEBHOOK_ATTEMPTS {
-                    match client
-                        .post_json_auth(&url, body.clone(), Duration::from_secs(5), auth.as_ref())
-                        .await
-                    {
-                        Ok(_) => return,
-                        Err(e) if attempt == WEBHOOK_ATTEMPTS => {
-                            tracing::warn!("webhook: giving up after {attempt} attempts: {e}")
-                        }
-                        Err(e) => {
-                            tracing::info!("webhook attempt {attempt} failed, retrying in {delay:?}: {e}");
-                            tokio::time::sleep(delay).await;
-                            delay *= 2;
-                        }
-                    }
-                }
-            });
         })
     }
 }

@@ -124,12 +124,22 @@ impl Headroom {
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("HEADROOM_CONFIG")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start headroom");
         let stderr = child.stderr.take().expect("piped");
         let log = Arc::new(Mutex::new(String::new()));
+        // Whatever it prints on stdout goes to the log too.
+        let stdout = child.stdout.take().expect("piped");
+        let log1 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut l = log1.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
         let (tx, rx) = std::sync::mpsc::channel();
         let log2 = log.clone();
         std::thread::spawn(move || {
@@ -504,6 +514,129 @@ impl Webhook {
             .map(|b| serde_json::from_str(b).expect("webhook JSON"))
             .collect()
     }
+}
+
+/// What a [`Receiver`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// 503 Service Unavailable.
+    Unavailable,
+    /// 200 OK.
+    Ok,
+    /// Passes the request on to this address and its answer back.
+    Forward(SocketAddr),
+}
+
+/// One request a [`Receiver`] got, and the status it answered.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub body: String,
+    pub status: u16,
+}
+
+/// A receiver for alerts that can be down: nothing listens on its port
+/// (connections are refused) until [`Receiver::listen`]; then it answers
+/// as told (503, 200, or as the server it forwards to), recording each
+/// request with the status it answered.
+pub struct Receiver {
+    pub port: u16,
+    answer: Arc<Mutex<Answer>>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub fn down() -> Receiver {
+        Receiver {
+            port: free_port(),
+            answer: Arc::new(Mutex::new(Answer::Unavailable)),
+            received: Default::default(),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Starts listening, answering `answer`.
+    pub fn listen(&self, answer: Answer) {
+        self.set(answer);
+        let l = std::net::TcpListener::bind(self.addr()).expect("the receiver's port is still free");
+        let (answer, received) = (self.answer.clone(), self.received.clone());
+        std::thread::spawn(move || {
+            for stream in l.incoming().flatten() {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                let mut line = String::new();
+                let mut len = 0usize;
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                    line.clear();
+                }
+                let mut body = vec![0u8; len];
+                if head.is_empty() || reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                let answer = *answer.lock().unwrap();
+                let reply = match answer {
+                    Answer::Unavailable => {
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+                    }
+                    Answer::Ok => b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                    Answer::Forward(to) => forward(to, &path, &body),
+                };
+                let status = String::from_utf8_lossy(&reply)
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                received.lock().unwrap().push(Received {
+                    path,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                    status,
+                });
+                let mut s = reader.into_inner();
+                let _ = s.write_all(&reply);
+            }
+        });
+    }
+
+    /// From now on answers `answer`.
+    pub fn set(&self, answer: Answer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// POSTs `body` to `to` (one request, then the connection closes) and
+/// returns the raw answer; a 502 when `to` cannot be reached.
+fn forward(to: SocketAddr, path: &str, body: &[u8]) -> Vec<u8> {
+    let exchange = || -> std::io::Result<Vec<u8>> {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: {to}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )?;
+        s.write_all(body)?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        Ok(raw)
+    };
+    exchange()
+        .unwrap_or_else(|_| b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec())
 }
 
 /// What /api/v1/status said at one moment of a run.
