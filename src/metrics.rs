@@ -327,6 +327,10 @@ impl Metrics {
         reg(Box::new(target_info.clone()));
         reg(Box::new(poll_duration.clone()));
         reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        let delivery = crate::alert::sender::delivery_metrics();
+        reg(Box::new(delivery.delivered.clone()));
+        reg(Box::new(delivery.failed.clone()));
+        reg(Box::new(delivery.pending.clone()));
         Metrics {
             leak_slope,
             diagnosis,

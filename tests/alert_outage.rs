@@ -181,6 +181,16 @@ fn a_webhook_down_for_minutes_ends_at_the_current_state_in_order_and_its_secret_
         "more attempts than the 5 it used to give up after: {recovered}"
     );
     assert!(failing.len() < attempts as usize, "not every attempt is logged");
+    // The series say it too: the failed attempts, the deliveries, nothing
+    // left waiting.
+    let m = hr.metrics();
+    let failed = m["headroom_alert_delivery_failures_total{receiver=\"webhook\"}"];
+    assert!(
+        failed >= attempts as f64,
+        "{failed} failures counted, {attempts} logged"
+    );
+    assert!(m["headroom_alert_deliveries_total{receiver=\"webhook\"}"] >= 2.0);
+    assert_eq!(m["headroom_alert_pending_targets{receiver=\"webhook\"}"], 0.0);
 }
 
 #[test]

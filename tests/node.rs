@@ -174,11 +174,13 @@ fn node_mode_watches_every_go_container_apart_and_counts_the_kill_on_the_leak_al
     wait_for_targets(&hr, "the leak listed as gone", |rows| {
         row(rows, LEAK_POD).is_some_and(|r| r["state"] == "gone")
     });
-    // Its series other than the kill counters: still there while gone
+    // Its series other than the kill and exit counters: still there while gone
     // (its usage is not: the cgroup can no longer be read), then none.
     let others = |m: &BTreeMap<String, f64>| {
         m.keys()
-            .filter(|k| k.contains(LEAK_POD) && !k.starts_with("headroom_oom_kills"))
+            .filter(|k| {
+                k.contains(LEAK_POD) && !k.starts_with("headroom_oom_kills") && !k.starts_with("headroom_target_exits")
+            })
             .count()
     };
     let m = hr.metrics();
@@ -200,6 +202,14 @@ fn node_mode_watches_every_go_container_apart_and_counts_the_kill_on_the_leak_al
         series(&m, "headroom_oom_kills_total", LEAK_POD, LEAK_ID),
         Some(1.0),
         "{m:#?}"
+    );
+    let exits = m.iter().find(|(k, _)| {
+        k.starts_with("headroom_target_exits_total{") && k.contains(LEAK_POD) && k.contains("\"oom_kill\"")
+    });
+    assert_eq!(
+        exits.map(|(_, v)| *v),
+        Some(1.0),
+        "the leak's exit, kept with its kill: {m:#?}"
     );
     assert!(series(&m, "headroom_memory_usage_bytes", CALM_POD, CALM_ID).is_some());
     assert!(row(&targets(&hr), LEAK_POD).is_none());

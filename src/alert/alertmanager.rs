@@ -115,6 +115,10 @@ struct Post {
 impl Receiver for Post {
     type Message = AmMessage;
 
+    fn kind(&self) -> &'static str {
+        "alertmanager"
+    }
+
     fn name(&self) -> String {
         format!("Alertmanager {}", self.endpoint)
     }

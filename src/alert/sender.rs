@@ -6,9 +6,10 @@
 
 use super::outbox::{backoff, FailureLog, Outbox, Pending, Report};
 use super::sink::BoxFuture;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -24,6 +25,8 @@ pub const MAX_PENDING_TARGETS: usize = 4096;
 /// A receiver's HTTP side: how one message is sent.
 pub trait Receiver: Send + Sync + 'static {
     type Message: Pending + Clone + Send + 'static;
+    /// The `receiver` label of the delivery series: `webhook`, `alertmanager`.
+    fn kind(&self) -> &'static str;
     /// The receiver as log lines name it, with no secret part of its URL
     /// (`webhook https://hooks.slack.com/…`).
     fn name(&self) -> String;
@@ -31,17 +34,55 @@ pub trait Receiver: Send + Sync + 'static {
     fn send<'a>(&'a self, message: &'a Self::Message) -> BoxFuture<'a, Result<(), String>>;
 }
 
+/// The delivery series, shared by every receiver's sender (registered in
+/// the daemon's registry by [`crate::metrics::Metrics::new`]).
+pub struct DeliveryMetrics {
+    pub delivered: IntCounterVec,
+    pub failed: IntCounterVec,
+    pub pending: IntGaugeVec,
+}
+
+/// The one set of delivery series of this process.
+pub fn delivery_metrics() -> &'static DeliveryMetrics {
+    static M: OnceLock<DeliveryMetrics> = OnceLock::new();
+    M.get_or_init(|| DeliveryMetrics {
+        delivered: IntCounterVec::new(
+            Opts::new("headroom_alert_deliveries_total", "Alert messages delivered, by receiver."),
+            &["receiver"],
+        )
+        .expect("valid metric"),
+        failed: IntCounterVec::new(
+            Opts::new(
+                "headroom_alert_delivery_failures_total",
+                "Failed attempts to deliver an alert message, by receiver; each is retried until delivered or superseded.",
+            ),
+            &["receiver"],
+        )
+        .expect("valid metric"),
+        pending: IntGaugeVec::new(
+            Opts::new(
+                "headroom_alert_pending_targets",
+                "Targets with an alert message waiting for the receiver (each target's latest only).",
+            ),
+            &["receiver"],
+        )
+        .expect("valid metric"),
+    })
+}
+
 /// The handle sinks put messages into.
 pub struct Queue<M> {
     name: String,
+    kind: &'static str,
     outbox: Mutex<Outbox<Labels, M>>,
     wake: Notify,
 }
 
 impl<M: Pending + Clone> Queue<M> {
-    fn new(name: String) -> Queue<M> {
+    fn new(name: String, kind: &'static str) -> Queue<M> {
         Queue {
             name,
+            kind,
             outbox: Mutex::new(Outbox::new(MAX_PENDING_TARGETS)),
             wake: Notify::new(),
         }
@@ -50,7 +91,11 @@ impl<M: Pending + Clone> Queue<M> {
     /// Queues `message` for the target `key`, superseding its pending one;
     /// never waits.
     pub fn put(&self, key: Labels, message: M) {
-        let evicted = self.lock().put(key, message);
+        let (evicted, len) = {
+            let mut outbox = self.lock();
+            (outbox.put(key, message), outbox.len())
+        };
+        self.set_pending(len);
         if let Some(k) = evicted {
             tracing::warn!(
                 "{}: {MAX_PENDING_TARGETS} targets have an alert pending; the oldest one's ({k:?}) was dropped",
@@ -58,6 +103,11 @@ impl<M: Pending + Clone> Queue<M> {
             );
         }
         self.wake.notify_one();
+    }
+
+    fn set_pending(&self, len: usize) {
+        let g = delivery_metrics().pending.with_label_values(&[self.kind]);
+        g.set(len as i64);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Outbox<Labels, M>> {
@@ -68,7 +118,12 @@ impl<M: Pending + Clone> Queue<M> {
 /// Starts `receiver`'s sender task (on the current tokio runtime) and
 /// returns the queue that feeds it.
 pub fn start<R: Receiver>(receiver: R) -> Arc<Queue<R::Message>> {
-    let queue = Arc::new(Queue::new(receiver.name()));
+    let queue = Arc::new(Queue::new(receiver.name(), receiver.kind()));
+    let m = delivery_metrics();
+    // Every receiver's series from 0.
+    m.delivered.with_label_values(&[receiver.kind()]);
+    m.failed.with_label_values(&[receiver.kind()]);
+    queue.set_pending(0);
     tokio::spawn(run(receiver, queue.clone()));
     queue
 }
@@ -88,7 +143,13 @@ async fn run<R: Receiver>(receiver: R, queue: Arc<Queue<R::Message>>) {
         let now_ms = epoch.elapsed().as_millis() as u64;
         match result {
             Ok(()) => {
-                queue.lock().delivered(&taken.key, taken.generation);
+                let len = {
+                    let mut outbox = queue.lock();
+                    outbox.delivered(&taken.key, taken.generation);
+                    outbox.len()
+                };
+                queue.set_pending(len);
+                delivery_metrics().delivered.with_label_values(&[queue.kind]).inc();
                 failures = 0;
                 if let Some(Report::Recovered { attempts, for_ms }) = log.success(now_ms) {
                     tracing::info!(
@@ -100,6 +161,7 @@ async fn run<R: Receiver>(receiver: R, queue: Arc<Queue<R::Message>>) {
             }
             Err(e) => {
                 queue.lock().failed(&taken.key);
+                delivery_metrics().failed.with_label_values(&[queue.kind]).inc();
                 failures = failures.saturating_add(1);
                 match log.failure(now_ms) {
                     Some(Report::Failing) => tracing::warn!(
@@ -162,6 +224,9 @@ mod tests {
 
     impl Receiver for Fake {
         type Message = Msg;
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
         fn name(&self) -> String {
             "fake".into()
         }

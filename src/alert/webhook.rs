@@ -35,6 +35,10 @@ struct Post {
 impl Receiver for Post {
     type Message = WebhookMessage;
 
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
     fn name(&self) -> String {
         format!("webhook {}", self.url)
     }
