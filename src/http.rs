@@ -7,8 +7,10 @@
 //! large bodies: at most [`MAX_DOWNLOADS`] are sent at once (more are
 //! answered 503 at once, with `Retry-After`), each read from disk
 //! [`CHUNK`] bytes at a time only as the client takes them, so a download
-//! costs a few tens of KiB however slowly its client reads, and no thread
-//! waits on a client. The server closes a download not done within its
+//! costs a few tens of KiB however slowly its client reads. The reads run
+//! on one thread of their own, started when needed and ended when idle:
+//! no thread waits on a client, and bursts of small reads do not grow
+//! tokio's blocking pool. The server closes a download not done within its
 //! response deadline (60 s), and a stalled one when a new connection
 //! needs its slot.
 
@@ -30,11 +32,11 @@ use hyper::body::{Frame, SizeHint};
 use std::future::Future;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// `Err(why)` unless the memory can be read now: from the cgroup, or from
 /// /proc where the cgroup is not read (unprivileged).
@@ -58,7 +60,10 @@ pub fn readiness(status: &Status) -> Result<(), String> {
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    let downloads = Arc::new(Semaphore::new(MAX_DOWNLOADS));
+    let downloads = Downloads {
+        slots: Arc::new(Semaphore::new(MAX_DOWNLOADS)),
+        disk: DiskThread::default(),
+    };
     Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
@@ -224,13 +229,83 @@ pub const CHUNK: usize = 16 * 1024;
 pub const MAX_DOWNLOADS: usize = 4;
 /// What a download beyond [`MAX_DOWNLOADS`] is told to wait, in seconds.
 const DOWNLOAD_RETRY_AFTER: &str = "5";
+/// The disk thread ends after this long without a read.
+const DISK_THREAD_IDLE: Duration = Duration::from_secs(2);
+
+/// What profile downloads share: their slots and the thread that reads.
+#[derive(Clone)]
+struct Downloads {
+    slots: Arc<Semaphore>,
+    disk: DiskThread,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// One thread for the profiles' disk work (opens and chunk reads), started
+/// by the first job and ended after [`DISK_THREAD_IDLE`] without one.
+#[derive(Clone, Default)]
+struct DiskThread(Arc<Mutex<Option<mpsc::Sender<Job>>>>);
+
+impl DiskThread {
+    /// Runs `f` on the thread; its result arrives on the receiver (which
+    /// fails if the thread could not be started).
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        let mut jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let job = match jobs.as_ref() {
+            Some(s) => match s.send(job) {
+                Ok(()) => return rx,
+                // The thread ended: start another.
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (send, recv) = mpsc::channel();
+        let _ = send.send(job);
+        let slot = self.0.clone();
+        match std::thread::Builder::new()
+            .name("profile-read".into())
+            .spawn(move || run_jobs(&recv, &slot))
+        {
+            Ok(_) => *jobs = Some(send),
+            Err(e) => tracing::warn!("cannot start a thread to read profiles: {e}"),
+        }
+        rx
+    }
+}
+
+fn run_jobs(jobs: &mpsc::Receiver<Job>, slot: &Mutex<Option<mpsc::Sender<Job>>>) {
+    loop {
+        match jobs.recv_timeout(DISK_THREAD_IDLE) {
+            Ok(job) => job(),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Under the lock no job can arrive: end only if none did.
+                let mut sender = slot.lock().unwrap_or_else(|e| e.into_inner());
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        drop(sender);
+                        job();
+                    }
+                    Err(_) => {
+                        *sender = None;
+                        return;
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
 
 /// `GET /profiles/NAME`: a saved heap profile, NAME being exactly the file
 /// name of one the status lists (never a path), streamed from disk.
 async fn profile(
     State(s): State<Arc<Shared>>,
     name: Result<Path<String>, PathRejection>,
-    downloads: Arc<Semaphore>,
+    downloads: Downloads,
 ) -> Response {
     let Ok(Path(name)) = name else {
         return not_found("no such profile");
@@ -249,7 +324,7 @@ async fn profile(
     ) else {
         return not_found("no such profile");
     };
-    let Ok(permit) = downloads.try_acquire_owned() else {
+    let Ok(permit) = downloads.slots.clone().try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [
@@ -260,12 +335,14 @@ async fn profile(
         )
             .into_response();
     };
-    let opened = tokio::task::spawn_blocking(move || {
-        let f = std::fs::File::open(&path)?;
-        let len = f.metadata()?.len();
-        Ok::<_, std::io::Error>((f, len))
-    })
-    .await;
+    let opened = downloads
+        .disk
+        .run(move || {
+            let f = std::fs::File::open(&path)?;
+            let len = f.metadata()?.len();
+            Ok::<_, std::io::Error>((f, len))
+        })
+        .await;
     let (file, len) = match opened {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
@@ -289,6 +366,7 @@ async fn profile(
             file: Arc::new(file),
             offset: 0,
             len,
+            disk: downloads.disk,
             reading: None,
             _permit: permit,
         }),
@@ -297,14 +375,15 @@ async fn profile(
 }
 
 /// A file's first `len` bytes as a response body, read [`CHUNK`] bytes at a
-/// time on the blocking pool when the server asks for the next (no read
+/// time on the disk thread when the server asks for the next (no read
 /// ahead: a client that takes nothing costs no read and no thread). It
 /// holds a download slot until dropped.
 struct FileBody {
     file: Arc<std::fs::File>,
     offset: u64,
     len: u64,
-    reading: Option<JoinHandle<std::io::Result<Bytes>>>,
+    disk: DiskThread,
+    reading: Option<oneshot::Receiver<std::io::Result<Bytes>>>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -323,7 +402,7 @@ impl hyper::body::Body for FileBody {
             }
             let (file, offset) = (this.file.clone(), this.offset);
             let n = (this.len - offset).min(CHUNK as u64) as usize;
-            this.reading = Some(tokio::task::spawn_blocking(move || {
+            this.reading = Some(this.disk.run(move || {
                 let mut buf = vec![0u8; n];
                 let mut got = 0;
                 while got < n {
@@ -349,7 +428,7 @@ impl hyper::body::Body for FileBody {
                 "the profile shrank while it was sent",
             )),
             Ok(r) => r,
-            Err(e) => Err(std::io::Error::other(e)),
+            Err(_) => Err(std::io::Error::other("the profile's disk thread did not read it")),
         };
         Poll::Ready(Some(chunk.map(|c| {
             this.offset += c.len() as u64;

@@ -23,7 +23,8 @@
 //!
 //! Only when every connection is being served and reading its response
 //! is a new one refused: accepted, answered a canned 503 without reading a
-//! byte, and closed at once, so it is never queued. Reserving slots for
+//! byte, and closed at once, so it is never queued. When a crowd of
+//! connections has gone, the memory it used is given back to the system. Reserving slots for
 //! the probes would not do: a connection's path is known only once its
 //! head has arrived, and a slow client may never send one.
 
@@ -38,7 +39,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -59,6 +60,12 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// A connection whose client has taken no byte of its response for this
 /// long may be closed to make room for a new one.
 pub const STALLED: Duration = Duration::from_secs(1);
+
+/// When this many connections were open at once ...
+const CROWD: usize = 64;
+/// ... and at most this many are left, the memory they used is given back
+/// to the system.
+const CROWD_GONE: usize = 2;
 
 /// How long a new connection waits for the slot of one closed for it.
 const EVICTION_WAIT: Duration = Duration::from_millis(500);
@@ -313,6 +320,8 @@ struct Conns {
     epoch: Instant,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// The most open at once since freed memory was last given back.
+    crowd: AtomicUsize,
 }
 
 impl Conns {
@@ -321,11 +330,17 @@ impl Conns {
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
+            crowd: AtomicUsize::new(0),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most connections open at once since memory was last given back.
+    fn note_open(&self, n: usize) {
+        self.crowd.fetch_max(n, Ordering::Relaxed);
     }
 
     fn open(&self) -> Arc<Conn> {
@@ -337,12 +352,21 @@ impl Conns {
             write_blocked: AtomicU64::new(0),
             wake: Notify::new(),
         });
-        self.lock().insert(c.id, c.clone());
+        let mut open = self.lock();
+        open.insert(c.id, c.clone());
+        self.note_open(open.len());
+        drop(open);
         c
     }
 
     fn close(&self, c: &Conn) {
-        self.lock().remove(&c.id);
+        let mut open = self.lock();
+        open.remove(&c.id);
+        if open.len() <= CROWD_GONE && self.crowd.load(Ordering::Relaxed) >= CROWD {
+            self.crowd.store(open.len(), Ordering::Relaxed);
+            drop(open);
+            give_back_freed_memory();
+        }
     }
 
     /// Tells one connection not being served to close (module doc: the one
@@ -423,6 +447,18 @@ impl hyper::body::Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// Returns the allocator's free pages to the system. glibc keeps what many
+/// connections' buffers and tasks freed, scattered in its heap, as resident
+/// memory; after a crowd of slow clients that is megabytes a sidecar's
+/// memory limit counts.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only releases free pages.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
