@@ -2,6 +2,17 @@
 //!
 //! `/healthz` says whether the poller is alive (its last poll finished
 //! recently), `/readyz` whether the memory can be read now.
+//!
+//! Saved heap profiles (`/profiles/NAME`, up to 64 MiB each) are the only
+//! large bodies: at most [`MAX_DOWNLOADS`] are sent at once (more are
+//! answered 503 at once, with `Retry-After`), each read from disk
+//! [`CHUNK`] bytes at a time only as the client takes them, so a download
+//! costs a few tens of KiB however slowly its client reads. The reads run
+//! on one thread of their own, started when needed and ended when idle:
+//! no thread waits on a client, and bursts of small reads do not grow
+//! tokio's blocking pool. The server closes a download not done within its
+//! response deadline (60 s), and a stalled one when a new connection
+//! needs its slot.
 
 use crate::collector::health::Source;
 use crate::key::TargetKey;
@@ -18,11 +29,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hyper::body::{Frame, SizeHint};
-use std::io::Read;
+use std::future::Future;
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// `Err(why)` unless the memory can be read now: from the cgroup, or from
 /// /proc where the cgroup is not read (unprivileged).
@@ -46,6 +60,10 @@ pub fn readiness(status: &Status) -> Result<(), String> {
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
+    let downloads = Downloads {
+        slots: Arc::new(Semaphore::new(MAX_DOWNLOADS)),
+        disk: DiskThread::default(),
+    };
     Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
@@ -59,7 +77,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/api/v1/targets/{namespace}/{pod}/{container}/history",
             get(target_history),
         )
-        .route("/profiles/{name}", get(profile))
+        .route(
+            "/profiles/{name}",
+            get(move |state, name| profile(state, name, downloads.clone())),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/", get(dashboard))
@@ -201,14 +222,91 @@ fn not_found(what: &str) -> Response {
     (StatusCode::NOT_FOUND, format!("{what}\n")).into_response()
 }
 
-/// Bytes read from a profile at a time.
-const CHUNK: usize = 64 * 1024;
-/// Chunks read ahead of the client, at most.
-const CHUNKS_AHEAD: usize = 4;
+/// Bytes read from a profile at a time: with the server's write buffer
+/// (16 KiB), about what a download holds in memory.
+pub const CHUNK: usize = 16 * 1024;
+/// Profile downloads sent at once.
+pub const MAX_DOWNLOADS: usize = 4;
+/// What a download beyond [`MAX_DOWNLOADS`] is told to wait, in seconds.
+const DOWNLOAD_RETRY_AFTER: &str = "5";
+/// The disk thread ends after this long without a read.
+const DISK_THREAD_IDLE: Duration = Duration::from_secs(2);
+
+/// What profile downloads share: their slots and the thread that reads.
+#[derive(Clone)]
+struct Downloads {
+    slots: Arc<Semaphore>,
+    disk: DiskThread,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// One thread for the profiles' disk work (opens and chunk reads), started
+/// by the first job and ended after [`DISK_THREAD_IDLE`] without one.
+#[derive(Clone, Default)]
+struct DiskThread(Arc<Mutex<Option<mpsc::Sender<Job>>>>);
+
+impl DiskThread {
+    /// Runs `f` on the thread; its result arrives on the receiver (which
+    /// fails if the thread could not be started).
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        let mut jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let job = match jobs.as_ref() {
+            Some(s) => match s.send(job) {
+                Ok(()) => return rx,
+                // The thread ended: start another.
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (send, recv) = mpsc::channel();
+        let _ = send.send(job);
+        let slot = self.0.clone();
+        match std::thread::Builder::new()
+            .name("profile-read".into())
+            .spawn(move || run_jobs(&recv, &slot))
+        {
+            Ok(_) => *jobs = Some(send),
+            Err(e) => tracing::warn!("cannot start a thread to read profiles: {e}"),
+        }
+        rx
+    }
+}
+
+fn run_jobs(jobs: &mpsc::Receiver<Job>, slot: &Mutex<Option<mpsc::Sender<Job>>>) {
+    loop {
+        match jobs.recv_timeout(DISK_THREAD_IDLE) {
+            Ok(job) => job(),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Under the lock no job can arrive: end only if none did.
+                let mut sender = slot.lock().unwrap_or_else(|e| e.into_inner());
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        drop(sender);
+                        job();
+                    }
+                    Err(_) => {
+                        *sender = None;
+                        return;
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
 
 /// `GET /profiles/NAME`: a saved heap profile, NAME being exactly the file
 /// name of one the status lists (never a path), streamed from disk.
-async fn profile(State(s): State<Arc<Shared>>, name: Result<Path<String>, PathRejection>) -> Response {
+async fn profile(
+    State(s): State<Arc<Shared>>,
+    name: Result<Path<String>, PathRejection>,
+    downloads: Downloads,
+) -> Response {
     let Ok(Path(name)) = name else {
         return not_found("no such profile");
     };
@@ -226,12 +324,25 @@ async fn profile(State(s): State<Arc<Shared>>, name: Result<Path<String>, PathRe
     ) else {
         return not_found("no such profile");
     };
-    let opened = tokio::task::spawn_blocking(move || {
-        let f = std::fs::File::open(&path)?;
-        let len = f.metadata()?.len();
-        Ok::<_, std::io::Error>((f, len))
-    })
-    .await;
+    let Ok(permit) = downloads.slots.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (header::RETRY_AFTER, DOWNLOAD_RETRY_AFTER),
+                (header::CONNECTION, "close"),
+            ],
+            format!("{MAX_DOWNLOADS} profile downloads are in progress: retry later\n"),
+        )
+            .into_response();
+    };
+    let opened = downloads
+        .disk
+        .run(move || {
+            let f = std::fs::File::open(&path)?;
+            let len = f.metadata()?.len();
+            Ok::<_, std::io::Error>((f, len))
+        })
+        .await;
     let (file, len) = match opened {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
@@ -251,41 +362,29 @@ async fn profile(State(s): State<Arc<Shared>>, name: Result<Path<String>, PathRe
             ),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        Body::new(FileBody::new(file, len)),
+        Body::new(FileBody {
+            file: Arc::new(file),
+            offset: 0,
+            len,
+            disk: downloads.disk,
+            reading: None,
+            _permit: permit,
+        }),
     )
         .into_response()
 }
 
-/// A file's bytes as a response body, read in [`CHUNK`]s on a blocking
-/// thread as the client takes them: never held whole in memory.
+/// A file's first `len` bytes as a response body, read [`CHUNK`] bytes at a
+/// time on the disk thread when the server asks for the next (no read
+/// ahead: a client that takes nothing costs no read and no thread). It
+/// holds a download slot until dropped.
 struct FileBody {
-    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    file: Arc<std::fs::File>,
+    offset: u64,
     len: u64,
-}
-
-impl FileBody {
-    fn new(mut file: std::fs::File, len: u64) -> FileBody {
-        let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
-        tokio::task::spawn_blocking(move || loop {
-            let mut buf = vec![0u8; CHUNK];
-            match file.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    buf.truncate(n);
-                    // The client went away: stop reading.
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
-        });
-        FileBody { rx, len }
-    }
+    disk: DiskThread,
+    reading: Option<oneshot::Receiver<std::io::Result<Bytes>>>,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl hyper::body::Body for FileBody {
@@ -296,11 +395,53 @@ impl hyper::body::Body for FileBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        self.rx.poll_recv(cx).map(|r| r.map(|chunk| chunk.map(Frame::data)))
+        let this = &mut *self;
+        if this.reading.is_none() {
+            if this.offset >= this.len {
+                return Poll::Ready(None);
+            }
+            let (file, offset) = (this.file.clone(), this.offset);
+            let n = (this.len - offset).min(CHUNK as u64) as usize;
+            this.reading = Some(this.disk.run(move || {
+                let mut buf = vec![0u8; n];
+                let mut got = 0;
+                while got < n {
+                    match file.read_at(&mut buf[got..], offset + got as u64) {
+                        Ok(0) => break,
+                        Ok(k) => got += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                buf.truncate(got);
+                Ok(Bytes::from(buf))
+            }));
+        }
+        let Some(reading) = this.reading.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let read = std::task::ready!(Pin::new(reading).poll(cx));
+        this.reading = None;
+        let chunk = match read {
+            Ok(Ok(chunk)) if chunk.is_empty() => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the profile shrank while it was sent",
+            )),
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::other("the profile's disk thread did not read it")),
+        };
+        Poll::Ready(Some(chunk.map(|c| {
+            this.offset += c.len() as u64;
+            Frame::data(c)
+        })))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.reading.is_none() && self.offset >= self.len
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.len)
+        SizeHint::with_exact(self.len - self.offset)
     }
 }
 
@@ -312,6 +453,7 @@ mod tests {
     use crate::analysis::window::SharedWindow;
     use crate::collector::health::SourceStatus;
     use crate::metrics::Metrics;
+    use std::io::Read;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -337,6 +479,15 @@ mod tests {
         headers: &str,
     ) -> (StatusCode, Vec<(String, String)>, Vec<u8>) {
         let addr = serve(shared).await;
+        get_from(addr, target, headers).await
+    }
+
+    /// [`get_with`] from a server already running.
+    async fn get_from(
+        addr: std::net::SocketAddr,
+        target: &str,
+        headers: &str,
+    ) -> (StatusCode, Vec<(String, String)>, Vec<u8>) {
         let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
         let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
         conn.write_all(req.as_bytes()).await.unwrap();
@@ -427,6 +578,71 @@ mod tests {
             std::fs::remove_file(dir.path().join(name)).unwrap();
             let (code, _, _) = get(&shared, &format!("/profiles/{name}")).await;
             assert_eq!(code, StatusCode::NOT_FOUND);
+        });
+    }
+
+    #[test]
+    fn profile_downloads_beyond_the_limit_are_refused_until_one_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "heap-1764500000000-warning.pb.gz";
+        // Larger than what the sockets hold, so a reader that takes nothing
+        // keeps its download open.
+        let bytes = vec![7u8; 32 << 20];
+        std::fs::write(dir.path().join(name), &bytes).unwrap();
+        let shared = Arc::new(Shared::new(Metrics::new()));
+        shared.publish(Published::new(Status {
+            profiles: vec![SavedProfile {
+                path: dir.path().join(name),
+                bytes: bytes.len() as u64,
+                time_ms: 1764500000000,
+                risk: Risk::Warning,
+            }],
+            ..Status::default()
+        }));
+        let target = format!("/profiles/{name}");
+        rt().block_on(async {
+            let addr = serve(&shared).await;
+            let mut stalled = Vec::new();
+            for _ in 0..MAX_DOWNLOADS {
+                let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                c.write_all(req.as_bytes()).await.unwrap();
+                // The head and a first chunk: the download has begun.
+                let mut first = [0u8; 1024];
+                let n = c.read(&mut first).await.unwrap();
+                assert!(
+                    first[..n].starts_with(b"HTTP/1.1 200"),
+                    "{:?}",
+                    String::from_utf8_lossy(&first[..n])
+                );
+                stalled.push(c);
+            }
+            let (code, headers, body) = get_from(addr, &target, "").await;
+            assert_eq!(
+                code,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+            assert_eq!(header(&headers, "retry-after"), Some(DOWNLOAD_RETRY_AFTER));
+            assert_eq!(header(&headers, "connection"), Some("close"));
+            // The others are served meanwhile.
+            assert_eq!(get_from(addr, "/healthz", "").await.0, StatusCode::OK);
+            // A reader that leaves gives its slot back.
+            drop(stalled.pop());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let (code, _, body) = get_from(addr, &target, "").await;
+                if code == StatusCode::OK {
+                    assert!(body == bytes, "the bytes served differ from the file");
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the slot of a reader that left never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         });
     }
 

@@ -1,28 +1,51 @@
 //! The HTTP/1 server with limits: a header read timeout, an idle timeout, a
-//! per-request timeout, a cap on header size and on concurrent connections.
+//! per-request timeout, a deadline on each whole response, a cap on header
+//! size and on concurrent connections.
 //!
 //! A monitoring sidecar must never be the process that runs out of memory,
 //! so nothing a client does may hold memory or descriptors without bound:
 //! each connection costs one task and a read buffer of at most
-//! [`ServerLimits::max_header_bytes`]; a connection beyond
-//! [`ServerLimits::max_connections`] is accepted, answered a canned 503
-//! without reading a byte, and closed at once, so it is never queued.
+//! [`ServerLimits::max_header_bytes`], and a response that is not sent whole
+//! within [`ServerLimits::response_timeout`] has its connection closed.
+//!
+//! Nor may slow clients starve the ones that matter: the kubelet's probes
+//! and Prometheus arrive on new connections, and must be answered however
+//! many slow clients hold the [`ServerLimits::max_connections`] slots. So
+//! when every slot is taken, a new connection takes the slot of an open one
+//! that is not being served, which is closed:
+//!
+//! 1. one waiting for a request head (a new connection, a kept-alive one
+//!    between requests, or a slow one still sending its head), the one
+//!    waiting longest first: it has no request in progress to lose, and an
+//!    HTTP client must expect a kept-alive connection to be closed;
+//! 2. else one whose client has not taken a byte of its response for
+//!    [`STALLED`], the longest stalled first.
+//!
+//! Only when every connection is being served and reading its response
+//! is a new one refused: accepted, answered a canned 503 without reading a
+//! byte, and closed at once, so it is never queued. When a crowd of
+//! connections has gone, the memory it used is given back to the system. Reserving slots for
+//! the probes would not do: a connection's path is known only once its
+//! head has arrived, and a slow client may never send one.
 
 use axum::body::Body;
 use axum::http::{Response, StatusCode};
 use axum::Router;
 use hyper::body::Incoming;
+use hyper::body::{Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 /// The smallest read buffer hyper accepts (it panics below this).
 const HYPER_MIN_BUF: usize = 8192;
@@ -33,6 +56,19 @@ const REFUSED: &[u8] =
 
 /// How often at most the server logs refused connections and accept errors.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A connection whose client has taken no byte of its response for this
+/// long may be closed to make room for a new one.
+pub const STALLED: Duration = Duration::from_secs(1);
+
+/// When this many connections were open at once ...
+const CROWD: usize = 64;
+/// ... and at most this many are left, the memory they used is given back
+/// to the system.
+const CROWD_GONE: usize = 2;
+
+/// How long a new connection waits for the slot of one closed for it.
+const EVICTION_WAIT: Duration = Duration::from_millis(500);
 
 /// The server's limits. The defaults suit a sidecar scraped by a few
 /// Prometheus servers and opened by a few browsers.
@@ -47,10 +83,15 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// A handler that takes longer is answered 503.
     pub request_timeout: Duration,
+    /// A response must be sent whole within this, counted from its request
+    /// head; else its connection is closed, the rest unsent (a client
+    /// that takes a large body a few bytes at a time).
+    pub response_timeout: Duration,
     /// The read buffer of a connection, and so the largest request head;
     /// a larger head is answered 431. At least 8 KiB (raised if lower).
     pub max_header_bytes: usize,
-    /// Connections served at once; more are refused with a 503 at once.
+    /// Connections open at once; beyond, a new one takes the slot of one
+    /// not being served, or is refused with a 503 at once (module doc).
     pub max_connections: usize,
 }
 
@@ -60,6 +101,7 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             max_connections: 256,
         }
@@ -87,7 +129,9 @@ pub async fn serve(
         .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF))
         .keep_alive(true);
     let builder = Arc::new(builder);
+    let conns = Arc::new(Conns::new());
     let mut refused = RateLog::default();
+    let mut evicted = RateLog::default();
     let mut accept_errors = RateLog::default();
     tokio::pin!(shutdown);
     loop {
@@ -104,39 +148,86 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            refuse(stream);
-            refused.note(|n| tracing::warn!("{n} HTTP connections refused: {max} already open (the limit)"));
-            continue;
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let freed = match conns.evict_one() {
+                    Some(_) => tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                    None => None,
+                };
+                match freed {
+                    Some(p) => {
+                        evicted.note(|n| {
+                            tracing::info!(
+                                "{n} idle or stalled HTTP connections closed to make room for new ones ({max} open, the limit)"
+                            )
+                        });
+                        p
+                    }
+                    None => {
+                        refuse(stream);
+                        refused.note(|n| {
+                            tracing::warn!(
+                                "{n} HTTP connections refused: {max} already open and being served (the limit)"
+                            )
+                        });
+                        continue;
+                    }
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
+        let state = conns.open();
+        let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout, state.clone()));
         let service = service.clone();
         let builder = builder.clone();
         let mut stop = stop_rx.clone();
         let timeout = limits.request_timeout;
+        let response_timeout = limits.response_timeout;
+        let conns = conns.clone();
         tokio::spawn(async move {
+            let on_request = state.clone();
             let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let busy = Busy::start(&on_request);
                 let call = hyper::service::Service::call(&service, req);
                 async move {
-                    match tokio::time::timeout(timeout, call).await {
-                        Ok(r) => r,
-                        Err(_) => Ok(timed_out(timeout)),
-                    }
+                    let response = match tokio::time::timeout(timeout, call).await {
+                        Ok(r) => r?,
+                        Err(_) => timed_out(timeout),
+                    };
+                    Ok::<_, std::convert::Infallible>(response.map(|body| Body::new(Tracked { body, _busy: busy })))
                 }
             });
             let conn = builder.serve_connection(io, svc);
             tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            let result = loop {
+                let deadline = state.response_deadline(response_timeout);
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                        conn.as_mut().graceful_shutdown();
+                        break conn.await;
+                    }
+                    _ = state.wake.notified() => {
+                        if state.state() == CLOSING {
+                            break Ok(());
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline.into()) => {
+                        if state.response_deadline(response_timeout) <= Instant::now() {
+                            tracing::debug!("HTTP connection closed: its response took longer than {response_timeout:?}");
+                            break Ok(());
+                        }
+                    }
                 }
             };
             if let Err(e) = result {
                 tracing::debug!("HTTP connection closed: {e}");
             }
+            conns.close(&state);
             drop(permit);
         });
     }
@@ -169,6 +260,208 @@ fn timed_out(after: Duration) -> Response<Body> {
     r
 }
 
+/// A connection waits for a request head ...
+const IDLE: u8 = 0;
+/// ... is serving a request (from its head to the last byte of its
+/// response handed to the socket) ...
+const BUSY: u8 = 1;
+/// ... or is being closed to make room for a new one.
+const CLOSING: u8 = 2;
+
+/// A connection as its task, its stream and the accept loop see it.
+struct Conn {
+    id: u64,
+    epoch: Instant,
+    state: AtomicU8,
+    /// When `state` last changed, in µs since `epoch`.
+    since: AtomicU64,
+    /// Since when its writes have been blocked (the client takes nothing),
+    /// in µs since `epoch` plus one; 0 while they are not.
+    write_blocked: AtomicU64,
+    /// Wakes its task: to close it, or to arm a response's deadline.
+    wake: Notify,
+}
+
+impl Conn {
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// When the response in progress must be sent by; far ahead when none.
+    fn response_deadline(&self, timeout: Duration) -> Instant {
+        match self.state() {
+            BUSY => self.epoch + Duration::from_micros(self.since.load(Ordering::Acquire)) + timeout,
+            _ => Instant::now() + Duration::from_secs(24 * 3600),
+        }
+    }
+
+    fn write_blocked(&self, blocked: bool) {
+        let v = if blocked { self.now_us() + 1 } else { 0 };
+        if !blocked || self.write_blocked.load(Ordering::Relaxed) == 0 {
+            self.write_blocked.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// How long its client has taken no byte of the response, if blocked.
+    fn stalled_for(&self, now_us: u64) -> Option<u64> {
+        match self.write_blocked.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(now_us.saturating_sub(t - 1)),
+        }
+    }
+}
+
+/// The open connections, for choosing one to close when all slots are taken.
+struct Conns {
+    epoch: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// The most open at once since freed memory was last given back.
+    crowd: AtomicUsize,
+}
+
+impl Conns {
+    fn new() -> Conns {
+        Conns {
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+            crowd: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most connections open at once since memory was last given back.
+    fn note_open(&self, n: usize) {
+        self.crowd.fetch_max(n, Ordering::Relaxed);
+    }
+
+    fn open(&self) -> Arc<Conn> {
+        let c = Arc::new(Conn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            epoch: self.epoch,
+            state: AtomicU8::new(IDLE),
+            since: AtomicU64::new(self.epoch.elapsed().as_micros() as u64),
+            write_blocked: AtomicU64::new(0),
+            wake: Notify::new(),
+        });
+        let mut open = self.lock();
+        open.insert(c.id, c.clone());
+        self.note_open(open.len());
+        drop(open);
+        c
+    }
+
+    fn close(&self, c: &Conn) {
+        let mut open = self.lock();
+        open.remove(&c.id);
+        if open.len() <= CROWD_GONE && self.crowd.load(Ordering::Relaxed) >= CROWD {
+            self.crowd.store(open.len(), Ordering::Relaxed);
+            drop(open);
+            give_back_freed_memory();
+        }
+    }
+
+    /// Tells one connection not being served to close (module doc: the one
+    /// waiting longest for a request head, else the one stalled longest);
+    /// `None` when every one is being served.
+    fn evict_one(&self) -> Option<u64> {
+        let open = self.lock();
+        let now = self.epoch.elapsed().as_micros() as u64;
+        let stalled = STALLED.as_micros() as u64;
+        let idle = open
+            .values()
+            .filter(|c| c.state() == IDLE)
+            .min_by_key(|c| (c.since.load(Ordering::Acquire), c.id));
+        let victim = idle.map(|c| (c, IDLE)).or_else(|| {
+            open.values()
+                .filter(|c| c.state() == BUSY)
+                .filter_map(|c| Some((c, c.stalled_for(now)?)))
+                .filter(|(_, for_us)| *for_us >= stalled)
+                .max_by_key(|(c, for_us)| (*for_us, u64::MAX - c.id))
+                .map(|(c, _)| (c, BUSY))
+        });
+        let (c, from) = victim?;
+        c.state
+            .compare_exchange(from, CLOSING, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        c.wake.notify_one();
+        Some(c.id)
+    }
+}
+
+/// Marks its connection busy from a request's head until the response
+/// body is done with (dropped).
+struct Busy(Arc<Conn>);
+
+impl Busy {
+    fn start(c: &Arc<Conn>) -> Busy {
+        if c.state
+            .compare_exchange(IDLE, BUSY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            c.since.store(c.now_us(), Ordering::Release);
+            // Arms the response deadline.
+            c.wake.notify_one();
+        }
+        Busy(c.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let c = &self.0;
+        if c.state
+            .compare_exchange(BUSY, IDLE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            c.since.store(c.now_us(), Ordering::Release);
+        }
+    }
+}
+
+/// A response body that keeps its connection marked busy until dropped.
+struct Tracked {
+    body: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Returns the allocator's free pages to the system. glibc keeps what many
+/// connections' buffers and tasks freed, scattered in its heap, as resident
+/// memory; after a crowd of slow clients that is megabytes a sidecar's
+/// memory limit counts.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only releases free pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Counts an event and logs it at most once per [`LOG_EVERY`].
 #[derive(Default)]
 struct RateLog {
@@ -189,18 +482,21 @@ impl RateLog {
 
 /// A stream that fails with `TimedOut` once no byte has moved either way
 /// for `timeout` while the server waits on it.
+/// It also tells its [`Conn`] whether the client takes what is written.
 struct IdleIo {
     inner: TcpStream,
     timeout: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    conn: Arc<Conn>,
 }
 
 impl IdleIo {
-    fn new(inner: TcpStream, timeout: Duration) -> IdleIo {
+    fn new(inner: TcpStream, timeout: Duration, conn: Arc<Conn>) -> IdleIo {
         IdleIo {
             inner,
             timeout,
             deadline: Box::pin(tokio::time::sleep(timeout)),
+            conn,
         }
     }
 
@@ -238,10 +534,14 @@ impl AsyncWrite for IdleIo {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Ready(r) => {
+                this.conn.write_blocked(false);
                 this.moved();
                 Poll::Ready(r)
             }
-            Poll::Pending => this.waiting(cx),
+            Poll::Pending => {
+                this.conn.write_blocked(true);
+                this.waiting(cx)
+            }
         }
     }
 
@@ -253,10 +553,14 @@ impl AsyncWrite for IdleIo {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
             Poll::Ready(r) => {
+                this.conn.write_blocked(false);
                 this.moved();
                 Poll::Ready(r)
             }
-            Poll::Pending => this.waiting(cx),
+            Poll::Pending => {
+                this.conn.write_blocked(true);
+                this.waiting(cx)
+            }
         }
     }
 
@@ -303,6 +607,30 @@ mod tests {
                 }),
             )
             .route("/big", get(|| async { vec![b'x'; 32 << 20] }))
+            .route("/chunks", get(|| async { Body::new(Chunks { left: 32 << 20 }) }))
+    }
+
+    /// A body of `left` bytes made as it is taken, 16 KiB a frame.
+    struct Chunks {
+        left: usize,
+    }
+
+    impl hyper::body::Body for Chunks {
+        type Data = axum::body::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+            let n = self.left.min(16 * 1024);
+            self.left -= n;
+            Poll::Ready((n > 0).then(|| Ok(Frame::data(axum::body::Bytes::from(vec![b'x'; n])))))
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.left as u64)
+        }
     }
 
     struct Running {
@@ -456,20 +784,89 @@ mod tests {
         );
     }
 
+    /// Whether the server closed `s`: end of file or a reset within a while.
+    async fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 64 * 1024];
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Opens a connection that sends half a request head and waits.
+    async fn slow_head(addr: SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").await.expect("write");
+        s
+    }
+
     #[tokio::test]
-    async fn connections_beyond_the_cap_are_refused_while_the_first_are_served() {
+    async fn a_new_connection_takes_the_slot_of_the_longest_idle_one() {
         let limits = ServerLimits {
             max_connections: 4,
+            // Only eviction closes connections here.
+            header_read_timeout: Duration::from_secs(3600),
             ..Default::default()
         };
         let srv = start(limits).await;
-        let mut open = Vec::new();
+        // A kept-alive connection between requests, then three slow heads.
+        let mut kept = TcpStream::connect(srv.addr).await.expect("connect");
+        let (status, _) = request_on(&mut kept, "/").await;
+        assert!(status.contains("200"), "{status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut slow = Vec::new();
+        for _ in 0..3 {
+            slow.push(slow_head(srv.addr).await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Every slot is taken, by connections waiting for a request: each
+        // new one is served in the slot of the one waiting longest (and
+        // then waits itself, kept alive).
+        let mut first = TcpStream::connect(srv.addr).await.expect("connect");
+        let (status, _) = request_on(&mut first, "/").await;
+        assert!(status.contains("200"), "{status}");
+        assert!(
+            closed_by_server(&mut kept, PATIENCE).await,
+            "the longest idle connection was not closed"
+        );
+        let mut newer = TcpStream::connect(srv.addr).await.expect("connect");
+        let (status, body) = request_on(&mut newer, "/").await;
+        assert!(status.contains("200"), "{status}");
+        assert_eq!(body, "hello\n");
+        assert!(
+            closed_by_server(&mut slow[0], PATIENCE).await,
+            "the oldest slow head was not closed"
+        );
+        for s in &mut slow[1..] {
+            assert!(
+                !closed_by_server(s, Duration::from_millis(200)).await,
+                "a newer slow head was closed before an older one"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_being_served_keep_their_slots() {
+        let limits = ServerLimits {
+            max_connections: 4,
+            request_timeout: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let srv = start(limits).await;
+        let mut busy = Vec::new();
         for _ in 0..4 {
             let mut s = TcpStream::connect(srv.addr).await.expect("connect");
-            let (status, _) = request_on(&mut s, "/").await;
-            assert!(status.contains("200"), "{status}");
-            open.push(s);
+            s.write_all(b"GET /stuck HTTP/1.1\r\nHost: t\r\n\r\n")
+                .await
+                .expect("write");
+            busy.push(s);
         }
+        // Let every head reach its handler.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         for _ in 0..3 {
             let (raw, reset) = exchange(srv.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
             let line = status_line(&raw);
@@ -478,13 +875,14 @@ mod tests {
                 "a fifth connection got {line:?} (reset: {reset})"
             );
         }
-        for s in &mut open {
-            let (status, body) = request_on(s, "/").await;
-            assert!(status.contains("200"), "an open connection was not served: {status}");
-            assert_eq!(body, "hello\n");
+        for s in &mut busy {
+            assert!(
+                !closed_by_server(s, Duration::from_millis(100)).await,
+                "a connection being served was closed"
+            );
         }
         // A slot freed is a slot served.
-        drop(open.pop());
+        drop(busy.pop());
         let deadline = Instant::now() + PATIENCE;
         loop {
             let (raw, _) = exchange(srv.addr, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
@@ -494,6 +892,72 @@ mod tests {
             assert!(Instant::now() < deadline, "a freed slot was never reused");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stalls_its_response_gives_up_its_slot() {
+        let limits = ServerLimits {
+            max_connections: 2,
+            request_timeout: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let srv = start(limits).await;
+        let mut stuck = TcpStream::connect(srv.addr).await.expect("connect");
+        stuck
+            .write_all(b"GET /stuck HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("write");
+        let mut stalled = TcpStream::connect(srv.addr).await.expect("connect");
+        stalled
+            .write_all(b"GET /chunks HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("write");
+        // Read nothing: the server's writes block, and stay blocked.
+        tokio::time::sleep(STALLED + Duration::from_millis(500)).await;
+        let (raw, _) = exchange(srv.addr, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+        assert!(status_line(&raw).contains("200"), "{:?}", String::from_utf8_lossy(&raw));
+        assert!(
+            closed_by_server(&mut stalled, PATIENCE).await,
+            "the stalled reader kept its slot"
+        );
+        assert!(
+            !closed_by_server(&mut stuck, Duration::from_millis(100)).await,
+            "a connection whose handler is still working was closed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_response_not_sent_within_its_deadline_is_cut_off() {
+        let limits = ServerLimits {
+            response_timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let srv = start(limits).await;
+        let mut s = TcpStream::connect(srv.addr).await.expect("connect");
+        s.write_all(b"GET /chunks HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("write");
+        // Take the body steadily, at most 64 KiB every 10 ms (it would take
+        // 5 s whole): the idle timeout never fires. What the sockets hold
+        // still arrives after the cut, then the end.
+        let started = Instant::now();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        let closed = loop {
+            match tokio::time::timeout(PATIENCE, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(n)) => got += n,
+                Err(_) => break false,
+            }
+            assert!(started.elapsed() < PATIENCE, "still sending after {PATIENCE:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(closed, "the connection was not closed");
+        assert!(got < 32 << 20, "the whole body arrived in {:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "cut off before the deadline"
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! Load and abuse against the real binary: slow-header connections, huge,
-//! silent and truncated Go endpoints, a request flood and a stalled poller.
+//! silent and truncated Go endpoints, a request flood, a stalled poller, and
+//! clients that ask for a heap profile and never read it.
 //! In each, headroom must keep answering `/metrics`, keep polling, and keep
 //! its peak RSS (VmHWM) under [`PEAK_RSS_LIMIT`]. Every figure is printed
 //! (`cargo test --test abuse -- --nocapture` shows them). The binary is the
@@ -104,6 +105,14 @@ fn status_field(pid: u32, field: &str) -> u64 {
 /// Peak resident set of `pid` since it started.
 fn vm_hwm(pid: u32) -> u64 {
     status_field(pid, "VmHWM")
+}
+
+fn threads(pid: u32) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let s = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    s.lines()
+        .find_map(|l| l.strip_prefix("Threads:")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{path}: no Threads line"))
 }
 
 fn open_fds(pid: u32) -> usize {
@@ -648,4 +657,186 @@ fn release_fifo(path: &Path) {
             Err(e) => panic!("{}: the stalled poller never opened it: {e}", path.display()),
         }
     }
+}
+
+/// A GET on a new connection: its status and how long the answer took.
+fn timed_get(addr: SocketAddr, path: &str) -> (u16, Duration) {
+    let started = Instant::now();
+    let code = http_get(addr, path).map_or(0, |(code, _)| code);
+    (code, started.elapsed())
+}
+
+/// What a client that sent its request and read nothing was answered: the
+/// status code, or 0 when nothing came.
+fn answered(s: &mut TcpStream) -> u16 {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("read timeout");
+    let mut head = [0u8; 16];
+    let mut got = 0;
+    while got < head.len() {
+        match s.read(&mut head[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    String::from_utf8_lossy(&head[..got])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn stalled_profile_readers_and_slow_heads_starve_no_probe() {
+    const READERS: usize = 250;
+    const SLOW_HEADS: usize = 300;
+    const PROFILE_BYTES: usize = 2 << 20;
+    const MAX_DOWNLOADS: usize = 4;
+    /// Shorter than the header read timeout (5 s): the slow heads are all
+    /// still there, holding every slot, while the probes arrive.
+    const HOLD: Duration = Duration::from_secs(3);
+    /// The kubelet's probe timeout is 1 s by default (the chart sets 2 s).
+    const PROBE_WITHIN: Duration = Duration::from_secs(1);
+    raise_nofile(4096);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let name = "heap-1764500000000-warning.pb.gz";
+    // Incompressible bytes: nothing between headroom and the client shrinks them.
+    let mut x: u32 = 1;
+    let bytes: Vec<u8> = (0..PROFILE_BYTES)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    std::fs::write(dir.path().join(name), &bytes).expect("write the profile");
+    let hr = start_fixture(&["--profile-dir", dir.path().to_str().expect("utf-8 path")]);
+    let pid = hr.child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while hr.status()["profiles"].as_array().is_none_or(|p| p.is_empty()) {
+        assert!(Instant::now() < deadline, "profile not listed: {}", hr.status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = poll_count(&hr);
+    let (rss_before, threads_before, fds_before) = (status_field(pid, "VmRSS"), threads(pid), open_fds(pid));
+
+    let request = format!("GET /profiles/{name} HTTP/1.1\r\nHost: headroom\r\n\r\n");
+    let mut readers = Vec::with_capacity(READERS);
+    for _ in 0..READERS {
+        let mut s = TcpStream::connect_timeout(&hr.addr, Duration::from_secs(5)).expect("connect a reader");
+        let _ = s.write_all(request.as_bytes());
+        readers.push(s);
+    }
+    let mut slow = Vec::with_capacity(SLOW_HEADS);
+    for _ in 0..SLOW_HEADS {
+        if let Ok(mut s) = TcpStream::connect_timeout(&hr.addr, Duration::from_secs(5)) {
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: headroom\r\nX-Slow: ");
+            slow.push(s);
+        }
+    }
+    let started = Instant::now();
+    let (mut probes, mut slowest, mut failed) = (0, Duration::ZERO, Vec::new());
+    let (mut max_fds, mut max_threads) = (0, 0);
+    while started.elapsed() < HOLD {
+        for path in ["/healthz", "/metrics"] {
+            let (code, took) = timed_get(hr.addr, path);
+            probes += 1;
+            slowest = slowest.max(took);
+            if code != 200 || took > PROBE_WITHIN {
+                failed.push(format!("{path}: {code} in {took:.2?}"));
+            }
+        }
+        max_fds = max_fds.max(open_fds(pid));
+        max_threads = max_threads.max(threads(pid));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hwm = vm_hwm(pid);
+    let rss_during = status_field(pid, "VmRSS");
+    let outcomes: Vec<u16> = readers.iter_mut().map(answered).collect();
+    let downloading = outcomes.iter().filter(|&&c| c == 200).count();
+    let refused = outcomes.iter().filter(|&&c| c == 503).count();
+    println!(
+        "stalled profile readers: {READERS} × GET of a {} MiB profile, read no further than the status \
+         line ({downloading} downloading, {refused} answered 503), then {SLOW_HEADS} slow heads; \
+         during {HOLD:?}: {probes} probes on new connections, slowest {slowest:.2?}, {} failed; \
+         headroom fds {fds_before} before, {max_fds} max; threads {threads_before} before, {max_threads} max; \
+         RSS {:.1} MiB before, {:.1} MiB while held, peak (VmHWM) {:.1} MiB",
+        PROFILE_BYTES >> 20,
+        failed.len(),
+        rss_before as f64 / MIB,
+        rss_during as f64 / MIB,
+        hwm as f64 / MIB,
+    );
+    assert!(
+        max_fds >= fds_before + 250,
+        "headroom held only {max_fds} descriptors ({fds_before} before): the connection cap was never reached, \
+         so the probes proved nothing"
+    );
+    assert!(
+        failed.is_empty(),
+        "probes not answered 200 within {PROBE_WITHIN:?}: {failed:?}"
+    );
+    // At most 4 at once: the rest are refused at once. (A download stalled
+    // for a while may be closed to make room, and a later reader then gets
+    // its slot; a reader whose head was not read yet may be closed for a
+    // newer connection: it is answered nothing.)
+    assert!(downloading >= 1, "no reader was sent the profile");
+    assert!(
+        refused >= READERS - 2 * MAX_DOWNLOADS,
+        "only {refused} of {READERS} readers were refused with a 503 ({downloading} were sent the profile)"
+    );
+    // Every download's disk reads run on one thread.
+    assert!(
+        max_threads <= threads_before + 1,
+        "headroom ran {max_threads} threads ({threads_before} before) under {READERS} stalled readers"
+    );
+    assert!(
+        hwm < PEAK_RSS_LIMIT,
+        "headroom's peak RSS (VmHWM) was {:.1} MiB under {READERS} stalled profile readers, over {:.0} MiB\nlog:\n{}",
+        hwm as f64 / MIB,
+        PEAK_RSS_LIMIT as f64 / MIB,
+        hr.log()
+    );
+
+    // They leave: threads and memory come back down (the blocking pool's
+    // threads end after 10 s idle).
+    drop(readers);
+    drop(slow);
+    let left = Instant::now();
+    let (rss_after, threads_after) = loop {
+        let (rss, t) = (status_field(pid, "VmRSS"), threads(pid));
+        if (t <= threads_before && rss <= rss_before + (2 << 20)) || left.elapsed() > Duration::from_secs(30) {
+            break (rss, t);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    println!(
+        "stalled profile readers gone: after {:.1?}, RSS {:.1} MiB, threads {threads_after}",
+        left.elapsed(),
+        rss_after as f64 / MIB
+    );
+    assert!(
+        threads_after <= threads_before,
+        "{threads_after} threads 30 s after the readers left ({threads_before} before)"
+    );
+    assert!(
+        rss_after <= rss_before + (2 << 20),
+        "RSS {:.1} MiB 30 s after the readers left ({:.1} MiB before)",
+        rss_after as f64 / MIB,
+        rss_before as f64 / MIB
+    );
+    let mut s = TcpStream::connect_timeout(&hr.addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+    s.write_all(format!("GET /profiles/{name} HTTP/1.1\r\nHost: headroom\r\nConnection: close\r\n\r\n").as_bytes())
+        .expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the profile");
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a whole head");
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "the profile is not served once they left"
+    );
+    assert!(raw[end + 4..] == bytes[..], "the profile served differs from the file");
+    assert_survived(&hr, "stalled profile readers", before);
 }

@@ -1,5 +1,11 @@
 //! The profile sink: the target's heap profile (`/debug/pprof/heap`) saved
 //! to `--profile-dir` when the risk rises, bounded in count and size.
+//!
+//! The directory never holds more than [`MAX_PROFILE_BYTES`] of profiles,
+//! the one being written included: before a capture the oldest profiles
+//! are removed until the largest body accepted ([`PROFILE_MAX_BODY`]) fits
+//! under the cap, and the body is cut off at that size. Captures run one at
+//! a time, so two never count on the same room.
 
 use super::plan::{AlertEvent, Plan};
 use super::sink::{BoxFuture, Sink};
@@ -16,7 +22,27 @@ pub const MAX_PROFILES: usize = 10;
 /// ... and at most this many bytes in all; the oldest are removed first.
 pub const MAX_PROFILE_BYTES: u64 = 256 << 20;
 const PROFILE_TIMEOUT: Duration = Duration::from_secs(30);
-const PROFILE_MAX_BODY: u64 = 64 << 20;
+/// The largest profile body accepted; a larger one is refused, not saved.
+pub const PROFILE_MAX_BODY: u64 = 64 << 20;
+
+/// The bounds of a profile directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Profiles kept, at most.
+    pub count: usize,
+    /// Bytes of profiles in the directory, at most, the one being written
+    /// included.
+    pub bytes: u64,
+    /// The largest body accepted; at most `bytes`.
+    pub body: u64,
+}
+
+/// The bounds `--profile-dir` is kept within.
+pub const CAPS: Caps = Caps {
+    count: MAX_PROFILES,
+    bytes: MAX_PROFILE_BYTES,
+    body: PROFILE_MAX_BODY,
+};
 
 /// A saved heap profile, as listed in the status JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -69,17 +95,44 @@ pub fn list_profiles(dir: &Path) -> VecDeque<SavedProfile> {
 /// take at most `max_bytes`.
 pub fn prune(list: &mut VecDeque<SavedProfile>, max_count: usize, max_bytes: u64) -> Vec<PathBuf> {
     let mut removed = Vec::new();
-    while list.len() > max_count || list.iter().map(|p| p.bytes).sum::<u64>() > max_bytes {
+    let mut total: u64 = list.iter().map(|p| p.bytes).sum();
+    while list.len() > max_count || total > max_bytes {
         match list.pop_front() {
-            Some(p) => removed.push(p.path),
+            Some(p) => {
+                total -= p.bytes;
+                removed.push(p.path);
+            }
             None => break,
         }
     }
     removed
 }
 
+/// Makes room for one more profile before it is fetched: removes the oldest
+/// until one more fits in the count and a body of `caps.body` fits under
+/// `caps.bytes`. Returns the paths to delete and the largest body that may
+/// be written now (`caps.body`, or less when the caps leave less).
+pub fn prune_for_capture(list: &mut VecDeque<SavedProfile>, caps: &Caps) -> (Vec<PathBuf>, u64) {
+    let body = caps.body.min(caps.bytes);
+    let removed = prune(list, caps.count.saturating_sub(1), caps.bytes - body);
+    let kept: u64 = list.iter().map(|p| p.bytes).sum();
+    (removed, caps.bytes.saturating_sub(kept).min(body))
+}
+
+fn remove_profiles(paths: Vec<PathBuf>) {
+    for old in paths {
+        match std::fs::remove_file(&old) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("removing old profile {}: {e}", old.display()),
+        }
+    }
+}
+
 /// Fetches the target's heap profile and saves it as
-/// `heap-<unix ms>-<risk>.pb.gz`, bounded in count and size.
+/// `heap-<unix ms>-<risk>.pb.gz`, the directory kept within `caps` all
+/// along: the oldest profiles are removed first to make room. The caller
+/// runs one capture at a time per directory.
 pub async fn capture_profile(
     client: &HttpClient,
     url: &str,
@@ -87,10 +140,16 @@ pub async fn capture_profile(
     risk: Risk,
     now_ms: u64,
     profiles: &Profiles,
+    caps: &Caps,
 ) -> Result<SavedProfile, String> {
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| format!("--profile-dir {}: {e}", dir.display()))?;
+    let (old, room) = {
+        let mut list = profiles.lock().unwrap_or_else(|e| e.into_inner());
+        prune_for_capture(&mut list, caps)
+    };
+    remove_profiles(old);
     let path = dir.join(format!("heap-{now_ms}-{}.pb.gz", risk.as_str()));
     let tmp = dir.join(format!(".heap-{now_ms}.tmp"));
     // Streamed to disk chunk by chunk (tokio's file writes run on its
@@ -100,7 +159,7 @@ pub async fn capture_profile(
             .await
             .map_err(|e| format!("{}: {e}", tmp.display()))?;
         let bytes = client
-            .get_to_writer(url, PROFILE_TIMEOUT, PROFILE_MAX_BODY, &mut file)
+            .get_to_writer(url, PROFILE_TIMEOUT, room, &mut file)
             .await
             .map_err(|e| e.to_string())?;
         drop(file);
@@ -136,13 +195,14 @@ pub async fn capture_profile(
         time_ms: now_ms,
         risk,
     };
-    let mut list = profiles.lock().unwrap_or_else(|e| e.into_inner());
-    list.push_back(saved.clone());
-    for old in prune(&mut list, MAX_PROFILES, MAX_PROFILE_BYTES) {
-        if let Err(e) = std::fs::remove_file(&old) {
-            tracing::warn!("removing old profile {}: {e}", old.display());
-        }
-    }
+    let old = {
+        let mut list = profiles.lock().unwrap_or_else(|e| e.into_inner());
+        list.push_back(saved.clone());
+        // Already within the caps; this only matters if the list changed
+        // meanwhile.
+        prune(&mut list, caps.count, caps.bytes)
+    };
+    remove_profiles(old);
     Ok(saved)
 }
 
@@ -152,6 +212,8 @@ pub struct ProfileCapture {
     url: String,
     client: HttpClient,
     profiles: Profiles,
+    /// Held for a whole capture: one at a time.
+    one_at_a_time: tokio::sync::Mutex<()>,
 }
 
 impl ProfileCapture {
@@ -161,6 +223,7 @@ impl ProfileCapture {
             url,
             client,
             profiles,
+            one_at_a_time: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -174,7 +237,18 @@ impl Sink for ProfileCapture {
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            match capture_profile(&self.client, &self.url, &self.dir, ev.risk, now_ms, &self.profiles).await {
+            let _one = self.one_at_a_time.lock().await;
+            let captured = capture_profile(
+                &self.client,
+                &self.url,
+                &self.dir,
+                ev.risk,
+                now_ms,
+                &self.profiles,
+                &CAPS,
+            )
+            .await;
+            match captured {
                 Ok(p) => tracing::info!(path = %p.path.display(), bytes = p.bytes, "saved the target's heap profile"),
                 Err(e) => tracing::warn!("heap profile: {e}"),
             }
@@ -213,5 +287,150 @@ mod tests {
         let removed = prune(&mut l, 10, 15);
         assert_eq!(removed, vec![dir.path().join("heap-2000-warning.pb.gz")]);
         assert_eq!(l.len(), 1);
+    }
+
+    fn listed(sizes: &[u64]) -> VecDeque<SavedProfile> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &bytes)| SavedProfile {
+                path: PathBuf::from(format!("heap-{i}-warning.pb.gz")),
+                bytes,
+                time_ms: i as u64,
+                risk: Risk::Warning,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn room_is_made_for_the_largest_body_before_a_capture() {
+        let caps = Caps {
+            count: 4,
+            bytes: 100,
+            body: 30,
+        };
+        // (sizes, oldest first) → (how many oldest removed, body allowed)
+        for (sizes, removed, body) in [
+            (vec![], 0, 30),
+            (vec![70], 0, 30),
+            (vec![71], 1, 30),
+            (vec![10, 20, 30], 0, 30),
+            (vec![10, 20, 30, 11], 1, 30),
+            (vec![40, 40], 1, 30),
+            (vec![1, 1, 1], 0, 30),
+            (vec![1, 1, 1, 1], 1, 30),
+            (vec![1, 1, 1, 1, 1, 1], 3, 30),
+            (vec![100, 100, 5], 2, 30),
+        ] {
+            let mut l = listed(&sizes);
+            let (gone, room) = prune_for_capture(&mut l, &caps);
+            assert_eq!((gone.len(), room), (removed, body), "{sizes:?}");
+            let kept: u64 = l.iter().map(|p| p.bytes).sum();
+            assert!(kept + room <= caps.bytes, "{sizes:?}: {kept} kept + {room}");
+            assert!(l.len() < caps.count, "{sizes:?}: no place left in the count");
+            // The newest are kept.
+            assert_eq!(
+                l.back().map(|p| p.bytes),
+                sizes.get(removed..).and_then(|s| s.last()).copied()
+            );
+        }
+        // A body cap above the directory's cap is the directory's cap.
+        let big = Caps {
+            count: 2,
+            bytes: 50,
+            body: 80,
+        };
+        let mut l = listed(&[10]);
+        assert_eq!(
+            prune_for_capture(&mut l, &big),
+            (vec![PathBuf::from("heap-0-warning.pb.gz")], 50)
+        );
+    }
+
+    /// Bytes of every file in `dir`.
+    fn dir_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    }
+
+    /// A pprof endpoint that answers each request with a gzip-looking body
+    /// of the next size in `sizes`, and records the directory's bytes at the
+    /// moment each request arrived.
+    async fn fake_pprof(dir: PathBuf, sizes: Vec<usize>) -> (String, Arc<Mutex<Vec<u64>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/debug/pprof/heap", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            for size in sizes {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = conn.read(&mut b).await.unwrap();
+                    assert!(n > 0, "the client closed before a whole head");
+                    head.extend_from_slice(&b[..n]);
+                }
+                seen2.lock().unwrap().push(dir_bytes(&dir));
+                let mut body = vec![7u8; size];
+                body[..2].copy_from_slice(&[0x1f, 0x8b]);
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(&body).await;
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn the_directory_stays_within_its_cap_while_a_profile_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let caps = Caps {
+            count: 3,
+            bytes: 100_000,
+            body: 40_000,
+        };
+        // From an earlier run: 90 KB in three profiles.
+        for (ms, size) in [(1000u64, 30_000usize), (2000, 30_000), (3000, 30_000)] {
+            std::fs::write(dir.path().join(format!("heap-{ms}-warning.pb.gz")), vec![0u8; size]).unwrap();
+        }
+        let profiles: Profiles = Arc::new(Mutex::new(list_profiles(dir.path())));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (url, seen) = fake_pprof(dir.path().to_path_buf(), vec![40_000, 25_000, 40_001]).await;
+            let client = HttpClient::new();
+            for (now_ms, want_ok) in [(4000u64, true), (5000, true), (6000, false)] {
+                let r = capture_profile(&client, &url, dir.path(), Risk::Critical, now_ms, &profiles, &caps).await;
+                assert_eq!(r.is_ok(), want_ok, "capture at {now_ms}: {r:?}");
+                let on_disk = dir_bytes(dir.path());
+                assert!(on_disk <= caps.bytes, "{on_disk} bytes in the directory after {now_ms}");
+            }
+            let seen = seen.lock().unwrap().clone();
+            assert_eq!(seen.len(), 3);
+            for (i, at_request) in seen.iter().enumerate() {
+                assert!(
+                    at_request + caps.body <= caps.bytes,
+                    "request {i}: {at_request} bytes already in the directory, no room for a {} byte body",
+                    caps.body
+                );
+            }
+        });
+        // Each capture removed the oldest it needed room from (the refused
+        // one too, as its size is known only once fetched); the refused one
+        // left nothing behind.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["heap-5000-critical.pb.gz"]);
+        let listed: Vec<u64> = profiles.lock().unwrap().iter().map(|p| p.time_ms).collect();
+        assert_eq!(listed, [5000]);
     }
 }
