@@ -3,10 +3,9 @@
 //! target has pending waits in the sink's outbox until Alertmanager takes
 //! it, retried with backoff however long it is down (see [`super::sender`]).
 
-use super::auth::read_credential;
 use super::outbox::Pending;
 use super::plan::{AlertEvent, AmAction, Plan};
-use super::sender::{self, Queue, Receiver};
+use super::sender::{self, Endpoint, Queue, Receiver};
 use super::sink::{BoxFuture, Sink};
 use crate::analysis::risk::Risk;
 use crate::httpc::{HttpClient, SecretUrl};
@@ -16,9 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 pub const ALERT_NAME: &str = "HeadroomOOMRisk";
-
-/// One attempt's deadline.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
@@ -106,11 +102,7 @@ impl Pending for AmMessage {
     }
 }
 
-struct Post {
-    endpoint: SecretUrl,
-    client: HttpClient,
-    auth_file: Option<PathBuf>,
-}
+struct Post(Endpoint);
 
 impl Receiver for Post {
     type Message = AmMessage;
@@ -120,24 +112,12 @@ impl Receiver for Post {
     }
 
     fn name(&self) -> String {
-        format!("Alertmanager {}", self.endpoint)
+        format!("Alertmanager {}", self.0.url)
     }
 
     fn send<'a>(&'a self, m: &'a AmMessage) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let auth = self
-                .auth_file
-                .as_deref()
-                .map(read_credential)
-                .transpose()
-                .map_err(|e| format!("--alertmanager-auth-file {e}"))?;
-            let body = serde_json::to_vec(&m.body()).expect("alerts serialize");
-            self.client
-                .post_json_secret(&self.endpoint, body, ATTEMPT_TIMEOUT, auth.as_ref())
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })
+        let body = serde_json::to_vec(&m.body()).expect("alerts serialize");
+        Box::pin(self.0.post(body))
     }
 }
 
@@ -151,11 +131,12 @@ impl Alertmanager {
     /// (`--alertmanager-auth-file`), read before each attempt.
     pub fn new(url: &str, client: HttpClient, auth_file: Option<PathBuf>) -> Alertmanager {
         let endpoint = SecretUrl::new(&format!("{}/api/v2/alerts", url.trim_end_matches('/')));
-        let queue = sender::start(Post {
-            endpoint,
+        let queue = sender::start(Post(Endpoint {
+            url: endpoint,
             client,
             auth_file,
-        });
+            auth_flag: "--alertmanager-auth-file",
+        }));
         Alertmanager { queue }
     }
 }

@@ -4,11 +4,14 @@
 //! target's messages in order; the outbox keeps the newest only, so an
 //! outage of any length ends with the receiver at the current state.
 
+use super::auth::read_credential;
 use super::outbox::{backoff, FailureLog, Outbox, Pending, Report};
 use super::sink::BoxFuture;
+use crate::httpc::{HttpClient, SecretUrl};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -68,6 +71,36 @@ pub fn delivery_metrics() -> &'static DeliveryMetrics {
         )
         .expect("valid metric"),
     })
+}
+
+/// Where a receiver's messages are POSTed: its URL (shown without its
+/// secret parts), the client, and a credential file read before each
+/// attempt (named by its flag in errors).
+pub struct Endpoint {
+    pub url: SecretUrl,
+    pub client: HttpClient,
+    pub auth_file: Option<PathBuf>,
+    pub auth_flag: &'static str,
+}
+
+/// One attempt's deadline.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Endpoint {
+    /// POSTs the JSON `body` once; the error names no secret.
+    pub async fn post(&self, body: Vec<u8>) -> Result<(), String> {
+        let auth = self
+            .auth_file
+            .as_deref()
+            .map(read_credential)
+            .transpose()
+            .map_err(|e| format!("{} {e}", self.auth_flag))?;
+        self.client
+            .post_json_secret(&self.url, body, ATTEMPT_TIMEOUT, auth.as_ref())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The handle sinks put messages into.

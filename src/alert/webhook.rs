@@ -3,18 +3,13 @@
 //! delivered, retried with backoff for as long as the receiver is down; a
 //! newer event of the same target supersedes it (see [`super::sender`]).
 
-use super::auth::read_credential;
 use super::outbox::Pending;
 use super::plan::{AlertEvent, Plan};
-use super::sender::{self, Queue, Receiver};
+use super::sender::{self, Endpoint, Queue, Receiver};
 use super::sink::{BoxFuture, Sink};
 use crate::httpc::{HttpClient, SecretUrl};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// One attempt's deadline.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A target's latest event, serialized.
 #[derive(Debug, Clone)]
@@ -26,11 +21,7 @@ impl Pending for WebhookMessage {
     }
 }
 
-struct Post {
-    url: SecretUrl,
-    client: HttpClient,
-    auth_file: Option<PathBuf>,
-}
+struct Post(Endpoint);
 
 impl Receiver for Post {
     type Message = WebhookMessage;
@@ -40,23 +31,11 @@ impl Receiver for Post {
     }
 
     fn name(&self) -> String {
-        format!("webhook {}", self.url)
+        format!("webhook {}", self.0.url)
     }
 
     fn send<'a>(&'a self, m: &'a WebhookMessage) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let auth = self
-                .auth_file
-                .as_deref()
-                .map(read_credential)
-                .transpose()
-                .map_err(|e| format!("--webhook-auth-file {e}"))?;
-            self.client
-                .post_json_secret(&self.url, m.0.clone(), ATTEMPT_TIMEOUT, auth.as_ref())
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })
+        Box::pin(self.0.post(m.0.clone()))
     }
 }
 
@@ -68,11 +47,12 @@ impl Webhook {
     /// Starts the webhook's sender task. `auth_file`: its credential
     /// (`--webhook-auth-file`), read before each attempt.
     pub fn new(url: &str, client: HttpClient, auth_file: Option<PathBuf>) -> Webhook {
-        let queue = sender::start(Post {
+        let queue = sender::start(Post(Endpoint {
             url: SecretUrl::new(url),
             client,
             auth_file,
-        });
+            auth_flag: "--webhook-auth-file",
+        }));
         Webhook { queue }
     }
 }
