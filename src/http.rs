@@ -520,6 +520,21 @@ mod tests {
             .unwrap()
     }
 
+    /// A daemon whose status lists the one profile at `path`.
+    fn listing_one_profile(path: &std::path::Path, bytes: usize, risk: Risk) -> Arc<Shared> {
+        let shared = Arc::new(Shared::new(Metrics::new()));
+        shared.publish(Published::new(Status {
+            profiles: vec![SavedProfile {
+                path: path.to_path_buf(),
+                bytes: bytes as u64,
+                time_ms: 1764500000000,
+                risk,
+            }],
+            ..Status::default()
+        }));
+        shared
+    }
+
     #[test]
     fn profiles_are_served_by_listed_name_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -530,16 +545,7 @@ mod tests {
         std::fs::write(dir.path().join(name), &bytes).unwrap();
         std::fs::write(dir.path().join("heap-1764500000001-warning.pb.gz"), b"unlisted").unwrap();
         std::fs::write(dir.path().join("secret"), b"secret").unwrap();
-        let shared = Arc::new(Shared::new(Metrics::new()));
-        shared.publish(Published::new(Status {
-            profiles: vec![SavedProfile {
-                path: dir.path().join(name),
-                bytes: bytes.len() as u64,
-                time_ms: 1764500000000,
-                risk: Risk::Critical,
-            }],
-            ..Status::default()
-        }));
+        let shared = listing_one_profile(&dir.path().join(name), bytes.len(), Risk::Critical);
         rt().block_on(async {
             let (code, headers, body) = get(&shared, &format!("/profiles/{name}")).await;
             assert_eq!(code, StatusCode::OK);
@@ -589,16 +595,7 @@ mod tests {
         // keeps its download open.
         let bytes = vec![7u8; 32 << 20];
         std::fs::write(dir.path().join(name), &bytes).unwrap();
-        let shared = Arc::new(Shared::new(Metrics::new()));
-        shared.publish(Published::new(Status {
-            profiles: vec![SavedProfile {
-                path: dir.path().join(name),
-                bytes: bytes.len() as u64,
-                time_ms: 1764500000000,
-                risk: Risk::Warning,
-            }],
-            ..Status::default()
-        }));
+        let shared = listing_one_profile(&dir.path().join(name), bytes.len(), Risk::Warning);
         let target = format!("/profiles/{name}");
         rt().block_on(async {
             let addr = serve(&shared).await;

@@ -21,22 +21,6 @@ d=$(work)
 cp "$(command -v gohog)" "$d/hogchild"
 ln -s /proc "$d/proc"
 
-container() {
-    local cg="$pod/$1"
-    mkdir -p "$cg"
-    echo 64M >"$cg/memory.max"
-    [ -e "$cg/memory.swap.max" ] && echo 0 >"$cg/memory.swap.max"
-    echo "$cg"
-}
-
-# reap PID CGROUP: waits for the death, removes the cgroup 30 ms later.
-reap() {
-    while alive "$1"; do sleep 0.01; done
-    sleep 0.03
-    wait "$1" 2>/dev/null
-    rmdir "$2" || kv warning "could not remove $2"
-}
-
 # start_child CGROUP PORT ARGS...: hogchild in CGROUP; sets CHILD_PID.
 start_child() {
     local cg="$1" port="$2"

@@ -124,3 +124,23 @@ stop() {
         wait "$p" 2>/dev/null
     done
 }
+
+# container NAME: a container's cgroup $pod/NAME (memory.max 64M, no swap),
+# as a runtime makes one; prints its path.
+container() {
+    local cg="$pod/$1"
+    mkdir -p "$cg"
+    echo 64M >"$cg/memory.max"
+    [ -e "$cg/memory.swap.max" ] && echo 0 >"$cg/memory.swap.max"
+    echo "$cg"
+}
+
+# reap PID CGROUP: waits for the death, collects it, removes the cgroup
+# 30 ms after the death (as runtimes do); its wait status in REAPED.
+reap() {
+    while alive "$1"; do sleep 0.01; done
+    sleep 0.03
+    wait "$1" 2>/dev/null
+    REAPED=$?
+    rmdir "$2" || kv warning "could not remove $2"
+}

@@ -15,23 +15,6 @@ pod=/sys/fs/cgroup/pod
 mkdir -p "$pod"
 echo +memory >"$pod/cgroup.subtree_control"
 
-container() {
-    local cg="$pod/$1"
-    mkdir -p "$cg"
-    echo 64M >"$cg/memory.max"
-    [ -e "$cg/memory.swap.max" ] && echo 0 >"$cg/memory.swap.max"
-    echo "$cg"
-}
-
-# reap PID CGROUP: waits for the death, removes the cgroup 30 ms later.
-reap() {
-    while alive "$1"; do sleep 0.01; done
-    sleep 0.03
-    wait "$1"
-    kv exit_status "$?"
-    rmdir "$2" || kv warning "could not remove $2"
-}
-
 # pid_followed PID: headroom's status names PID as the target.
 pid_followed() { get "http://127.0.0.1:9183/api/v1/status" | grep -q "\"pid\": $1,"; }
 
@@ -57,6 +40,7 @@ wait_until 30 "headroom reads the cgroup" metric_ge 9183 headroom_memory_usage_b
 # 1. An OOM kill, the cgroup removed at once, a restart in a new one.
 get "http://127.0.0.1:6063/leak?mib_per_s=32" >/dev/null
 reap "$first" "$c1"
+kv exit_status "$REAPED"
 kv ctr1_removed 1
 c2=$(container ctr2)
 start_gohog "$c2" 6064 || exit 1
@@ -68,6 +52,7 @@ status_kv after_oom
 # 2. A plain SIGKILL, the cgroup removed at once, a restart in a new one.
 kill -9 "$second"
 reap "$second" "$c2"
+kv exit_status "$REAPED"
 c3=$(container ctr3)
 start_gohog "$c3" 6065 || exit 1
 third=$GOHOG_PID
