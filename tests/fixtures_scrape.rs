@@ -332,6 +332,26 @@ fn check_reports_on_a_fixture() {
     assert_eq!(j["status"]["memory"]["unreclaimable"], 136220672);
 }
 
+#[test]
+fn check_states_a_misconfiguration_and_its_fix() {
+    let out = check_on("v2-max", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("misconf  no_memory_limit: no memory limit on the cgroup's path"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nfix      Set a memory limit on the container"),
+        "{text}"
+    );
+    // The fixture's kernel memory: kernel_stack + pagetables + percpu + slab_unreclaimable.
+    assert!(text.contains("kernel memory"), "{text}");
+    let out = check_on("v2", &["--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["status"]["misconfigurations"], serde_json::json!([]));
+    assert!(!String::from_utf8_lossy(&check_on("v2", &[]).stdout).contains("misconf"));
+}
+
 /// Serves `body` to every request (a Go target's /metrics, from a fixture).
 fn serve_static(body: String) -> std::net::SocketAddr {
     use std::io::{Read, Write};
