@@ -122,6 +122,7 @@ pub fn render_table(r: &Report) -> String {
         ("file (page cache)".into(), mib(m.file)),
         ("RSS (VmRSS)".into(), mib(m.rss)),
         ("LazyFree".into(), mib(m.lazy_free)),
+        ("kernel memory".into(), mib(s.breakdown.kernel_total)),
         ("OOM kills".into(), oom_kills_text(m)),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -180,6 +181,10 @@ pub fn render_table(r: &Report) -> String {
     for f in &r.findings {
         let _ = writeln!(out, "cause    {}: {}", f.cause.as_str(), f.evidence);
         let _ = writeln!(out, "advice   {}", f.advice);
+    }
+    for m in &s.misconfigurations {
+        let _ = writeln!(out, "misconf  {}: {}", m.check.as_str(), m.evidence);
+        let _ = writeln!(out, "fix      {}", m.fix);
     }
     out
 }

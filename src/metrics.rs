@@ -10,7 +10,9 @@
 //! as 0. The text is encoded at most once per change and served as is: a
 //! scrape never triggers a poll.
 
+use crate::analysis::breakdown::KernelKind;
 use crate::analysis::diagnosis::Cause;
+use crate::analysis::misconfig::Check;
 use crate::analysis::predict::SlopeSeries;
 use crate::collector::health::Source;
 use crate::key::TargetKey;
@@ -193,6 +195,8 @@ pub struct Metrics {
     high_events: IntCounterVec,
     leak_slope: GaugeVec,
     diagnosis: IntGaugeVec,
+    kernel: GaugeVec,
+    misconfiguration: IntGaugeVec,
     oom_kills: IntCounterVec,
     oom_kills_inferred: IntCounterVec,
     exits: IntCounterVec,
@@ -315,8 +319,26 @@ impl Metrics {
             &labels_with(&["cause"]),
         )
         .expect("valid metric");
+        let kernel = GaugeVec::new(
+            Opts::new(
+                "headroom_memory_kernel_bytes",
+                "Kernel memory charged to the cgroup, by kind: sock, slab_unreclaimable, kernel_stack, pagetables, shmem, percpu (v2 memory.stat); on v1, shmem (memory.stat total_shmem) and kmem (memory.kmem.usage_in_bytes, all kernel memory as one total). A kind the kernel does not report is absent.",
+            ),
+            &labels_with(&["kind"]),
+        )
+        .expect("valid metric");
+        let misconfiguration = IntGaugeVec::new(
+            Opts::new(
+                "headroom_misconfiguration",
+                "1 while the check fails, 0 otherwise (also when its inputs are unknown): gomemlimit_above_limit (GOMEMLIMIT at or above the container's memory limit), no_memory_limit (no limit on the cgroup's path), gogc_off_without_gomemlimit (GOGC=off and no GOMEMLIMIT). The fix is in the status (misconfigurations).",
+            ),
+            &labels_with(&["check"]),
+        )
+        .expect("valid metric");
         reg(Box::new(leak_slope.clone()));
         reg(Box::new(diagnosis.clone()));
+        reg(Box::new(kernel.clone()));
+        reg(Box::new(misconfiguration.clone()));
         reg(Box::new(source_up.clone()));
         reg(Box::new(source_errors.clone()));
         reg(Box::new(high_events.clone()));
@@ -334,6 +356,8 @@ impl Metrics {
         Metrics {
             leak_slope,
             diagnosis,
+            kernel,
+            misconfiguration,
             registry,
             gauges,
             source_up,
@@ -413,6 +437,14 @@ impl Metrics {
         }
         for cause in Cause::ALL {
             let _ = self.diagnosis.remove_label_values(&values_with(key, &[cause.as_str()]));
+        }
+        for kind in KernelKind::ALL {
+            let _ = self.kernel.remove_label_values(&values_with(key, &[kind.as_str()]));
+        }
+        for check in Check::ALL {
+            let _ = self
+                .misconfiguration
+                .remove_label_values(&values_with(key, &[check.as_str()]));
         }
         for event in crate::sample::MemoryEvent::ALL {
             let _ = self
@@ -524,6 +556,27 @@ impl Metrics {
                 Some(a) => self.diagnosis.with_label_values(&v).set(i64::from(a.has(cause))),
                 None => {
                     let _ = self.diagnosis.remove_label_values(&v);
+                }
+            }
+        }
+        for kind in KernelKind::ALL {
+            let v = values_with(key, &[kind.as_str()]);
+            match status.breakdown.kernel.get(&kind) {
+                Some(b) => self.kernel.with_label_values(&v).set(*b as f64),
+                None => {
+                    let _ = self.kernel.remove_label_values(&v);
+                }
+            }
+        }
+        for check in Check::ALL {
+            let v = values_with(key, &[check.as_str()]);
+            match &status.analysis {
+                Some(_) => {
+                    let failing = status.misconfigurations.iter().any(|m| m.check == check);
+                    self.misconfiguration.with_label_values(&v).set(i64::from(failing));
+                }
+                None => {
+                    let _ = self.misconfiguration.remove_label_values(&v);
                 }
             }
         }
@@ -750,6 +803,56 @@ mod tests {
         m.update(&TargetKey::default(), &s);
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(text.contains("\nheadroom_go_gomemlimit_bytes 1073741824\n"), "{text}");
+    }
+
+    #[test]
+    fn kernel_memory_by_kind_and_misconfigurations_by_check() {
+        let m = Metrics::new();
+        let key = TargetKey::new("ns", "p", "app");
+        let mut s = Status::default();
+        s.breakdown.kernel.insert(KernelKind::Sock, 4096);
+        s.breakdown.kernel.insert(KernelKind::Shmem, 8192);
+        s.analysis = Some(Default::default());
+        s.misconfigurations.push(crate::analysis::misconfig::Misconfiguration {
+            check: Check::NoMemoryLimit,
+            evidence: "e".into(),
+            fix: "f".into(),
+        });
+        m.update(&key, &s);
+        let text = String::from_utf8(m.encode()).unwrap();
+        let has = |line: &str| text.contains(&format!("\n{line}\n"));
+        assert!(
+            has("headroom_memory_kernel_bytes{container=\"app\",kind=\"sock\",namespace=\"ns\",pod=\"p\"} 4096"),
+            "{text}"
+        );
+        assert!(
+            has("headroom_memory_kernel_bytes{container=\"app\",kind=\"shmem\",namespace=\"ns\",pod=\"p\"} 8192"),
+            "{text}"
+        );
+        assert!(!text.contains("kind=\"percpu\""), "an unread kind is absent: {text}");
+        for (check, v) in [
+            ("no_memory_limit", 1),
+            ("gomemlimit_above_limit", 0),
+            ("gogc_off_without_gomemlimit", 0),
+        ] {
+            assert!(
+                has(&format!(
+                    "headroom_misconfiguration{{check=\"{check}\",container=\"app\",namespace=\"ns\",pod=\"p\"}} {v}"
+                )),
+                "{check}: {text}"
+            );
+        }
+        // Fixed, then the target goes: its series go with it.
+        s.misconfigurations.clear();
+        m.update(&key, &s);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(text.contains(
+            "headroom_misconfiguration{check=\"no_memory_limit\",container=\"app\",namespace=\"ns\",pod=\"p\"} 0"
+        ));
+        m.remove(&key, false);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(!text.contains("headroom_misconfiguration{"), "{text}");
+        assert!(!text.contains("headroom_memory_kernel_bytes{"), "{text}");
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct CgroupSample {
     pub swap: Option<u64>,
     /// v1 `memory.failcnt`.
     pub failcnt: Option<u64>,
+    /// v1 `memory.kmem.usage_in_bytes`: all kernel memory charged to the
+    /// cgroup (slab, kernel stacks, page tables, …) as one total, also
+    /// counted in `usage`. v2 breaks it down in memory.stat instead.
+    pub kmem: Option<u64>,
     pub stat: Option<MemoryStat>,
     pub events: Option<MemoryEvents>,
     pub events_local: Option<MemoryEvents>,
@@ -60,6 +64,7 @@ impl CgroupSample {
             peak: None,
             swap: None,
             failcnt: None,
+            kmem: None,
             stat: Some(MemoryStat {
                 anon: Some(usage),
                 active_file: Some(0),

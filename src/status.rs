@@ -4,6 +4,7 @@
 
 use crate::alert::profile::SavedProfile;
 use crate::analysis::breakdown::Breakdown;
+use crate::analysis::misconfig::{misconfigurations, Misconfiguration};
 use crate::analysis::predict::Analysis;
 use crate::collector::health::{HealthSnapshot, Source, SourceStatus};
 use crate::parse::cgroup_files::Limit;
@@ -91,6 +92,9 @@ pub struct Status {
     pub smaps: Option<SmapsSample>,
     pub go: Option<GoStatus>,
     pub breakdown: Breakdown,
+    /// The misconfiguration checks failing now, each with its evidence and
+    /// fix; a check whose inputs are unknown is not listed.
+    pub misconfigurations: Vec<Misconfiguration>,
     /// Trends, time to OOM, risk and diagnosis; `None` before the first poll.
     pub analysis: Option<Analysis>,
     /// Heap profiles saved when the risk rose (--profile-dir), oldest first.
@@ -134,6 +138,7 @@ impl Status {
             access: t.access,
             container: t.container.clone(),
         };
+        let misconfigurations = misconfigurations(&sample);
         Status {
             time_ms: sample.time_ms,
             poll_finished_ms: None,
@@ -146,6 +151,7 @@ impl Status {
             smaps: sample.smaps,
             go: sample.go,
             breakdown: analysis.breakdown.clone(),
+            misconfigurations,
             analysis: Some(analysis),
             profiles,
             sources: health.sources,

@@ -860,3 +860,33 @@ fn node_mode_with_no_container_says_what_to_check() {
     }
     assert!(text_of(page, "who").starts_with("node mode · 0 containers"));
 }
+
+#[test]
+fn a_misconfiguration_is_listed_with_its_fix_under_the_diagnosis() {
+    chromium();
+    // v2-max: no limit anywhere on the path.
+    let hr = start_on_fixture("v2-max", &["--pid", "4242"]);
+    hr.wait_metrics(Duration::from_secs(10), "no_memory_limit failing", |m| {
+        m.get("headroom_misconfiguration{check=\"no_memory_limit\"}") == Some(&1.0)
+    });
+    let dom = dump_dom(&format!("http://{}/", hr.addr));
+    let dom = markup(&dom);
+    assert!(
+        attr_of(dom, "id=\"misconf\"", "hidden").is_none(),
+        "list hidden:\n{dom}"
+    );
+    assert!(attr_of(dom, "id=\"misconfhead\"", "hidden").is_none(), "{dom}");
+    let at = dom.find("data-check=\"no_memory_limit\"").expect("the check's item");
+    let item = unescape(&dom[at..at + dom[at..].find("</li>").unwrap()]);
+    assert!(item.contains("no memory limit on the cgroup's path"), "{item}");
+    assert!(item.contains("Fix: Set a memory limit on the container"), "{item}");
+    // With a limit, nothing is listed and the list stays hidden.
+    let hr = start_on_fixture("v2", &["--pid", "4242"]);
+    hr.wait_metrics(Duration::from_secs(10), "a first poll", |m| {
+        m.contains_key("headroom_misconfiguration{check=\"no_memory_limit\"}")
+    });
+    let dom = dump_dom(&format!("http://{}/", hr.addr));
+    let dom = markup(&dom);
+    assert!(attr_of(dom, "id=\"misconf\"", "hidden").is_some(), "{dom}");
+    assert!(!dom.contains("data-check="), "{dom}");
+}

@@ -332,6 +332,26 @@ fn check_reports_on_a_fixture() {
     assert_eq!(j["status"]["memory"]["unreclaimable"], 136220672);
 }
 
+#[test]
+fn check_states_a_misconfiguration_and_its_fix() {
+    let out = check_on("v2-max", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("misconf  no_memory_limit: no memory limit on the cgroup's path"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nfix      Set a memory limit on the container"),
+        "{text}"
+    );
+    // The fixture's kernel memory: kernel_stack + pagetables + percpu + slab_unreclaimable.
+    assert!(text.contains("kernel memory"), "{text}");
+    let out = check_on("v2", &["--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["status"]["misconfigurations"], serde_json::json!([]));
+    assert!(!String::from_utf8_lossy(&check_on("v2", &[]).stdout).contains("misconf"));
+}
+
 /// Serves `body` to every request (a Go target's /metrics, from a fixture).
 fn serve_static(body: String) -> std::net::SocketAddr {
     use std::io::{Read, Write};
@@ -382,4 +402,76 @@ fn dashboard_queries_only_metrics_a_live_scrape_has() {
         String::from_utf8_lossy(&out.stderr)
     );
     promtool_check(&scrape);
+}
+
+/// A flat-keyed file of a fixture, as a map.
+fn flat_keyed(path: &std::path::Path) -> BTreeMap<String, f64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_owned(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn kernel_memory_is_the_fixture_memory_stat_and_misconfigurations_are_named() {
+    let kinds = [
+        "sock",
+        "slab_unreclaimable",
+        "kernel_stack",
+        "pagetables",
+        "shmem",
+        "percpu",
+        "kmem",
+    ];
+    for tree in ["v2", "v2-max", "v1", "hybrid"] {
+        let hr = start_on_fixture(tree, &["--pid", "4242"]);
+        let m = parse_metrics(&scrape_when_ready(&hr));
+        let st = hr.status();
+        let dir = std::path::PathBuf::from(st["target"]["cgroup"].as_str().expect("target cgroup"));
+        let stat = flat_keyed(&dir.join("memory.stat"));
+        // What the kernel's files say, kind by kind: v2 from memory.stat,
+        // v1 shmem from memory.stat's total_shmem and kmem from its own file.
+        let want: BTreeMap<&str, f64> = if st["target"]["cgroup_version"] == "v2" {
+            kinds[..6].iter().filter_map(|k| Some((*k, *stat.get(*k)?))).collect()
+        } else {
+            let kmem = std::fs::read_to_string(dir.join("memory.kmem.usage_in_bytes"))
+                .expect("the v1 fixtures have memory.kmem.usage_in_bytes");
+            [("shmem", stat["total_shmem"]), ("kmem", kmem.trim().parse().unwrap())].into()
+        };
+        assert!(want.len() >= 2, "{tree}: {want:?}");
+        for kind in kinds {
+            let got = opt(&m, &format!("headroom_memory_kernel_bytes{{kind=\"{kind}\"}}"));
+            assert_eq!(got, want.get(kind).copied(), "{tree} {kind}");
+            let json = st["breakdown"]["kernel"][kind].as_f64();
+            assert_eq!(json, want.get(kind).copied(), "{tree} status breakdown {kind}");
+        }
+        assert_eq!(
+            st["breakdown"]["kernel_total"].as_f64(),
+            Some(want.values().sum()),
+            "{tree}"
+        );
+        // Every fixture but v2-max has a limit; GOGC and GOMEMLIMIT are
+        // unknown without a Go source, so their checks do not fail.
+        let unlimited = tree == "v2-max";
+        for (check, v) in [
+            ("no_memory_limit", f64::from(u8::from(unlimited))),
+            ("gomemlimit_above_limit", 0.0),
+            ("gogc_off_without_gomemlimit", 0.0),
+        ] {
+            let got = opt(&m, &format!("headroom_misconfiguration{{check=\"{check}\"}}"));
+            assert_eq!(got, Some(v), "{tree} {check}");
+        }
+        let list = st["misconfigurations"].as_array().expect("misconfigurations list");
+        if unlimited {
+            assert_eq!(list.len(), 1, "{st:#}");
+            assert_eq!(list[0]["check"], "no_memory_limit");
+            assert!(list[0]["fix"].as_str().unwrap().contains("resources.limits.memory"));
+        } else {
+            assert!(list.is_empty(), "{tree}: {list:?}");
+        }
+    }
 }

@@ -1,9 +1,87 @@
-//! Where the charged memory is: fragmentation, idle heap, and memory the Go
-//! runtime released that the kernel still charges (MADV_FREE).
+//! Where the charged memory is: fragmentation, idle heap, memory the Go
+//! runtime released that the kernel still charges (MADV_FREE), and the
+//! kernel's own memory charged to the cgroup.
 
 use crate::parse::go_runtime::GoSample;
-use crate::sample::{CgroupSample, SmapsSample};
+use crate::sample::{CgroupSample, CgroupVersion, SmapsSample};
 use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Kernel memory charged to the cgroup, by kind, as
+/// `headroom_memory_kernel_bytes{kind}` names it. v2 breaks it down in
+/// memory.stat; v1 has `shmem` in memory.stat and the rest only as one
+/// total, `memory.kmem.usage_in_bytes` (kind `kmem`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelKind {
+    /// Network transmission buffers (v2 `sock`).
+    Sock,
+    /// Slab objects the kernel cannot reclaim (v2 `slab_unreclaimable`).
+    SlabUnreclaimable,
+    /// Kernel stacks of the cgroup's threads (v2 `kernel_stack`).
+    KernelStack,
+    /// Page tables (v2 `pagetables`).
+    Pagetables,
+    /// tmpfs and shared memory (v2 `shmem`, v1 `total_shmem`).
+    Shmem,
+    /// Per-CPU kernel data (v2 `percpu`, Linux 5.9+).
+    Percpu,
+    /// v1 only: all kernel memory, `memory.kmem.usage_in_bytes`.
+    Kmem,
+}
+
+impl KernelKind {
+    pub const ALL: [KernelKind; 7] = [
+        KernelKind::Sock,
+        KernelKind::SlabUnreclaimable,
+        KernelKind::KernelStack,
+        KernelKind::Pagetables,
+        KernelKind::Shmem,
+        KernelKind::Percpu,
+        KernelKind::Kmem,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KernelKind::Sock => "sock",
+            KernelKind::SlabUnreclaimable => "slab_unreclaimable",
+            KernelKind::KernelStack => "kernel_stack",
+            KernelKind::Pagetables => "pagetables",
+            KernelKind::Shmem => "shmem",
+            KernelKind::Percpu => "percpu",
+            KernelKind::Kmem => "kmem",
+        }
+    }
+}
+
+/// The kernel memory of one cgroup sample, by kind; a kind the kernel does
+/// not report is absent (never 0).
+pub fn kernel_memory(c: &CgroupSample) -> BTreeMap<KernelKind, u64> {
+    let mut out = BTreeMap::new();
+    let Some(s) = c.stat.as_ref() else {
+        if let Some(k) = c.kmem {
+            out.insert(KernelKind::Kmem, k);
+        }
+        return out;
+    };
+    let kinds = [
+        (KernelKind::Sock, s.sock),
+        (KernelKind::SlabUnreclaimable, s.slab_unreclaimable),
+        (KernelKind::KernelStack, s.kernel_stack),
+        (KernelKind::Pagetables, s.pagetables),
+        (KernelKind::Shmem, s.shmem),
+        (KernelKind::Percpu, s.percpu),
+        (KernelKind::Kmem, c.kmem.filter(|_| c.version == CgroupVersion::V1)),
+    ];
+    out.extend(kinds.into_iter().filter_map(|(k, v)| Some((k, v?))));
+    out
+}
+
+/// The kernel memory that is not reclaimed before an OOM kill, summed over
+/// the kinds read (shmem included: tmpfs pages can only be swapped).
+pub fn kernel_total(kinds: &BTreeMap<KernelKind, u64>) -> Option<u64> {
+    (!kinds.is_empty()).then(|| kinds.values().sum())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,6 +128,10 @@ pub struct Breakdown {
     /// The reclaimable amount exceeds HeapReleased by more than 16 MiB: some
     /// lazy-free memory is not the Go heap's (cgo, another allocator).
     pub exceeds_heap_released: Option<bool>,
+    /// Kernel memory charged to the cgroup, by kind (see [`KernelKind`]).
+    pub kernel: BTreeMap<KernelKind, u64>,
+    /// Its sum; `None` when no kind is readable.
+    pub kernel_total: Option<u64>,
 }
 
 const SLACK: u64 = 16 * 1024 * 1024;
@@ -104,7 +186,10 @@ pub fn breakdown(
     let estimate = cgroup.and_then(lazyfree_from_lru);
     let (reclaimable, method) = reclaimable(estimate, smaps, now_mono_ms);
     let released = go.and_then(|g| g.heap_released);
+    let kernel = cgroup.map(kernel_memory).unwrap_or_default();
     Breakdown {
+        kernel_total: kernel_total(&kernel),
+        kernel,
         fragmentation_bound: go.and_then(|g| sub(g.heap_inuse, g.heap_alloc)),
         idle_retained: go.and_then(|g| sub(g.heap_idle, g.heap_released)),
         reclaimable_unreleased: reclaimable,
@@ -135,6 +220,48 @@ mod tests {
             }),
             ..CgroupSample::all_anonymous("/x", 0)
         }
+    }
+
+    #[test]
+    fn kernel_memory_by_kind() {
+        // v2: the kinds memory.stat has; percpu missing on an older kernel.
+        let mut c = CgroupSample::all_anonymous("/x", 0);
+        c.stat = Some(MemoryStat {
+            sock: Some(1),
+            slab_unreclaimable: Some(2),
+            kernel_stack: Some(4),
+            pagetables: Some(8),
+            shmem: Some(16),
+            ..MemoryStat::default()
+        });
+        let k = kernel_memory(&c);
+        assert_eq!(
+            k.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(),
+            [
+                ("sock", 1),
+                ("slab_unreclaimable", 2),
+                ("kernel_stack", 4),
+                ("pagetables", 8),
+                ("shmem", 16)
+            ]
+        );
+        assert_eq!(kernel_total(&k), Some(31));
+        // v1: shmem from memory.stat and the kmem total.
+        c.version = CgroupVersion::V1;
+        c.stat = Some(MemoryStat {
+            shmem: Some(16),
+            ..MemoryStat::default()
+        });
+        c.kmem = Some(1000);
+        let k = kernel_memory(&c);
+        assert_eq!(k.get(&KernelKind::Kmem), Some(&1000));
+        assert_eq!(k.get(&KernelKind::Sock), None);
+        assert_eq!(kernel_total(&k), Some(1016));
+        // Nothing readable: unknown, not 0.
+        c.stat = None;
+        c.kmem = None;
+        assert!(kernel_memory(&c).is_empty());
+        assert_eq!(kernel_total(&kernel_memory(&c)), None);
     }
 
     #[test]

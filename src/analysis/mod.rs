@@ -4,6 +4,7 @@ pub mod breakdown;
 pub mod diagnosis;
 pub mod findings;
 pub mod go_heap;
+pub mod misconfig;
 pub mod predict;
 pub mod risk;
 pub mod slope;

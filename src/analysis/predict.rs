@@ -20,7 +20,7 @@
 //!
 //! Without Go data it is the basis's own robust line to the limit.
 
-use super::breakdown::{breakdown, Breakdown};
+use super::breakdown::{breakdown, Breakdown, KernelKind};
 use super::diagnosis::{diagnose_now, mib, Cause, Finding, Thresholds};
 use super::findings::FindingsState;
 pub use super::go_heap::HEAP_GROWTH_OVERHEAD;
@@ -181,6 +181,7 @@ impl Analyzer {
             Which::Live => (&w.go_heap_live, self.go_since),
             Which::TotalAlloc => (&w.total_alloc, self.go_since),
             Which::Nonheap => (&w.off_heap, self.go_since),
+            Which::Kernel => (&w.kernel, self.since.max(self.go_since)),
         };
         let end = s.last()?.t_ms;
         self.pts.clear();
@@ -238,6 +239,13 @@ impl Analyzer {
         let basis = s.basis_value(s.limit_basis);
         self.record(s, &mut win, new_go, basis, now);
         let (slopes, alloc_rate) = self.trends(&win, go, new_go);
+        // How much of memory outside the heap is the kernel's: its growth
+        // over the same stretch.
+        let kernel_slope = slopes
+            .contains_key(&SlopeSeries::OffHeap)
+            .then(|| self.fit(&win, Which::Kernel, false))
+            .flatten()
+            .map(|f| f.slope);
         let limit = s.limit_bytes();
         let history_s = win.basis().span_since_s(self.since.max(self.basis_since));
         // Warming up: too little history for the ordinary rule and no rise
@@ -259,7 +267,7 @@ impl Analyzer {
 
         let breakdown = breakdown(s.cgroup.as_ref(), s.smaps.as_ref(), go.map(|g| &g.sample), now);
         let mut seen = diagnose_now(s, &breakdown, &self.cfg.thresholds);
-        seen.extend(growth_findings(s, limit, &slopes));
+        seen.extend(growth_findings(s, limit, &slopes, kernel_slope, &breakdown));
         let findings = self.findings.update(seen, now);
         Analysis {
             warming_up,
@@ -371,6 +379,12 @@ impl Analyzer {
         at_now(&mut win.unreclaimable, s.unreclaimable());
         at_now(&mut win.working_set, s.working_set());
         at_now(&mut win.rss, s.rss());
+        at_now(
+            &mut win.kernel,
+            s.cgroup
+                .as_ref()
+                .and_then(|c| super::breakdown::kernel_total(&super::breakdown::kernel_memory(c))),
+        );
         if let Some(l) = s.limit {
             win.limit.push(now, l.bytes().map_or(f64::INFINITY, |b| b as f64));
         }
@@ -556,6 +570,7 @@ enum Which {
     Live,
     TotalAlloc,
     Nonheap,
+    Kernel,
 }
 
 /// Memory the Go runtime holds resident: Sys − HeapReleased (heap spans,
@@ -688,7 +703,13 @@ fn go_model(
     }
 }
 
-fn growth_findings(s: &Sample, limit: Option<u64>, slopes: &BTreeMap<SlopeSeries, Trend>) -> Vec<Finding> {
+fn growth_findings(
+    s: &Sample,
+    limit: Option<u64>,
+    slopes: &BTreeMap<SlopeSeries, Trend>,
+    kernel_slope: Option<f64>,
+    b: &Breakdown,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let min_growth = ((4u64 << 20) as f64).max(0.01 * limit.unwrap_or(0) as f64);
     let grew = |t: &Trend| t.significant && t.bytes_per_second * t.span_s >= min_growth;
@@ -712,21 +733,90 @@ fn growth_findings(s: &Sample, limit: Option<u64>, slopes: &BTreeMap<SlopeSeries
         });
     }
     if let Some(t) = slopes.get(&SlopeSeries::OffHeap).filter(|t| grew(t)) {
-        out.push(Finding {
-            cause: Cause::OffHeapGrowth,
-            evidence: format!(
-                "charged memory outside the Go heap grew {} in {:.0} s ({:.1} KiB/s) while the heap did not explain it",
-                mib((t.bytes_per_second * t.span_s) as u64),
-                t.span_s,
-                t.bytes_per_second / 1024.0
-            ),
-            advice: "The growth is not in the Go heap: look at cgo allocations (C libraries), syscall.Mmap or \
-                     mmap'd files kept mapped, and goroutine stacks (go_goroutines). A Go heap profile will not \
-                     show it; compare /proc/PID/smaps over time."
-                .into(),
-        });
+        out.push(off_heap_finding(t, kernel_slope, b));
     }
     out
+}
+
+/// A kernel growth at least this share of the growth outside the heap makes
+/// `off_heap_growth` the kernel's.
+pub const KERNEL_SHARE: f64 = 0.5;
+
+/// `off_heap_growth`: whether what grows is the kernel's memory charged to
+/// the cgroup (its growth over the same stretch, `kernel_slope`) or
+/// anonymous memory outside the Go heap.
+fn off_heap_finding(t: &Trend, kernel_slope: Option<f64>, b: &Breakdown) -> Finding {
+    let grown = t.bytes_per_second * t.span_s;
+    let head = format!(
+        "charged memory outside the Go heap grew {} in {:.0} s ({:.1} KiB/s) while the heap did not explain it",
+        mib(grown as u64),
+        t.span_s,
+        t.bytes_per_second / 1024.0
+    );
+    let now: Vec<String> = b
+        .kernel
+        .iter()
+        .map(|(k, v)| format!("{} {}", k.as_str(), mib(*v)))
+        .collect();
+    let anon_advice = "The growth is not in the Go heap: look at cgo allocations (C libraries), syscall.Mmap or \
+                       mmap'd files kept mapped, and goroutine stacks (go_goroutines). A Go heap profile will not \
+                       show it; compare /proc/PID/smaps over time.";
+    let Some(ks) = kernel_slope.filter(|_| b.kernel_total.is_some()) else {
+        return Finding {
+            cause: Cause::OffHeapGrowth,
+            evidence: format!("{head}; the cgroup's kernel memory is not readable"),
+            advice: anon_advice.into(),
+        };
+    };
+    let kernel_grown = (ks * t.span_s).max(0.0);
+    if kernel_grown >= KERNEL_SHARE * grown {
+        let largest = b
+            .kernel
+            .iter()
+            .filter(|(k, _)| **k != KernelKind::Kmem)
+            .max_by_key(|(_, v)| **v)
+            .map(|(k, _)| *k)
+            .or_else(|| b.kernel.keys().next().copied());
+        let focus = match largest {
+            Some(KernelKind::Sock) => {
+                "socket buffers are the largest: connections kept open with unread data or slow peers (ss -tm)"
+            }
+            Some(KernelKind::SlabUnreclaimable) => {
+                "unreclaimable slab is the largest: kernel objects per connection, file, watch or timer"
+            }
+            Some(KernelKind::KernelStack) | Some(KernelKind::Pagetables) => {
+                "kernel stacks and page tables are the largest: threads or processes accumulate (cgo calls \
+                 blocking in C, LockOSThread, child processes never reaped)"
+            }
+            Some(KernelKind::Shmem) => {
+                "shmem is the largest: files written to tmpfs (/dev/shm, an emptyDir with medium Memory) that \
+                 stay charged until deleted"
+            }
+            _ => "look at the cgroup's memory.stat (v2 breaks kernel memory down by kind)",
+        };
+        Finding {
+            cause: Cause::OffHeapGrowth,
+            evidence: format!(
+                "{head}; kernel memory grew {} of it (now {})",
+                mib(kernel_grown as u64),
+                now.join(", ")
+            ),
+            advice: format!(
+                "The growth is kernel memory charged to the container, not the Go heap nor memory the process \
+                 maps: {focus}. It counts toward the limit like the heap; neither a heap profile nor smaps shows it."
+            ),
+        }
+    } else {
+        Finding {
+            cause: Cause::OffHeapGrowth,
+            evidence: format!(
+                "{head}; it is anonymous memory outside the heap: kernel memory grew only {} (now {})",
+                mib(kernel_grown as u64),
+                now.join(", ")
+            ),
+            advice: anon_advice.into(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1022,6 +1112,64 @@ mod tests {
         // 512 - (20 + 2*90 + 80) = 232 MiB to go at 2 MiB/s.
         let tto = last.time_to_oom_s.expect("predicted");
         assert!((tto - 116.0).abs() / 116.0 < 0.1, "{tto} ({})", last.prediction);
+    }
+
+    #[test]
+    fn off_heap_growth_says_whether_it_is_kernel_memory() {
+        // Memory outside a steady heap grows 2 MiB/s; `sock_rate` MiB/s of
+        // it in socket buffers, 1 MiB of kernel stacks throughout.
+        let off_heap = |sock_rate: f64, readable: bool| {
+            let mut a = analyzer();
+            let out = run(
+                &mut a,
+                (0..=90).map(|t| {
+                    let t = t as f64;
+                    let mut s = with_go(st(t, 100.0 + 2.0 * t, 512.0), 40.0, 50.0, 80.0, 80.0, 10.0 * t);
+                    if readable {
+                        let stat = s.cgroup.as_mut().unwrap().stat.as_mut().unwrap();
+                        stat.sock = Some(((4.0 + sock_rate * t) * MIB) as u64);
+                        stat.kernel_stack = Some(MIB as u64);
+                    }
+                    s
+                }),
+            );
+            let findings = out.last().unwrap().findings.clone();
+            findings
+                .iter()
+                .find(|f| f.cause == Cause::OffHeapGrowth)
+                .cloned()
+                .unwrap_or_else(|| panic!("no off_heap_growth: {findings:?}"))
+        };
+        let kernel = off_heap(2.0, true);
+        assert!(
+            kernel.evidence.contains("kernel memory grew 180 MiB of it"),
+            "{}",
+            kernel.evidence
+        );
+        assert!(kernel.evidence.contains("sock 184 MiB"), "{}", kernel.evidence);
+        assert!(
+            kernel.advice.starts_with("The growth is kernel memory"),
+            "{}",
+            kernel.advice
+        );
+        assert!(kernel.advice.contains("socket buffers"), "{}", kernel.advice);
+
+        let anon = off_heap(0.0, true);
+        assert!(
+            anon.evidence
+                .contains("it is anonymous memory outside the heap: kernel memory grew only 0 MiB"),
+            "{}",
+            anon.evidence
+        );
+        assert!(anon.advice.contains("cgo allocations"), "{}", anon.advice);
+
+        let unknown = off_heap(0.0, false);
+        assert!(
+            unknown.evidence.ends_with("kernel memory is not readable"),
+            "{}",
+            unknown.evidence
+        );
+        assert!(unknown.advice.contains("cgo allocations"), "{}", unknown.advice);
     }
 
     #[test]

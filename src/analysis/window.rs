@@ -171,6 +171,8 @@ pub struct Window {
     pub total_alloc: Series,
     /// Charged memory outside the Go runtime (not shown).
     pub off_heap: Series,
+    /// Kernel memory charged to the cgroup, all kinds (not shown).
+    pub kernel: Series,
     events: VecDeque<Event>,
     /// Unix ms − monotonic ms of the last sample.
     offset_ms: i64,
@@ -194,6 +196,7 @@ impl Window {
             go_next_gc: s(),
             total_alloc: s(),
             off_heap: s(),
+            kernel: s(),
             events: VecDeque::new(),
             offset_ms: 0,
             now_ms: None,
@@ -201,7 +204,7 @@ impl Window {
         }
     }
 
-    fn all(&self) -> [&Series; 9] {
+    fn all(&self) -> [&Series; 10] {
         [
             &self.usage,
             &self.working_set,
@@ -212,6 +215,7 @@ impl Window {
             &self.go_next_gc,
             &self.total_alloc,
             &self.off_heap,
+            &self.kernel,
         ]
     }
 
@@ -243,6 +247,7 @@ impl Window {
                 &mut self.unreclaimable,
                 &mut self.rss,
                 &mut self.limit,
+                &mut self.kernel,
             ] {
                 s.cut();
             }

@@ -5,6 +5,7 @@
 //! memory.limit_in_bytes (v1)  9223372036854771712   (v1's page-rounded "unlimited")
 //! memory.stat (v2)            anon 1617920\nfile 4096\n...
 //! memory.stat (v1)            cache 4304896\nrss 1683456\n...\ntotal_cache 4304896\n...
+//! memory.kmem.usage_in_bytes (v1)  2785280
 //! memory.events (v2)          low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0
 //! memory.oom_control (v1)     oom_kill_disable 0\nunder_oom 0\noom_kill 2
 //! ```
@@ -72,7 +73,21 @@ pub struct MemoryStat {
     pub anon: Option<u64>,
     /// v2 `file`, v1 `total_cache`.
     pub file: Option<u64>,
+    /// tmpfs and shared memory (v2 `shmem`, v1 `total_shmem`): page cache
+    /// that cannot be dropped, only swapped.
     pub shmem: Option<u64>,
+    /// Kernel memory, v2 only (v1's memory.stat has no such keys; its
+    /// kernel memory is one total, `memory.kmem.usage_in_bytes`): network
+    /// transmission buffers ...
+    pub sock: Option<u64>,
+    /// ... slab objects the kernel cannot reclaim ...
+    pub slab_unreclaimable: Option<u64>,
+    /// ... the kernel stacks of the cgroup's threads ...
+    pub kernel_stack: Option<u64>,
+    /// ... the page tables of its processes ...
+    pub pagetables: Option<u64>,
+    /// ... and per-CPU kernel data (Linux 5.9+).
+    pub percpu: Option<u64>,
     pub file_mapped: Option<u64>,
     pub active_anon: Option<u64>,
     pub inactive_anon: Option<u64>,
@@ -92,6 +107,11 @@ impl MemoryStat {
             anon: kv.get("anon"),
             file: kv.get("file"),
             shmem: kv.get("shmem"),
+            sock: kv.get("sock"),
+            slab_unreclaimable: kv.get("slab_unreclaimable"),
+            kernel_stack: kv.get("kernel_stack"),
+            pagetables: kv.get("pagetables"),
+            percpu: kv.get("percpu"),
             file_mapped: kv.get("file_mapped"),
             active_anon: kv.get("active_anon"),
             inactive_anon: kv.get("inactive_anon"),
@@ -120,6 +140,11 @@ impl MemoryStat {
             anon: get("rss"),
             file: get("cache"),
             shmem: get("shmem"),
+            sock: None,
+            slab_unreclaimable: None,
+            kernel_stack: None,
+            pagetables: None,
+            percpu: None,
             file_mapped: get("mapped_file"),
             active_anon: get("active_anon"),
             inactive_anon: get("inactive_anon"),
@@ -229,6 +254,15 @@ mod tests {
         assert_eq!(s.active_file, Some(40));
         assert_eq!(s.hierarchical_memory_limit, Some(Limit::Bytes(268435456)));
         assert_eq!(s.shmem, None);
+        // v1's memory.stat has shmem, but no breakdown of kernel memory.
+        let s = MemoryStat::from_v1(&parse_flat_keyed(
+            "shmem 7\nsock 1\nkernel_stack 2\ntotal_shmem 70\ntotal_rss 1\n",
+        ));
+        assert_eq!(s.shmem, Some(70));
+        assert_eq!(
+            (s.sock, s.slab_unreclaimable, s.kernel_stack, s.pagetables, s.percpu),
+            (None, None, None, None, None)
+        );
         // Without total_* keys (use_hierarchy=0 kernels), the local ones.
         let s = MemoryStat::from_v1(&parse_flat_keyed("cache 10\nrss 20\n"));
         assert_eq!((s.file, s.anon), (Some(10), Some(20)));
@@ -250,6 +284,24 @@ mod tests {
         ));
         assert_eq!(e.high, Some(3));
         assert_eq!(e.oom_kill, Some(1));
+        let s = MemoryStat::from_v2(&parse_flat_keyed(
+            "sock 4096\nslab_reclaimable 9\nslab_unreclaimable 8192\nkernel_stack 16384\n\
+             pagetables 32768\npercpu 640\nshmem 1\n",
+        ));
+        assert_eq!(
+            (
+                s.sock,
+                s.slab_unreclaimable,
+                s.kernel_stack,
+                s.pagetables,
+                s.percpu,
+                s.shmem
+            ),
+            (Some(4096), Some(8192), Some(16384), Some(32768), Some(640), Some(1))
+        );
+        // Kernels before 5.9 lack percpu: unknown, not 0.
+        let s = MemoryStat::from_v2(&parse_flat_keyed("sock 0\nkernel_stack 1\n"));
+        assert_eq!((s.sock, s.percpu, s.pagetables), (Some(0), None, None));
         // Older kernels lack oom_group_kill.
         let e = MemoryEvents::from_kv(&parse_flat_keyed("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"));
         assert_eq!(e.oom_group_kill, None);

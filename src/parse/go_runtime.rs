@@ -113,6 +113,10 @@ pub enum GoParseError {
 /// GOMEMLIMIT is unset or `off`.
 pub const GO_NO_MEMORY_LIMIT: u64 = i64::MAX as u64;
 
+/// `go_gc_gogc_percent` at or above this is GOGC=off: the runtime keeps
+/// GOGC as an int32 and exports it as a uint64, so -1 reads as 2^64 − 1.
+const GOGC_OFF_FROM: f64 = 2147483648.0;
+
 /// The GOMEMLIMIT in force: the runtime's own export (a
 /// `debug.SetMemoryLimit` call shows there), else the target's environment
 /// (as [`GO_NO_MEMORY_LIMIT`] when unset); `None` when there is no limit.
@@ -1049,7 +1053,14 @@ impl PromDecoder {
                 "go_memory_classes_heap_released_bytes",
             ])
         });
-        let gogc = raw("go_gc_gogc_percent").filter(|v| v.is_finite()).map(|v| v as i64);
+        // The runtime exports GOGC as a uint64: off (-1) reads as 2^64 − 1.
+        let gogc = raw("go_gc_gogc_percent").filter(|v| v.is_finite()).map(|v| {
+            if !(0.0..GOGC_OFF_FROM).contains(&v) {
+                -1
+            } else {
+                v as i64
+            }
+        });
         let s = GoSample {
             format: Some(GoFormat::Prometheus),
             heap_alloc,
@@ -1137,6 +1148,24 @@ mod tests {
         assert_eq!(s.go_version.as_deref(), Some("go1.19.8"));
         assert_eq!(s.heap_live, None, "Go 1.19 has no /gc/heap/live");
         assert_eq!(s.skipped_lines, 0);
+    }
+
+    #[test]
+    fn gogc_off_as_the_runtime_exports_it() {
+        let body = fixture("client_golang-runtime-metrics-go1.22.prom");
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("go_gc_gogc_percent "))
+            .expect("the fixture exports GOGC");
+        for (value, want) in [
+            ("1.8446744073709552e+19", -1),
+            ("-1", -1),
+            ("100", 100),
+            ("2.147483647e+09", 2147483647),
+        ] {
+            let off = body.replace(line, &format!("go_gc_gogc_percent {value}"));
+            assert_eq!(same_in_chunks(&off).unwrap().gogc_percent, Some(want), "{value}");
+        }
     }
 
     #[test]

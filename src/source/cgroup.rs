@@ -341,6 +341,7 @@ impl CgroupReader {
             peak: None,
             swap: None,
             failcnt: None,
+            kmem: None,
             stat,
             events: None,
             events_local: None,
@@ -367,6 +368,7 @@ impl CgroupReader {
                 })?;
                 s.peak = self.optional("memory.max_usage_in_bytes", &mut warnings, single)?;
                 s.failcnt = self.optional("memory.failcnt", &mut warnings, single)?;
+                s.kmem = self.optional("memory.kmem.usage_in_bytes", &mut warnings, single)?;
                 s.oom_control = self.keyed("memory.oom_control", &mut warnings, OomControl::from_kv)?;
                 s.swap = s
                     .stat
