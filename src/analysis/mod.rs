@@ -6,6 +6,7 @@ pub mod findings;
 pub mod go_heap;
 pub mod misconfig;
 pub mod predict;
+pub mod recommend;
 pub mod risk;
 pub mod slope;
 pub mod window;

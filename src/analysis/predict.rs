@@ -25,6 +25,7 @@ use super::diagnosis::{diagnose_now, mib, Cause, Finding, Thresholds};
 use super::findings::FindingsState;
 pub use super::go_heap::HEAP_GROWTH_OVERHEAD;
 use super::go_heap::{cycle_goal, heap_spans_resident, memlimit_heap_goal};
+use super::recommend::{recommend, Peaks, Recommendation, MIN_HISTORY_S};
 use super::risk::{Risk, RiskState};
 use super::slope::{theil_sen, Fit};
 use super::window::{EventKind, PredictedLine, Series, SharedWindow, Window};
@@ -107,6 +108,9 @@ pub struct Analysis {
     pub risk: Risk,
     pub risk_reason: String,
     pub findings: Vec<Finding>,
+    /// The memory limit and GOMEMLIMIT to set, with their inputs; `None`
+    /// before enough history (see [`super::recommend`]).
+    pub recommendation: Option<Recommendation>,
 }
 
 impl Analysis {
@@ -254,6 +258,14 @@ impl Analyzer {
         let warming_up = history_s < EARLY_SPAN_S || (history_s < MIN_SPAN_S && !established);
         let (tto, prediction) = predict(s, limit, basis, &slopes, alloc_rate, warming_up, history_s);
         let (risk_now, risk, risk_reason) = self.assess_risk(tto, limit, basis, now);
+        let since = self.since.max(self.basis_since);
+        let peaks = Peaks::of(&win, since, self.go_since.max(since), now, &mut self.scratch);
+        let required_s = MIN_HISTORY_S.min(self.cfg.window_ms as f64 / 1000.0);
+        let kernel = s
+            .cgroup
+            .as_ref()
+            .and_then(|c| super::breakdown::kernel_total(&super::breakdown::kernel_memory(c)));
+        let recommendation = recommend(&peaks, required_s, s.limit_basis, kernel);
         win.set_prediction(match (tto, limit, basis) {
             (Some(t), Some(l), Some(b)) => Some(PredictedLine {
                 from_ms: now,
@@ -282,6 +294,7 @@ impl Analyzer {
             risk_reason,
             findings,
             breakdown,
+            recommendation,
         }
     }
 
@@ -402,6 +415,16 @@ impl Analyzer {
             }
             if let (Some(b), Some(r)) = (basis, heap_resident(s)) {
                 win.off_heap.push(t, b.saturating_sub(r) as f64);
+            }
+            let gs = &g.sample;
+            if let Some(p) = cycle_goal(gs, g.gomemlimit()).max(gs.heap_alloc) {
+                win.go_heap_peak.push(t, p as f64);
+            }
+            let beside_heap = gs.sys.zip(gs.heap_sys).map(|(s, h)| s.saturating_sub(h));
+            let unfilled = gs.heap_inuse.zip(gs.heap_alloc).map(|(i, a)| i.saturating_sub(a));
+            if beside_heap.is_some() || unfilled.is_some() {
+                win.go_runtime_other
+                    .push(t, (beside_heap.unwrap_or(0) + unfilled.unwrap_or(0)) as f64);
             }
         }
     }
@@ -1272,5 +1295,71 @@ mod tests {
         assert_eq!(p["from_bytes"], 190 * 1048576);
         assert_eq!(p["to_ms"], 1_700_000_090_000u64 + (tto * 1000.0) as u64);
         assert_eq!(p["to_bytes"], 400 * 1048576);
+    }
+
+    /// A steady GC sawtooth: NextGC at `p` MiB; the heap's objects cycle
+    /// between p/3 − 50 and p − 50 MiB at the polls, idle spans released at
+    /// once; the runtime holds 20 MiB beside the heap and 30 MiB is charged
+    /// outside the runtime, so the basis polled runs from p/3 to p.
+    fn goal_sawtooth(t: f64, p: f64) -> Sample {
+        let phase = (t * 0.37).fract();
+        let alloc = p / 3.0 - 50.0 + phase * (p - p / 3.0);
+        let mut s = with_go(st(t, alloc + 20.0 + 30.0, 1024.0), p / 2.0, alloc, p, p, 100.0 * t);
+        let g = &mut s.go.as_mut().unwrap().sample;
+        let b = |m: f64| Some((m * MIB) as u64);
+        g.heap_released = b(p - alloc);
+        g.sys = b(p + 20.0);
+        s
+    }
+
+    #[test]
+    fn recommendation_counts_the_peak_before_gc_not_the_polls() {
+        let p = 300.0;
+        let mut a = analyzer();
+        let out = run(&mut a, (0..=60).map(|t| goal_sawtooth(t as f64, p)));
+        let polled = out.iter().filter_map(|x| x.basis).max().unwrap() as f64 / MIB;
+        assert!(polled <= p, "the polls never see the peak: {polled}");
+        // Too little history: nothing before 30 s.
+        assert!(out[..30].iter().all(|x| x.recommendation.is_none()));
+        let r = out[60].recommendation.as_ref().expect("a recommendation after 60 s");
+        assert_eq!(r.basis, super::super::recommend::RecommendationBasis::GoHeapGoal);
+        let near = |v: Option<u64>, mib: f64| (v.unwrap() as f64 / MIB - mib).abs() < 0.01;
+        assert!(near(r.heap_peak_bytes, p), "{r:?}");
+        assert!(near(r.outside_runtime_bytes, 30.0), "{r:?}");
+        assert!(near(r.runtime_other_bytes, 20.0), "{r:?}");
+        let limit = r.memory_limit_bytes as f64 / MIB;
+        assert!(limit >= p + 30.0 + 20.0 && limit <= 3.0 * p, "{limit} MiB");
+        let gomemlimit = r.gomemlimit_bytes.unwrap() as f64 / MIB;
+        assert!(gomemlimit < limit - 30.0, "{gomemlimit} MiB");
+        // Above the runtime's own peak: it does not bind in the ordinary course.
+        assert!(gomemlimit >= p + 20.0, "{gomemlimit} MiB");
+    }
+
+    #[test]
+    fn recommendation_without_go_is_the_cgroup_peak_with_its_margin() {
+        let mut a = analyzer();
+        let out = run(
+            &mut a,
+            (0..=45).map(|t| st(t as f64, 100.0 + 100.0 * (t as f64 * 0.37).fract(), 1024.0)),
+        );
+        let peak = out.iter().filter_map(|x| x.basis).max().unwrap() as f64;
+        assert!(out[..30].iter().all(|x| x.recommendation.is_none()));
+        let r = out[45].recommendation.as_ref().unwrap();
+        assert_eq!(r.basis, super::super::recommend::RecommendationBasis::CgroupPeak);
+        assert_eq!(r.observed_peak_bytes, peak as u64);
+        let want = (peak * 1.3 / MIB).ceil() * MIB;
+        assert_eq!(r.memory_limit_bytes, want as u64);
+        assert_eq!(r.gomemlimit_bytes, None);
+    }
+
+    #[test]
+    fn recommendation_starts_afresh_with_the_target() {
+        let mut a = analyzer();
+        run(&mut a, (0..=40).map(|t| goal_sawtooth(t as f64, 300.0)));
+        let mut restarted = goal_sawtooth(41.0, 300.0);
+        restarted.target.instance = 2;
+        restarted.target.pid = Some(2);
+        restarted.target.go_epoch = 1;
+        assert!(a.update(&restarted).recommendation.is_none());
     }
 }

@@ -173,6 +173,13 @@ pub struct Window {
     pub off_heap: Series,
     /// Kernel memory charged to the cgroup, all kinds (not shown).
     pub kernel: Series,
+    /// The heap's size before the next GC at each Go scrape: the cycle's
+    /// goal, or HeapAlloc where higher or without a goal (not shown).
+    pub go_heap_peak: Series,
+    /// What the Go runtime holds beside heap objects that the heap's growth
+    /// does not use up: Sys − HeapSys (stacks, GC metadata, span structures,
+    /// other) plus HeapInuse − HeapAlloc (not shown).
+    pub go_runtime_other: Series,
     events: VecDeque<Event>,
     /// Unix ms − monotonic ms of the last sample.
     offset_ms: i64,
@@ -197,6 +204,8 @@ impl Window {
             total_alloc: s(),
             off_heap: s(),
             kernel: s(),
+            go_heap_peak: s(),
+            go_runtime_other: s(),
             events: VecDeque::new(),
             offset_ms: 0,
             now_ms: None,
@@ -204,7 +213,7 @@ impl Window {
         }
     }
 
-    fn all(&self) -> [&Series; 10] {
+    fn all(&self) -> [&Series; 12] {
         [
             &self.usage,
             &self.working_set,
@@ -216,6 +225,8 @@ impl Window {
             &self.total_alloc,
             &self.off_heap,
             &self.kernel,
+            &self.go_heap_peak,
+            &self.go_runtime_other,
         ]
     }
 
@@ -237,6 +248,8 @@ impl Window {
             &mut self.go_next_gc,
             &mut self.total_alloc,
             &mut self.off_heap,
+            &mut self.go_heap_peak,
+            &mut self.go_runtime_other,
         ] {
             s.cut();
         }
