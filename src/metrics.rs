@@ -176,6 +176,16 @@ const GAUGES: &[(&str, &str, Getter)] = &[
         },
     ),
     (
+        "headroom_recommended_memory_limit_bytes",
+        "The memory limit to set, whole MiB: the peak the Go heap reached before GC over the window plus the runtime's other memory and what is charged outside it, with a 10 % margin; without Go data the limit basis's highest poll with 30 % (basis and inputs under analysis.recommendation in the status). Absent before 30 s of history.",
+        |s| bytes(s.analysis.as_ref()?.recommendation.as_ref().map(|r| r.memory_limit_bytes)),
+    ),
+    (
+        "headroom_recommended_gomemlimit_bytes",
+        "The GOMEMLIMIT to set with the recommended limit, whole MiB: below it by what is charged outside the Go runtime and 5 % of the limit. Absent without Go data.",
+        |s| bytes(s.analysis.as_ref()?.recommendation.as_ref()?.gomemlimit_bytes),
+    ),
+    (
         "headroom_last_poll_timestamp_seconds",
         "Unix time at which the last poll finished; /healthz fails when it is older than max(3 x --interval, 3 s).",
         |s| s.poll_finished_ms.map(|ms| ms as f64 / 1000.0),
@@ -853,6 +863,43 @@ mod tests {
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(!text.contains("headroom_misconfiguration{"), "{text}");
         assert!(!text.contains("headroom_memory_kernel_bytes{"), "{text}");
+    }
+
+    #[test]
+    fn recommended_limit_and_gomemlimit_only_once_recommended() {
+        use crate::analysis::recommend::{Recommendation, RecommendationBasis};
+        let m = Metrics::new();
+        let key = TargetKey::new("", "", "");
+        let mut s = Status {
+            analysis: Some(Default::default()),
+            ..Status::default()
+        };
+        m.update(&key, &s);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(!text.contains("\nheadroom_recommended_"), "{text}");
+        s.analysis.as_mut().unwrap().recommendation = Some(Recommendation {
+            basis: RecommendationBasis::GoHeapGoal,
+            memory_limit_bytes: 385 << 20,
+            gomemlimit_bytes: Some(335 << 20),
+            margin: 0.1,
+            heap_peak_bytes: Some(300 << 20),
+            runtime_other_bytes: Some(20 << 20),
+            outside_runtime_bytes: Some(30 << 20),
+            kernel_bytes: None,
+            observed_peak_bytes: 300 << 20,
+            limit_basis: crate::sample::LimitBasis::Unreclaimable,
+            history_s: 60.0,
+        });
+        m.update(&key, &s);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(
+            text.contains("\nheadroom_recommended_memory_limit_bytes 403701760\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nheadroom_recommended_gomemlimit_bytes 351272960\n"),
+            "{text}"
+        );
     }
 
     #[test]
