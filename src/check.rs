@@ -3,6 +3,7 @@
 //! its cgroup could not be read (64 for bad flags, from main).
 
 use crate::analysis::diagnosis::Finding;
+use crate::analysis::recommend::{Recommendation, RecommendationBasis, MIN_HISTORY_S};
 use crate::analysis::risk::Risk;
 use crate::collector::health::Source;
 use crate::config::{Config, TargetConfig};
@@ -186,6 +187,69 @@ pub fn render_table(r: &Report) -> String {
         let _ = writeln!(out, "misconf  {}: {}", m.check.as_str(), m.evidence);
         let _ = writeln!(out, "fix      {}", m.fix);
     }
+    out.push_str(&recommendation_text(
+        s.analysis.as_ref().and_then(|a| a.recommendation.as_ref()),
+    ));
+    out
+}
+
+/// The limit and GOMEMLIMIT to set: a Kubernetes `resources:` snippet and
+/// an env line, after a line saying what they come from.
+pub fn recommendation_text(r: Option<&Recommendation>) -> String {
+    let Some(r) = r else {
+        return format!(
+            "set      not yet: a recommendation needs {MIN_HISTORY_S:.0} s of history (sample with --for 60s)\n"
+        );
+    };
+    let mut out = String::new();
+    let whole = |b: u64| b >> 20;
+    let from = match r.basis {
+        RecommendationBasis::GoHeapGoal | RecommendationBasis::GoHeapAlloc => format!(
+            "heap peak before GC {} ({}) + runtime beside the heap {} + outside the runtime {} ({})",
+            mib(r.heap_peak_bytes),
+            if r.basis == RecommendationBasis::GoHeapGoal {
+                "NextGC"
+            } else {
+                "HeapAlloc maxima, no goal exported"
+            },
+            mib(r.runtime_other_bytes),
+            mib(r.outside_runtime_bytes),
+            r.limit_basis.as_str()
+        ),
+        RecommendationBasis::CgroupPeak => format!(
+            "the highest {} polled {}, without Go data (give --go-url to count the heap's peaks before GC)",
+            r.limit_basis.as_str(),
+            mib(Some(r.observed_peak_bytes))
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "set      from {:.0} s of history ({}): {from}, plus {:.0} %",
+        r.history_s,
+        r.basis.as_str(),
+        100.0 * r.margin
+    );
+    let _ = writeln!(out, "  resources:");
+    let _ = writeln!(out, "    limits:");
+    let _ = writeln!(out, "      memory: {}Mi", whole(r.memory_limit_bytes));
+    let _ = writeln!(out, "    requests:");
+    let _ = writeln!(
+        out,
+        "      memory: {}Mi  # the limit: memory is not compressible, and a pod above its request is the first \
+         evicted or killed when the node runs short",
+        whole(r.memory_limit_bytes)
+    );
+    match r.gomemlimit_bytes {
+        Some(g) => {
+            let _ = writeln!(out, "  GOMEMLIMIT={}MiB", whole(g));
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  GOMEMLIMIT: needs the Go runtime's numbers (--go-url) to leave room for what it does not govern"
+            );
+        }
+    }
     out
 }
 
@@ -271,5 +335,61 @@ fn oom_kills_text(m: &crate::status::Memory) -> String {
     match m.oom_kills_before_start.filter(|&n| n > 0) {
         Some(before) => format!("{} (and {before} before headroom started)", m.oom_kills_total),
         None => m.oom_kills_total.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::LimitBasis;
+
+    fn go_recommendation() -> Recommendation {
+        Recommendation {
+            basis: RecommendationBasis::GoHeapGoal,
+            memory_limit_bytes: 385 << 20,
+            gomemlimit_bytes: Some(335 << 20),
+            margin: 0.1,
+            heap_peak_bytes: Some(300 << 20),
+            runtime_other_bytes: Some(20 << 20),
+            outside_runtime_bytes: Some(30 << 20),
+            kernel_bytes: None,
+            observed_peak_bytes: 290 << 20,
+            limit_basis: LimitBasis::Unreclaimable,
+            history_s: 60.0,
+        }
+    }
+
+    #[test]
+    fn the_recommendation_as_resources_and_an_env_line() {
+        let text = recommendation_text(Some(&go_recommendation()));
+        assert!(
+            text.contains("  resources:\n    limits:\n      memory: 385Mi\n    requests:\n      memory: 385Mi"),
+            "{text}"
+        );
+        assert!(text.contains("\n  GOMEMLIMIT=335MiB\n"), "{text}");
+        assert!(text.contains("go_heap_goal") && text.contains("plus 10 %"), "{text}");
+        assert!(text.contains("heap peak before GC 300.0 MiB"), "{text}");
+    }
+
+    #[test]
+    fn without_go_no_gomemlimit_and_before_history_nothing() {
+        let r = Recommendation {
+            basis: RecommendationBasis::CgroupPeak,
+            gomemlimit_bytes: None,
+            heap_peak_bytes: None,
+            runtime_other_bytes: None,
+            outside_runtime_bytes: None,
+            margin: 0.3,
+            memory_limit_bytes: 260 << 20,
+            ..go_recommendation()
+        };
+        let text = recommendation_text(Some(&r));
+        assert!(text.contains("      memory: 260Mi\n"), "{text}");
+        assert!(text.contains("cgroup_peak") && !text.contains("GOMEMLIMIT="), "{text}");
+        let text = recommendation_text(None);
+        assert!(
+            text.starts_with("set      not yet") && !text.contains("resources:"),
+            "{text}"
+        );
     }
 }
