@@ -25,7 +25,7 @@ use super::diagnosis::{diagnose_now, mib, Cause, Finding, Thresholds};
 use super::findings::FindingsState;
 pub use super::go_heap::HEAP_GROWTH_OVERHEAD;
 use super::go_heap::{cycle_goal, heap_spans_resident, memlimit_heap_goal};
-use super::recommend::{recommend, Peaks, Recommendation, MIN_HISTORY_S};
+use super::recommend::{recommend, Peaks, Recommendation, Stretch, MIN_HISTORY_S};
 use super::risk::{Risk, RiskState};
 use super::slope::{theil_sen, Fit};
 use super::window::{EventKind, PredictedLine, Series, SharedWindow, Window};
@@ -133,6 +133,10 @@ pub struct Analyzer {
     /// NumGC at the first scrape of the current Go runtime.
     go_first_num_gc: Option<u64>,
     limit_basis: Option<LimitBasis>,
+    /// When the current stretch of basis values, and of Go scrapes, began:
+    /// the history behind a recommendation.
+    basis_from: Option<u64>,
+    go_from: Option<u64>,
     go_epoch: u64,
     instance: Option<u64>,
     last_pid: Option<u32>,
@@ -155,6 +159,8 @@ impl Analyzer {
             last_go_ms: None,
             go_first_num_gc: None,
             limit_basis: None,
+            basis_from: None,
+            go_from: None,
             go_epoch: 0,
             instance: None,
             last_pid: None,
@@ -259,7 +265,13 @@ impl Analyzer {
         let (tto, prediction) = predict(s, limit, basis, &slopes, alloc_rate, warming_up, history_s);
         let (risk_now, risk, risk_reason) = self.assess_risk(tto, limit, basis, now);
         let since = self.since.max(self.basis_since);
-        let peaks = Peaks::of(&win, since, self.go_since.max(since), now, &mut self.scratch);
+        let stretch = Stretch {
+            since,
+            go_since: self.go_since.max(self.since),
+            basis_from: self.basis_from,
+            go_from: self.go_from,
+        };
+        let peaks = Peaks::of(&win, stretch, now, &mut self.scratch);
         let required_s = MIN_HISTORY_S.min(self.cfg.window_ms as f64 / 1000.0);
         let kernel = s
             .cgroup
@@ -359,6 +371,7 @@ impl Analyzer {
     fn restart_trends(&mut self, s: &Sample, win: &mut Window, fresh: bool, new_go: Option<&GoReading>, now: u64) {
         if fresh {
             self.since = now;
+            self.basis_from = None;
             self.findings.clear();
             win.cut(false);
         }
@@ -367,6 +380,7 @@ impl Analyzer {
             // A reading taken before this poll belongs to the new runtime
             // only if it is new.
             self.go_since = new_go.map_or(now, |g| g.scraped_mono_ms.min(now));
+            self.go_from = None;
             self.go_first_num_gc = None;
             win.cut(true);
         }
@@ -375,6 +389,7 @@ impl Analyzer {
         if self.limit_basis != Some(s.limit_basis) {
             if self.limit_basis.is_some() {
                 self.basis_since = now;
+                self.basis_from = None;
             }
             self.limit_basis = Some(s.limit_basis);
         }
@@ -383,6 +398,12 @@ impl Analyzer {
     /// Adds this poll's values (and a new Go reading's) to the window.
     fn record(&mut self, s: &Sample, win: &mut Window, new_go: Option<&GoReading>, basis: Option<u64>, now: u64) {
         win.limit_basis = s.limit_basis;
+        if basis.is_some() {
+            self.basis_from.get_or_insert(now);
+        }
+        if let Some(g) = new_go {
+            self.go_from.get_or_insert(g.scraped_mono_ms.min(now));
+        }
         let at_now = |series: &mut Series, v: Option<u64>| {
             if let Some(v) = v {
                 series.push(now, v as f64);

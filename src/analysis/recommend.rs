@@ -104,13 +104,13 @@ pub struct Recommendation {
     pub history_s: f64,
 }
 
-/// The window's peaks, read since the current target (`since`) and its Go
-/// runtime (`go_since`) started, at monotonic `now`.
+/// The window's peaks, with the seconds of history behind them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Peaks {
-    /// The basis's highest value, and seconds from its first point to now.
+    /// The basis's highest value, and seconds since its stretch began.
     pub basis: Option<(f64, f64)>,
-    /// The heap's highest peak, and seconds from the first scrape to now.
+    /// The heap's highest peak, and seconds since the Go runtime's first
+    /// scrape.
     pub heap: Option<(f64, f64)>,
     /// Whether the heap's peaks are goals (NextGC) or HeapAlloc alone.
     pub heap_from_goal: bool,
@@ -118,11 +118,21 @@ pub struct Peaks {
     pub outside_median: Option<f64>,
 }
 
-fn highest(s: &Series, since: u64, now: u64) -> Option<(f64, f64)> {
-    let mut pts = s.points_since(since).peekable();
-    let first = pts.peek()?.t_ms;
-    let max = pts.map(|p| p.max).fold(f64::NEG_INFINITY, f64::max);
-    Some((max, now.saturating_sub(first) as f64 / 1000.0))
+/// Where the current stretches begin (monotonic ms): the points read are
+/// those at or after `since` (the target's) and `go_since` (its Go
+/// runtime's); the history counts from the first value of the basis
+/// (`basis_from`) and the first scrape (`go_from`) of those stretches,
+/// which may lie beyond the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stretch {
+    pub since: u64,
+    pub go_since: u64,
+    pub basis_from: Option<u64>,
+    pub go_from: Option<u64>,
+}
+
+fn highest(s: &Series, since: u64) -> Option<f64> {
+    s.points_since(since).map(|p| p.max).reduce(f64::max)
 }
 
 fn median(s: &Series, since: u64, scratch: &mut Vec<f64>) -> Option<f64> {
@@ -137,19 +147,19 @@ fn median(s: &Series, since: u64, scratch: &mut Vec<f64>) -> Option<f64> {
 }
 
 impl Peaks {
-    pub fn of(w: &Window, since: u64, go_since: u64, now: u64, scratch: &mut Vec<f64>) -> Peaks {
+    /// The peaks of window `w` over stretch `st`, at monotonic `now`.
+    pub fn of(w: &Window, st: Stretch, now: u64, scratch: &mut Vec<f64>) -> Peaks {
+        let age = |from: Option<u64>| from.map(|f| now.saturating_sub(f) as f64 / 1000.0);
         Peaks {
-            basis: highest(w.basis(), since, now),
-            heap: highest(&w.go_heap_peak, go_since, now),
-            heap_from_goal: w.go_next_gc.points_since(go_since).next().is_some(),
-            runtime_other: highest(&w.go_runtime_other, go_since, now).map(|(m, _)| m),
-            outside_median: median(&w.off_heap, go_since, scratch),
+            basis: highest(w.basis(), st.since).zip(age(st.basis_from)),
+            heap: highest(&w.go_heap_peak, st.go_since).zip(age(st.go_from)),
+            heap_from_goal: w.go_next_gc.points_since(st.go_since).next().is_some(),
+            runtime_other: highest(&w.go_runtime_other, st.go_since),
+            outside_median: median(&w.off_heap, st.go_since, scratch),
         }
     }
 }
 
-/// Whole bytes first (a product such as 200 MiB × 1.1 lands a fraction of
-/// a byte off), then whole MiB up ...
 fn ceil_mib(b: f64) -> u64 {
     (b.max(0.0).round() as u64).div_ceil(MIB) * MIB
 }
