@@ -272,12 +272,6 @@ impl Analyzer {
             go_from: self.go_from,
         };
         let peaks = Peaks::of(&win, stretch, now, &mut self.scratch);
-        let required_s = MIN_HISTORY_S.min(self.cfg.window_ms as f64 / 1000.0);
-        let kernel = s
-            .cgroup
-            .as_ref()
-            .and_then(|c| super::breakdown::kernel_total(&super::breakdown::kernel_memory(c)));
-        let recommendation = recommend(&peaks, required_s, s.limit_basis, kernel);
         win.set_prediction(match (tto, limit, basis) {
             (Some(t), Some(l), Some(b)) => Some(PredictedLine {
                 from_ms: now,
@@ -293,6 +287,8 @@ impl Analyzer {
         let mut seen = diagnose_now(s, &breakdown, &self.cfg.thresholds);
         seen.extend(growth_findings(s, limit, &slopes, kernel_slope, &breakdown));
         let findings = self.findings.update(seen, now);
+        let required_s = MIN_HISTORY_S.min(self.cfg.window_ms as f64 / 1000.0);
+        let recommendation = recommend(&peaks, required_s, s.limit_basis, breakdown.kernel_total);
         Analysis {
             warming_up,
             history_s,
