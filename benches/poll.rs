@@ -88,6 +88,9 @@ fn analysis(c: &mut Criterion) {
         gomemlimit_env: None,
         gomemlimit_binds: None,
         restarts: 0,
+        gc_cycles_per_second: None,
+        gc_cpu_fraction: None,
+        gc_pace_span_ms: 0,
     });
     for (name, window) in [("10m", "10m"), ("24h", "24h")] {
         let mut cfg = config("v2");

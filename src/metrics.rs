@@ -144,6 +144,16 @@ const GAUGES: &[(&str, &str, Getter)] = &[
         |s| bytes(s.go.as_ref().and_then(|g| g.heap_live)),
     ),
     (
+        "headroom_go_gc_cycles_per_second",
+        "GC cycles per second over the last 30 s of Go scrapes (the rise of NumGC over its time).",
+        |s| s.go.as_ref().and_then(|g| g.gc_cycles_per_second),
+    ),
+    (
+        "headroom_go_gc_cpu_fraction",
+        "The GC's share of the CPU available to the target (GOMAXPROCS × wall time) over the last 30 s of Go scrapes: from runtime/metrics CPU classes where exported, else from GCCPUFraction and the process's age.",
+        |s| s.go.as_ref().and_then(|g| g.gc_cpu_fraction),
+    ),
+    (
         "headroom_go_goroutines",
         "Goroutines of the target, where its source exports them.",
         |s| bytes(s.go.as_ref().and_then(|g| g.sample.goroutines)),
@@ -803,6 +813,9 @@ mod tests {
             gomemlimit_env: None,
             gomemlimit_binds: None,
             restarts: 0,
+            gc_cycles_per_second: None,
+            gc_cpu_fraction: None,
+            gc_pace_span_ms: 0,
         };
         s.go = Some(go.clone());
         m.update(&TargetKey::default(), &s);

@@ -421,6 +421,14 @@ pub struct GoReading {
     pub gomemlimit_binds: Option<bool>,
     /// Restarts of the Go runtime seen (NumGC or TotalAlloc going back, new PID).
     pub restarts: u64,
+    /// GC cycles per second over the last scrapes (see
+    /// [`crate::analysis::gc_pace`]).
+    pub gc_cycles_per_second: Option<f64>,
+    /// The GC's share of the CPU available to the target over the last
+    /// scrapes.
+    pub gc_cpu_fraction: Option<f64>,
+    /// The time the GC pace was measured over, ms.
+    pub gc_pace_span_ms: u64,
 }
 
 impl GoReading {

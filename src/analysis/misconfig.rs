@@ -181,6 +181,9 @@ mod tests {
                 gomemlimit_env: env.1,
                 gomemlimit_binds: None,
                 restarts: 0,
+                gc_cycles_per_second: None,
+                gc_cpu_fraction: None,
+                gc_pace_span_ms: 0,
             }),
             ..Sample::default()
         }

@@ -3,6 +3,7 @@
 pub mod breakdown;
 pub mod diagnosis;
 pub mod findings;
+pub mod gc_pace;
 pub mod go_heap;
 pub mod misconfig;
 pub mod predict;

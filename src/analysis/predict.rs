@@ -919,6 +919,9 @@ mod tests {
             gomemlimit_env: None,
             gomemlimit_binds: None,
             restarts: 0,
+            gc_cycles_per_second: None,
+            gc_cpu_fraction: None,
+            gc_pace_span_ms: 0,
         });
         s
     }

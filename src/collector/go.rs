@@ -2,12 +2,35 @@
 //! from the cgroup polls, every `--go-interval`) and what is kept between
 //! scrapes (GOGC from the target's environment, the live-heap envelope).
 
+use crate::analysis::gc_pace::GcPaceTracker;
 use crate::analysis::go_heap::GoTracker;
 use crate::httpc::HttpClient;
 use crate::parse::go_runtime::{GoFormat, GoSample, GO_NO_MEMORY_LIMIT};
 use crate::sample::GoReading;
 use crate::source::go::{self, PPROF_MIN_INTERVAL, SCRAPE_TIMEOUT};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The age in seconds, at `since_boot` (seconds of CLOCK_BOOTTIME), of a
+/// process that started `start_ticks` clock ticks after boot (field 22 of
+/// /proc/PID/stat).
+pub fn age_from_ticks(start_ticks: u64, since_boot: Duration) -> Option<f64> {
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let age = since_boot.as_secs_f64() - start_ticks as f64 / hz as f64;
+    (age > 0.0).then_some(age)
+}
+
+/// Time since boot (CLOCK_BOOTTIME, the clock /proc/PID/stat's start time
+/// counts on).
+pub fn since_boot() -> Option<Duration> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and a timespec to write to.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
 
 /// One Go scrape's result, stamped with the times it finished.
 #[derive(Debug, Clone)]
@@ -92,6 +115,7 @@ pub struct GoState {
     /// The latest successful scrape, `None` after a failed one.
     pub reading: Option<GoReading>,
     pub tracker: GoTracker,
+    pub pace: GcPaceTracker,
     /// GOGC and GOMEMLIMIT from the target's environment, read once per PID.
     pub env: Option<(u32, GoEnv)>,
 }

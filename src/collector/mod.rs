@@ -11,6 +11,7 @@ pub mod kills;
 pub mod target;
 
 use crate::analysis::breakdown::lazyfree_from_lru;
+use crate::analysis::gc_pace::age_from_start;
 use crate::config::TargetConfig;
 use crate::sample::MemoryEvent;
 use crate::sample::{Access, CgroupSample, GoReading, LimitBasis, LimitSource, ProcSample, Sample, SmapsSample};
@@ -18,7 +19,7 @@ use crate::source::cgroup::{CgroupError, CgroupReader};
 use crate::source::events::KillWatch;
 use crate::source::proc::{comm, read_procs, NodeReader, ProcReader, ProcSourceError};
 use counters::KernelCounters;
-use go::{parse_gogc, parse_gomemlimit, GoEnv, GoScrape, GoState};
+use go::{age_from_ticks, parse_gogc, parse_gomemlimit, since_boot, GoEnv, GoScrape, GoState};
 use health::{Health, HealthSnapshot, Source};
 use kills::{Counts, Death, ExitJudge};
 use std::time::{Duration, Instant};
@@ -159,6 +160,17 @@ impl Collector {
                 }
                 let epoch = self.target.go_epoch();
                 let d = self.go.tracker.ingest(&sample, epoch, env.gogc, env.gomemlimit);
+                // The process's age at the scrape: from its start time in
+                // /proc, else from the start time its source exports.
+                let ago = Instant::now().saturating_duration_since(scrape.at);
+                let age = self
+                    .proc
+                    .as_ref()
+                    .and_then(ProcReader::start_time)
+                    .zip(since_boot())
+                    .and_then(|(start, now)| age_from_ticks(start, now.saturating_sub(ago)))
+                    .or_else(|| sample.process_start_s.and_then(|st| age_from_start(scrape.at_ms, st)));
+                let pace = self.go.pace.ingest(&sample, epoch, mono, age);
                 self.go.reading = Some(GoReading {
                     sample,
                     scraped_at_ms: scrape.at_ms,
@@ -169,6 +181,9 @@ impl Collector {
                     gomemlimit_env: env.gomemlimit,
                     gomemlimit_binds: d.gomemlimit_binds,
                     restarts: epoch,
+                    gc_cycles_per_second: pace.cycles_per_second,
+                    gc_cpu_fraction: pace.cpu_fraction,
+                    gc_pace_span_ms: pace.span_ms,
                 });
                 self.health.ok(Source::Go);
             }

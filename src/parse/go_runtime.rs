@@ -69,6 +69,17 @@ pub struct GoSample {
     /// math.MaxInt64, kept as is here.
     pub gomemlimit: Option<u64>,
     pub gogc_percent: Option<i64>,
+    /// MemStats.GCCPUFraction: the GC's share of the CPU available to the
+    /// program (GOMAXPROCS × wall time) since it started; cumulative.
+    pub gc_cpu_fraction: Option<f64>,
+    /// CPU seconds the GC used since the program started
+    /// (`go_cpu_classes_gc_total_cpu_seconds_total`, runtime/metrics).
+    pub gc_cpu_seconds: Option<f64>,
+    /// CPU seconds available to the program since it started
+    /// (`go_cpu_classes_total_cpu_seconds_total`: GOMAXPROCS × wall time).
+    pub total_cpu_seconds: Option<f64>,
+    /// Unix time the process started, seconds (`process_start_time_seconds`).
+    pub process_start_s: Option<f64>,
     pub go_version: Option<String>,
     /// Lines of a Prometheus page that were skipped: syntax this parser does
     /// not support (Prometheus 3 quoted names, exemplars, native histograms),
@@ -665,7 +676,18 @@ impl<'de> Deserialize<'de> for Count {
 /// unbuilt. A later duplicate key wins, as in a JSON object. `None` when
 /// the value is not an object.
 #[derive(Debug, Default)]
-struct Memstats(Option<[Count; MEMSTATS_FIELDS.len()]>);
+struct Memstats(Option<([Count; MEMSTATS_FIELDS.len()], Option<f64>)>);
+
+/// MemStats.GCCPUFraction: a number from 0 to 1 (Go prints 0 as `0`);
+/// anything else is taken as absent, never as a failed scrape.
+struct Fraction(Option<f64>);
+
+impl<'de> Deserialize<'de> for Fraction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Fraction, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Ok(Fraction(v.as_f64().filter(|f| (0.0..=1.0).contains(f))))
+    }
+}
 
 impl<'de> Deserialize<'de> for Memstats {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Memstats, D::Error> {
@@ -677,15 +699,17 @@ impl<'de> Deserialize<'de> for Memstats {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Memstats, A::Error> {
                 let mut fields: [Count; MEMSTATS_FIELDS.len()] = Default::default();
+                let mut gc_cpu = None;
                 while let Some(key) = map.next_key::<String>()? {
                     match MEMSTATS_FIELDS.iter().position(|f| *f == key) {
                         Some(i) => fields[i] = map.next_value()?,
+                        None if key == "GCCPUFraction" => gc_cpu = map.next_value::<Fraction>()?.0,
                         None => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
-                Ok(Memstats(Some(fields)))
+                Ok(Memstats(Some((fields, gc_cpu))))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Memstats, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -715,12 +739,15 @@ impl<'de> Deserialize<'de> for Memstats {
 }
 
 fn sample_from_memstats(raw: &[u8]) -> Result<GoSample, GoParseError> {
-    let Memstats(Some(fields)) =
+    let Memstats(Some((fields, gc_cpu_fraction))) =
         serde_json::from_slice::<Memstats>(raw).map_err(|e| GoParseError::Json(format!("memstats: {e}")))?
     else {
         return Err(GoParseError::NoMemstats);
     };
-    memstats_sample(GoFormat::Expvar, &fields, 0, "")
+    Ok(GoSample {
+        gc_cpu_fraction,
+        ..memstats_sample(GoFormat::Expvar, &fields, 0, "")?
+    })
 }
 
 /// A [`GoSample`] from the MemStats fields, found in the order of
@@ -928,7 +955,7 @@ fn bytes_of(v: f64) -> Option<u64> {
 }
 
 /// The unlabelled series headroom reads; every other series is passed over.
-const PROM_SERIES: [&str; 23] = [
+const PROM_SERIES: [&str; 26] = [
     "go_memstats_heap_alloc_bytes",
     "go_memstats_heap_inuse_bytes",
     "go_memstats_heap_idle_bytes",
@@ -952,6 +979,9 @@ const PROM_SERIES: [&str; 23] = [
     "go_gc_duration_seconds_count",
     "go_gc_heap_allocs_bytes_total",
     "go_goroutines",
+    "go_cpu_classes_gc_total_cpu_seconds_total",
+    "go_cpu_classes_total_cpu_seconds_total",
+    "process_start_time_seconds",
 ];
 
 /// Streaming client_golang `/metrics` decoder: lines are split as chunks
@@ -1018,7 +1048,7 @@ impl PromDecoder {
                 let v = ls.split("version=\"").nth(1)?;
                 Some(v.split('"').next()?.to_owned())
             });
-        } else if s.labels.is_none() && s.name.starts_with("go_") {
+        } else if s.labels.is_none() && (s.name.starts_with("go_") || s.name == "process_start_time_seconds") {
             if s.name.starts_with("go_memstats_") || s.name.starts_with("go_memory_classes_") {
                 self.any_go = true;
             }
@@ -1037,6 +1067,7 @@ impl PromDecoder {
         let raw = |k: &str| PROM_SERIES.iter().position(|n| *n == k).and_then(|i| self.values[i]);
         let b = |k: &str| raw(k).and_then(bytes_of);
         let sum = |ks: &[&str]| -> Option<u64> { ks.iter().map(|k| b(k)).sum() };
+        let seconds = |k: &str| raw(k).filter(|v| v.is_finite() && *v >= 0.0);
         // Older names first; the runtime/metrics classes where the older are absent
         // (client_golang ≥ 1.12 with only the new collector).
         let heap_released = b("go_memstats_heap_released_bytes").or_else(|| b("go_memory_classes_heap_released_bytes"));
@@ -1084,6 +1115,10 @@ impl PromDecoder {
             goroutines: raw("go_goroutines").and_then(bytes_of),
             gomemlimit: b("go_gc_gomemlimit_bytes"),
             gogc_percent: gogc,
+            gc_cpu_fraction: None,
+            gc_cpu_seconds: seconds("go_cpu_classes_gc_total_cpu_seconds_total"),
+            total_cpu_seconds: seconds("go_cpu_classes_total_cpu_seconds_total"),
+            process_start_s: seconds("process_start_time_seconds"),
             go_version: version,
             skipped_lines: self.skipped,
         };
@@ -1134,6 +1169,25 @@ mod tests {
         assert_eq!(s.heap_live, None);
         assert_eq!(s.skipped_lines, 0);
         assert!(s.num_gc.is_some() && s.total_alloc.is_some());
+        assert_eq!(s.gc_cpu_fraction, Some(0.05575025168658496));
+    }
+
+    #[test]
+    fn gc_cpu_fraction_from_expvar() {
+        let body =
+            |v: &str| format!("{{\"memstats\": {{\"HeapAlloc\": 5, \"HeapInuse\": 6, \"GCCPUFraction\": {v}}}}}");
+        for (v, want) in [
+            ("0", Some(0.0)),
+            ("1.2e-05", Some(1.2e-5)),
+            ("0.5", Some(0.5)),
+            ("-0.1", None),
+            ("2", None),
+            ("\"x\"", None),
+            ("null", None),
+        ] {
+            let s = same_in_chunks(&body(v)).unwrap();
+            assert_eq!(s.gc_cpu_fraction, want, "{v}");
+        }
     }
 
     #[test]
@@ -1148,6 +1202,11 @@ mod tests {
         assert_eq!(s.go_version.as_deref(), Some("go1.19.8"));
         assert_eq!(s.heap_live, None, "Go 1.19 has no /gc/heap/live");
         assert_eq!(s.skipped_lines, 0);
+        assert_eq!(s.process_start_s, Some(1.79568849672e9));
+        assert_eq!((s.gc_cpu_seconds, s.total_cpu_seconds), (None, None));
+        let cpu = "go_cpu_classes_gc_total_cpu_seconds_total 1.5\ngo_cpu_classes_total_cpu_seconds_total 12\n";
+        let s = same_in_chunks(&(fixture("client_golang-1.14-go1.19.prom") + cpu)).unwrap();
+        assert_eq!((s.gc_cpu_seconds, s.total_cpu_seconds), (Some(1.5), Some(12.0)));
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct PprofHeapDecoder {
     /// The `# runtime.MemStats` line was seen: the lines are fields.
     in_trailer: bool,
     values: [Count; MEMSTATS_FIELDS.len()],
+    /// `# GCCPUFraction = 0.0123`, a number from 0 to 1 (else absent).
+    gc_cpu_fraction: Option<f64>,
     /// Trailer lines that are not `# Name = value` (or not UTF-8, or too long).
     skipped: u64,
 }
@@ -118,6 +120,10 @@ impl PprofHeapDecoder {
             ),
             _ => (name, value),
         };
+        if name == "GCCPUFraction" {
+            self.gc_cpu_fraction = value.parse::<f64>().ok().filter(|f| (0.0..=1.0).contains(f));
+            return;
+        }
         let Some(i) = MEMSTATS_FIELDS.iter().position(|f| *f == name) else {
             // Lookups, Mallocs, PauseNs, DebugGC, MaxRSS, ...: not used.
             return;
@@ -139,12 +145,16 @@ impl PprofHeapDecoder {
         if !self.in_trailer {
             return Err(GoParseError::PprofNoTrailer);
         }
-        memstats_sample(
+        let s = memstats_sample(
             GoFormat::Pprof,
             &self.values,
             self.skipped,
             &format!(" from the pprof page's '{TRAILER}' trailer"),
-        )
+        )?;
+        Ok(GoSample {
+            gc_cpu_fraction: self.gc_cpu_fraction,
+            ..s
+        })
     }
 }
 
@@ -253,6 +263,7 @@ mod tests {
             total_alloc: Some(5678),
             pause_total_ns: None,
             last_gc_ns: Some(1700000000000000000),
+            gc_cpu_fraction: Some(1.8e-5),
             ..GoSample::default()
         }
     }
@@ -276,6 +287,7 @@ mod tests {
                 total_alloc: Some(101709712),
                 pause_total_ns: None,
                 last_gc_ns: Some(1796050878119543392),
+                gc_cpu_fraction: Some(1.8108437343299146e-05),
                 ..GoSample::default()
             }
         );
