@@ -5,8 +5,8 @@
 //! analysis.
 
 use super::breakdown::Breakdown;
-use super::go_heap::{heap_spans_resident, peak_before_gc};
-use crate::sample::Sample;
+use super::go_heap::{cycle_goal, heap_spans_resident, peak_before_gc};
+use crate::sample::{GoReading, Sample};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -18,16 +18,18 @@ pub enum Cause {
     GcHeadroom,
     OffHeapGrowth,
     PageCache,
+    GcThrash,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 6] = [
+    pub const ALL: [Cause; 7] = [
         Cause::HeapLeak,
         Cause::LazyFree,
         Cause::Fragmentation,
         Cause::GcHeadroom,
         Cause::OffHeapGrowth,
         Cause::PageCache,
+        Cause::GcThrash,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +40,7 @@ impl Cause {
             Cause::GcHeadroom => "gc_headroom",
             Cause::OffHeapGrowth => "off_heap_growth",
             Cause::PageCache => "page_cache",
+            Cause::GcThrash => "gc_thrash",
         }
     }
 }
@@ -79,6 +82,67 @@ impl Default for Thresholds {
             page_cache_min_fraction: 0.25,
         }
     }
+}
+
+/// gc_thrash: GC cycles per second at least this, over the window ...
+pub const GC_THRASH_MIN_CYCLES_PER_S: f64 = 2.0;
+/// ... or the GC's share of the CPU available to the target at least this ...
+pub const GC_THRASH_MIN_CPU_FRACTION: f64 = 0.25;
+/// ... measured over at least this long (the pace's window is 30 s) ...
+pub const GC_THRASH_MIN_SPAN_MS: u64 = 10_000;
+/// ... while GOMEMLIMIT sets the goal and the effective GOGC, the room
+/// between the live heap and the goal, (goal − live) / live, is below this
+/// (GOGC=100 leaves 1.0).
+pub const GC_THRASH_MAX_ROOM: f64 = 0.25;
+
+/// The GC running back to back under a binding GOMEMLIMIT (the death
+/// spiral, golang/go#58106): the live heap so close to the limit's goal
+/// that each cycle frees little, so the next one starts at once. `limit`
+/// is the container's memory limit, for the advice.
+pub fn gc_thrash(r: &GoReading, limit: Option<u64>) -> Option<Finding> {
+    if r.gomemlimit_binds != Some(true) || r.gc_pace_span_ms < GC_THRASH_MIN_SPAN_MS {
+        return None;
+    }
+    let memlimit = r.gomemlimit()?;
+    let live = r.heap_live.filter(|l| *l > 0)?;
+    let goal = cycle_goal(&r.sample, Some(memlimit))?;
+    let room = goal.saturating_sub(live) as f64 / live as f64;
+    let rate = r.gc_cycles_per_second;
+    let cpu = r.gc_cpu_fraction;
+    let fast = rate.is_some_and(|c| c >= GC_THRASH_MIN_CYCLES_PER_S);
+    let costly = cpu.is_some_and(|c| c >= GC_THRASH_MIN_CPU_FRACTION);
+    if room >= GC_THRASH_MAX_ROOM || !(fast || costly) {
+        return None;
+    }
+    let pace = [
+        rate.map(|c| format!("{c:.1} GC cycles/s")),
+        cpu.map(|c| format!("{:.0} % of the CPU in the GC", 100.0 * c)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ");
+    let container = limit.map_or(String::new(), |l| format!(" ({} now)", mib(l)));
+    Some(Finding {
+        cause: Cause::GcThrash,
+        evidence: format!(
+            "{pace} over the last {} s; live heap {} against GOMEMLIMIT {} (heap goal {}): room for {:.0} % of \
+             the live heap between collections (effective GOGC {:.0})",
+            r.gc_pace_span_ms / 1000,
+            mib(live),
+            mib(memlimit),
+            mib(goal),
+            100.0 * room,
+            100.0 * room
+        ),
+        advice: format!(
+            "The live heap is close to GOMEMLIMIT, so the GC runs back to back to stay under it (the GOMEMLIMIT \
+             death spiral, golang/go#58106) and the service spends its CPU collecting instead of serving. Raise \
+             GOMEMLIMIT if the container's limit{container} leaves room for it; keep a GOGC floor (GOGC set, not \
+             off) so the heap grows a little rather than the GC spinning once the live heap no longer fits; or \
+             find what grows the live heap (the heap profile's inuse_space)."
+        ),
+    })
 }
 
 pub fn mib(b: u64) -> String {
@@ -169,6 +233,10 @@ pub fn diagnose_now(s: &Sample, b: &Breakdown, t: &Thresholds) -> Vec<Finding> {
         }
     }
 
+    if let Some(f) = reading.and_then(|r| gc_thrash(r, limit)) {
+        out.push(f);
+    }
+
     if let (Some(l), Some(usage), Some(unrec)) = (limit, s.usage(), s.unreclaimable()) {
         let file_lru = usage.saturating_sub(unrec);
         let lazy = b.reclaimable_unreleased.unwrap_or(0);
@@ -191,4 +259,118 @@ pub fn diagnose_now(s: &Sample, b: &Breakdown, t: &Thresholds) -> Vec<Finding> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::go_runtime::{GoSample, GO_NO_MEMORY_LIMIT};
+
+    const M: u64 = 1 << 20;
+
+    /// A reading of a heap with `live` MiB live and its goal at NextGC
+    /// `next_gc` MiB, under a GOMEMLIMIT of `memlimit` MiB (`None`: unset),
+    /// collecting at `rate` cycles/s with `cpu` of the CPU over 30 s.
+    fn reading(live: u64, next_gc: u64, memlimit: Option<u64>, rate: f64, cpu: f64) -> GoReading {
+        let sample = GoSample {
+            heap_alloc: Some((live + 2) * M),
+            heap_inuse: Some((live + 4) * M),
+            heap_idle: Some(4 * M),
+            heap_released: Some(0),
+            heap_sys: Some((live + 8) * M),
+            sys: Some((live + 16) * M),
+            next_gc: Some(next_gc * M),
+            gomemlimit: Some(memlimit.map_or(GO_NO_MEMORY_LIMIT, |m| m * M)),
+            ..GoSample::default()
+        };
+        let binds = memlimit.map(|m| super::super::go_heap::memlimit_binds(&sample, m * M, Some(100)));
+        GoReading {
+            sample,
+            scraped_at_ms: 0,
+            scraped_mono_ms: 0,
+            heap_live: Some(live * M),
+            heap_live_method: None,
+            gogc_env: Some(100),
+            gomemlimit_env: None,
+            gomemlimit_binds: binds,
+            restarts: 0,
+            gc_cycles_per_second: Some(rate),
+            gc_cpu_fraction: Some(cpu),
+            gc_pace_span_ms: 30_000,
+        }
+    }
+
+    #[test]
+    fn gc_thrash_only_under_a_binding_limit_with_no_room() {
+        let cases: &[(&str, GoReading, bool)] = &[
+            (
+                "150 MiB live under GOMEMLIMIT=170MiB, 9 cycles/s, 60 % CPU",
+                reading(150, 155, Some(170), 9.0, 0.60),
+                true,
+            ),
+            (
+                "the same pace measured by the CPU share alone",
+                reading(150, 155, Some(170), 1.0, 0.40),
+                true,
+            ),
+            (
+                "the same cycles without a CPU share readable",
+                GoReading {
+                    gc_cpu_fraction: None,
+                    ..reading(150, 155, Some(170), 9.0, 0.0)
+                },
+                true,
+            ),
+            (
+                "GOGC=100 small heap churning: many cycles, plenty of room",
+                reading(20, 40, None, 9.0, 0.10),
+                false,
+            ),
+            (
+                "many cycles under a GOMEMLIMIT far above the heap",
+                reading(20, 40, Some(1024), 9.0, 0.30),
+                false,
+            ),
+            (
+                "no GOMEMLIMIT, a heap near its GOGC goal",
+                reading(150, 160, None, 9.0, 0.60),
+                false,
+            ),
+            (
+                "a binding limit with room: the heap well under it",
+                reading(80, 155, Some(170), 3.0, 0.30),
+                false,
+            ),
+            (
+                "a binding limit and no room, but a calm GC",
+                reading(150, 155, Some(170), 0.5, 0.05),
+                false,
+            ),
+            (
+                "a pace measured over too short a time",
+                GoReading {
+                    gc_pace_span_ms: 5_000,
+                    ..reading(150, 155, Some(170), 9.0, 0.60)
+                },
+                false,
+            ),
+        ];
+        for (what, r, want) in cases {
+            let f = gc_thrash(r, Some(320 * M));
+            assert_eq!(f.is_some(), *want, "{what}: {f:?}");
+            if let Some(f) = f {
+                assert_eq!(f.cause, Cause::GcThrash);
+                assert!(
+                    f.evidence.contains("live heap 150 MiB against GOMEMLIMIT 170 MiB"),
+                    "{}",
+                    f.evidence
+                );
+                assert!(
+                    f.advice.contains("Raise GOMEMLIMIT") && f.advice.contains("320 MiB"),
+                    "{}",
+                    f.advice
+                );
+            }
+        }
+    }
 }
