@@ -74,7 +74,7 @@ SPEC_FLAG_VALUES = {
 }
 SUBCOMMANDS = {"run", "check"}
 REQUIRED_ALERTS = {
-    "HeadroomOOMRiskWarning", "HeadroomOOMRiskCritical", "HeadroomLazyFreeCharged",
+    "HeadroomOOMRiskWarning", "HeadroomOOMRiskCritical", "HeadroomLazyFreeCharged", "HeadroomGCThrash",
     "HeadroomTargetDown", "HeadroomOOMKilled", "HeadroomDown",
 }
 SEVERITIES = {"info", "warning", "critical"}

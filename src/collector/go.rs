@@ -153,6 +153,21 @@ mod tests {
     }
 
     #[test]
+    fn the_age_of_this_process_from_its_start_ticks() {
+        // Field 22 of /proc/self/stat, the 20th after the command's ')'.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let start: u64 = after.split(' ').nth(19).unwrap().parse().unwrap();
+        let age = age_from_ticks(start, since_boot().unwrap()).unwrap();
+        assert!(age > 0.0 && age < 600.0, "this test process is {age} s old");
+        assert_eq!(
+            age_from_ticks(u64::MAX / 2, since_boot().unwrap()),
+            None,
+            "not started yet"
+        );
+    }
+
+    #[test]
     fn gogc_values() {
         assert_eq!(parse_gogc(None), Some(100));
         assert_eq!(parse_gogc(Some("")), Some(100));
