@@ -160,6 +160,12 @@ pub fn render_table(r: &Report) -> String {
             };
             go_rows.push(("GOMEMLIMIT", format!("{}{binds}", mib(Some(m)))));
         }
+        if let Some(c) = go.gc_cycles_per_second {
+            go_rows.push(("GC cycles", format!("{c:.1}/s")));
+        }
+        if let Some(f) = go.gc_cpu_fraction {
+            go_rows.push(("GC CPU share", format!("{:.0} %", 100.0 * f)));
+        }
         let w = width.max(go_rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0));
         for (k, v) in go_rows {
             let _ = writeln!(out, "  {k:<w$}  {v:>12}");

@@ -98,8 +98,9 @@ fn a_live_heap_just_under_gomemlimit_is_called_gc_thrash_and_held_without_a_kill
     }
     let out = check.wait_with_output().expect("headroom check");
     let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
     assert!(
-        text.contains("cause    gc_thrash: ") && text.contains("Raise GOMEMLIMIT"),
+        text.contains("cause    gc_thrash: ") && text.contains("Raise GOMEMLIMIT") && text.contains("GC cycles"),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
