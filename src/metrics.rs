@@ -829,6 +829,43 @@ mod tests {
     }
 
     #[test]
+    fn the_gc_pace_carries_the_key_labels_and_is_absent_until_measured() {
+        let m = Metrics::new();
+        let key = TargetKey::new("ns", "p", "app");
+        let mut s = Status::default();
+        let mut go = crate::sample::GoReading {
+            sample: Default::default(),
+            scraped_at_ms: 0,
+            scraped_mono_ms: 0,
+            heap_live: None,
+            heap_live_method: None,
+            gogc_env: None,
+            gomemlimit_env: None,
+            gomemlimit_binds: None,
+            restarts: 0,
+            gc_cycles_per_second: None,
+            gc_cpu_fraction: None,
+            gc_pace_span_ms: 0,
+        };
+        s.go = Some(go.clone());
+        m.update(&key, &s);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(!text.contains("headroom_go_gc_cycles_per_second{"), "{text}");
+        assert!(!text.contains("headroom_go_gc_cpu_fraction{"), "{text}");
+        go.gc_cycles_per_second = Some(9.5);
+        go.gc_cpu_fraction = Some(0.25);
+        s.go = Some(go);
+        m.update(&key, &s);
+        let text = String::from_utf8(m.encode()).unwrap();
+        for line in [
+            "headroom_go_gc_cycles_per_second{container=\"app\",namespace=\"ns\",pod=\"p\"} 9.5",
+            "headroom_go_gc_cpu_fraction{container=\"app\",namespace=\"ns\",pod=\"p\"} 0.25",
+        ] {
+            assert!(text.contains(&format!("\n{line}\n")), "{line} not in {text}");
+        }
+    }
+
+    #[test]
     fn kernel_memory_by_kind_and_misconfigurations_by_check() {
         let m = Metrics::new();
         let key = TargetKey::new("ns", "p", "app");
