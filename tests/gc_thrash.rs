@@ -87,6 +87,9 @@ fn a_live_heap_just_under_gomemlimit_is_called_gc_thrash_and_held_without_a_kill
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("headroom check");
+    // The dashboard names it, and shows the GC pace (rendered alongside).
+    let addr = hr.addr;
+    let dom = std::thread::spawn(move || dashboard_dom(addr));
     // Held for 15 s more, the process alive and never OOM-killed.
     let hold_until = Instant::now() + Duration::from_secs(15);
     while Instant::now() < hold_until {
@@ -104,6 +107,15 @@ fn a_live_heap_just_under_gomemlimit_is_called_gc_thrash_and_held_without_a_kill
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let dom = dom.join().expect("the dashboard render");
+    let findings = &dom[dom.find("id=\"findings\"").expect("the findings list")..];
+    assert!(
+        findings.contains("class=\"gc_thrash\"") && findings.contains("The GC runs back to back under GOMEMLIMIT"),
+        "{findings}"
+    );
+    let card = &dom[dom.find("id=\"go\"").expect("the Go card")..];
+    let card = &card[..card.find("</dl>").unwrap()];
+    assert!(card.contains("GC pace") && card.contains("cycles/s"), "{card}");
     let mut hog = hog;
     assert!(hog.child.try_wait().unwrap().is_none(), "gohog exited");
     assert_eq!(cg.read_u64("memory.failcnt"), 0, "the cgroup hit its limit");
@@ -136,4 +148,37 @@ fn a_calm_gc_sawtooth_without_gomemlimit_is_not_gc_thrash() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The dashboard's DOM after its first render, from headless Chromium.
+fn dashboard_dom(addr: std::net::SocketAddr) -> String {
+    let profile = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new("timeout")
+        .args([
+            "-s",
+            "KILL",
+            "60",
+            "/usr/bin/chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args([
+            "--no-first-run",
+            "--disable-extensions",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://{addr}/"))
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("run /usr/bin/chromium (scripts/install-browser-deps.sh installs it)");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("id=\"verdict\""),
+        "not the dashboard ({}):\n{dom}",
+        out.status
+    );
+    dom
 }

@@ -137,7 +137,8 @@ pub fn gc_thrash(r: &GoReading, limit: Option<u64>) -> Option<Finding> {
         ),
         advice: format!(
             "The live heap is close to GOMEMLIMIT, so the GC runs back to back to stay under it (the GOMEMLIMIT \
-             death spiral, golang/go#58106) and the service spends its CPU collecting instead of serving. Raise \
+             death spiral, golang/go#58106): each collection frees little, and with a live heap of many pointers the \
+             service spends its CPU collecting instead of serving. Raise \
              GOMEMLIMIT if the container's limit{container} leaves room for it; keep a GOGC floor (GOGC set, not \
              off) so the heap grows a little rather than the GC spinning once the live heap no longer fits; or \
              find what grows the live heap (the heap profile's inuse_space)."
