@@ -68,6 +68,10 @@ fn via_value(body: &str) -> Result<GoSample, GoParseError> {
         total_alloc: field("TotalAlloc")?,
         pause_total_ns: field("PauseTotalNs")?,
         last_gc_ns: field("LastGC")?,
+        gc_cpu_fraction: ms
+            .get("GCCPUFraction")
+            .and_then(|v| v.as_f64())
+            .filter(|f| (0.0..=1.0).contains(f)),
         ..GoSample::default()
     };
     if s.heap_alloc.is_none() || s.heap_inuse.is_none() {

@@ -45,6 +45,7 @@ fn by_lines(body: &[u8]) -> Result<GoSample, GoParseError> {
         "LastGC",
     ];
     let mut found: Vec<Option<Result<u64, String>>> = vec![None; names.len()];
+    let mut gc_cpu_fraction = None;
     let mut in_trailer = false;
     let mut skipped = 0u64;
     for raw in body.split(|&b| b == b'\n') {
@@ -63,7 +64,9 @@ fn by_lines(body: &[u8]) -> Result<GoSample, GoParseError> {
                 skipped += 1;
                 continue;
             };
-            if let Some(i) = names.iter().position(|n| *n == name.trim()) {
+            if name.trim() == "GCCPUFraction" {
+                gc_cpu_fraction = value.trim().parse::<f64>().ok().filter(|f| (0.0..=1.0).contains(f));
+            } else if let Some(i) = names.iter().position(|n| *n == name.trim()) {
                 let mut v = value.trim();
                 if names[i] == "Stack" {
                     v = v.split('/').next().unwrap_or_default().trim();
@@ -116,6 +119,7 @@ fn by_lines(body: &[u8]) -> Result<GoSample, GoParseError> {
         total_alloc: vals[9],
         pause_total_ns: vals[10],
         last_gc_ns: vals[11],
+        gc_cpu_fraction,
         skipped_lines: skipped,
         ..GoSample::default()
     })

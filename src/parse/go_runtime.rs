@@ -684,8 +684,46 @@ struct Fraction(Option<f64>);
 
 impl<'de> Deserialize<'de> for Fraction {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Fraction, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        Ok(Fraction(v.as_f64().filter(|f| (0.0..=1.0).contains(f))))
+        struct V;
+        fn fraction(f: f64) -> Fraction {
+            Fraction(Some(f).filter(|f| (0.0..=1.0).contains(f)))
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = Fraction;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number from 0 to 1")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Fraction, E> {
+                Ok(fraction(v as f64))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Fraction, E> {
+                Ok(fraction(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Fraction, E> {
+                Ok(fraction(v))
+            }
+            fn visit_unit<E>(self) -> Result<Fraction, E> {
+                Ok(Fraction(None))
+            }
+            fn visit_none<E>(self) -> Result<Fraction, E> {
+                Ok(Fraction(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Fraction, E> {
+                Ok(Fraction(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Fraction, E> {
+                Ok(Fraction(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fraction, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Fraction(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fraction, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Fraction(None))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -1184,6 +1222,8 @@ mod tests {
             ("2", None),
             ("\"x\"", None),
             ("null", None),
+            ("[0.5]", None),
+            ("{\"a\": 0.5}", None),
         ] {
             let s = same_in_chunks(&body(v)).unwrap();
             assert_eq!(s.gc_cpu_fraction, want, "{v}");
