@@ -80,17 +80,9 @@ fn analysis(c: &mut Criterion) {
             next_gc: Some(100_000_000),
             ..Default::default()
         },
-        scraped_at_ms: 0,
-        scraped_mono_ms: 0,
         heap_live: Some(50_000_000),
-        heap_live_method: None,
         gogc_env: Some(100),
-        gomemlimit_env: None,
-        gomemlimit_binds: None,
-        restarts: 0,
-        gc_cycles_per_second: None,
-        gc_cpu_fraction: None,
-        gc_pace_span_ms: 0,
+        ..Default::default()
     });
     for (name, window) in [("10m", "10m"), ("24h", "24h")] {
         let mut cfg = config("v2");

@@ -805,17 +805,7 @@ mod tests {
                 gomemlimit: Some(i64::MAX as u64),
                 ..Default::default()
             },
-            scraped_at_ms: 0,
-            scraped_mono_ms: 0,
-            heap_live: None,
-            heap_live_method: None,
-            gogc_env: None,
-            gomemlimit_env: None,
-            gomemlimit_binds: None,
-            restarts: 0,
-            gc_cycles_per_second: None,
-            gc_cpu_fraction: None,
-            gc_pace_span_ms: 0,
+            ..Default::default()
         };
         s.go = Some(go.clone());
         m.update(&TargetKey::default(), &s);
@@ -835,17 +825,7 @@ mod tests {
         let mut s = Status::default();
         let mut go = crate::sample::GoReading {
             sample: Default::default(),
-            scraped_at_ms: 0,
-            scraped_mono_ms: 0,
-            heap_live: None,
-            heap_live_method: None,
-            gogc_env: None,
-            gomemlimit_env: None,
-            gomemlimit_binds: None,
-            restarts: 0,
-            gc_cycles_per_second: None,
-            gc_cpu_fraction: None,
-            gc_pace_span_ms: 0,
+            ..Default::default()
         };
         s.go = Some(go.clone());
         m.update(&key, &s);

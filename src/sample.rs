@@ -400,7 +400,7 @@ pub enum LiveMethod {
 
 /// The latest successful scrape of the target's Go runtime, with what the
 /// collector derived from it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct GoReading {
     pub sample: GoSample,
     /// Unix time (ms) the scrape finished: for display.

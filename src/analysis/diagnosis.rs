@@ -287,17 +287,13 @@ mod tests {
         let binds = memlimit.map(|m| super::super::go_heap::memlimit_binds(&sample, m * M, Some(100)));
         GoReading {
             sample,
-            scraped_at_ms: 0,
-            scraped_mono_ms: 0,
             heap_live: Some(live * M),
-            heap_live_method: None,
             gogc_env: Some(100),
-            gomemlimit_env: None,
             gomemlimit_binds: binds,
-            restarts: 0,
             gc_cycles_per_second: Some(rate),
             gc_cpu_fraction: Some(cpu),
             gc_pace_span_ms: 30_000,
+            ..Default::default()
         }
     }
 

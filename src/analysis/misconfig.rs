@@ -173,17 +173,9 @@ mod tests {
                     gomemlimit: exported.1,
                     ..GoSample::default()
                 },
-                scraped_at_ms: 0,
-                scraped_mono_ms: 0,
-                heap_live: None,
-                heap_live_method: None,
                 gogc_env: env.0,
                 gomemlimit_env: env.1,
-                gomemlimit_binds: None,
-                restarts: 0,
-                gc_cycles_per_second: None,
-                gc_cpu_fraction: None,
-                gc_pace_span_ms: 0,
+                ..Default::default()
             }),
             ..Sample::default()
         }

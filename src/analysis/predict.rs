@@ -914,14 +914,8 @@ mod tests {
             scraped_at_ms: s.time_ms,
             scraped_mono_ms: s.mono_ms,
             heap_live: b(live),
-            heap_live_method: None,
             gogc_env: Some(100),
-            gomemlimit_env: None,
-            gomemlimit_binds: None,
-            restarts: 0,
-            gc_cycles_per_second: None,
-            gc_cpu_fraction: None,
-            gc_pace_span_ms: 0,
+            ..Default::default()
         });
         s
     }
