@@ -83,7 +83,7 @@ fn recommendation_on_a_gc_sawtooth_lies_between_the_polled_peak_and_three_times_
     assert_eq!(g, r["gomemlimit_bytes"].as_f64().unwrap());
     assert!(g < rec && g >= heap_peak, "GOMEMLIMIT {:.1} MiB: {r:#}", g / MIB);
     // The dashboard shows both, in the units Kubernetes and Go take.
-    let dom = dashboard_dom(&hr);
+    let dom = dashboard_dom(hr.addr);
     let card = &dom[dom.find("id=\"rec\"").expect("the recommendation card")..];
     let card = &card[..card.find("</dl>").unwrap()];
     for want in [
@@ -93,37 +93,4 @@ fn recommendation_on_a_gc_sawtooth_lies_between_the_polled_peak_and_three_times_
     ] {
         assert!(card.contains(&want), "{want} not in {card}");
     }
-}
-
-/// The dashboard's DOM after its first render, from headless Chromium.
-fn dashboard_dom(hr: &Headroom) -> String {
-    let profile = tempfile::tempdir().expect("temp dir");
-    let out = std::process::Command::new("timeout")
-        .args([
-            "-s",
-            "KILL",
-            "60",
-            "/usr/bin/chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-        ])
-        .args([
-            "--no-first-run",
-            "--disable-extensions",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://{}/", hr.addr))
-        .stderr(std::process::Stdio::null())
-        .output()
-        .expect("run /usr/bin/chromium (scripts/install-browser-deps.sh installs it)");
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        dom.contains("id=\"verdict\""),
-        "not the dashboard ({}):\n{dom}",
-        out.status
-    );
-    dom
 }

@@ -781,3 +781,36 @@ pub fn start_on_fixture(tree: &str, extra: &[&str]) -> Headroom {
     args.extend_from_slice(extra);
     Headroom::start(&args)
 }
+
+/// The dashboard's DOM after its first render, from headless Chromium.
+pub fn dashboard_dom(addr: std::net::SocketAddr) -> String {
+    let profile = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new("timeout")
+        .args([
+            "-s",
+            "KILL",
+            "60",
+            "/usr/bin/chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args([
+            "--no-first-run",
+            "--disable-extensions",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://{addr}/"))
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("run /usr/bin/chromium (scripts/install-browser-deps.sh installs it)");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("id=\"verdict\""),
+        "not the dashboard ({}):\n{dom}",
+        out.status
+    );
+    dom
+}
