@@ -74,7 +74,7 @@ SPEC_FLAG_VALUES = {
 }
 SUBCOMMANDS = {"run", "check"}
 REQUIRED_ALERTS = {
-    "HeadroomOOMRiskWarning", "HeadroomOOMRiskCritical", "HeadroomLazyFreeCharged", "HeadroomGCThrash",
+    "HeadroomOOMRiskWarning", "HeadroomOOMRiskCritical", "HeadroomLazyFreeCharged", "HeadroomGCThrash", "HeadroomMisconfigured",
     "HeadroomTargetDown", "HeadroomOOMKilled", "HeadroomDown",
 }
 SEVERITIES = {"info", "warning", "critical"}
