@@ -95,9 +95,34 @@ pub fn parse_smaps_rollup(text: &str) -> Result<SmapsRollupMemory, String> {
     Ok(out)
 }
 
+/// The state (field 3) and, once the process has exited, the wait status
+/// (field 52, `exit_code`, Linux 3.5+) of a `/proc/PID/stat` line:
+/// `4242 (my app) Z 1 ... 52:exit_code`. The name may hold spaces and
+/// parentheses: fields are counted after its last `)`.
+pub fn stat_state_and_exit_code(text: &str) -> Option<(char, Option<i32>)> {
+    let after = &text[text.rfind(')')? + 1..];
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Field 52 is the 50th after the state (field 3).
+    let code = fields.nth(48).and_then(|f| f.parse().ok());
+    Some((state, code))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_gives_the_state_and_the_zombies_wait_status() {
+        let mut fields: Vec<String> = (4..=52).map(|n| n.to_string()).collect();
+        fields[52 - 4] = "2304".into(); // exit(9) << 8
+        let line = format!("4242 (a (weird) name) Z {}\n", fields.join(" "));
+        assert_eq!(stat_state_and_exit_code(&line), Some(('Z', Some(2304))));
+        // An older kernel's shorter line: no exit code.
+        assert_eq!(stat_state_and_exit_code("7 (sh) S 1 7 7"), Some(('S', None)));
+        assert_eq!(stat_state_and_exit_code("garbage"), None);
+        assert_eq!(stat_state_and_exit_code("7 (sh)"), None);
+    }
 
     fn fixture(path: &str) -> String {
         std::fs::read_to_string(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()

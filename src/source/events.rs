@@ -180,10 +180,13 @@ impl KillWatch {
         }));
         let (wake_rx, wake_tx) = pipe()?;
         let thread_shared = shared.clone();
-        let exit_pid = pid.filter(|_| pidfd.is_some());
+        // The target's stat, opened now and read at its exit.
+        let exit_stat = pid
+            .filter(|_| pidfd.is_some())
+            .and_then(|p| File::open(format!("/proc/{p}/stat")).ok());
         let thread = std::thread::Builder::new()
             .name("kill-watch".into())
-            .spawn(move || watch(file, version, pidfd, exit_pid, inotify, wake_rx, thread_shared))?;
+            .spawn(move || watch(file, version, pidfd, exit_stat, inotify, wake_rx, thread_shared))?;
         Ok(KillWatch {
             shared,
             wake: Some(wake_tx),
@@ -215,14 +218,18 @@ fn watch(
     file: File,
     version: CgroupVersion,
     pidfd: Option<OwnedFd>,
-    pid: Option<u32>,
+    exit_stat: Option<File>,
     inotify: Option<OwnedFd>,
     mut wake: File,
     shared: Arc<Mutex<Watched>>,
 ) {
     let update = |exit: bool| {
         // First the zombie's status: its parent may reap it any moment.
-        let status = if exit { pid.and_then(zombie_status) } else { None };
+        let status = if exit {
+            exit_stat.as_ref().and_then(zombie_status)
+        } else {
+            None
+        };
         let at = std::time::Instant::now();
         let read = read_held(&file).map(|t| parse_counters(&t, version));
         let mut w = shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -289,13 +296,18 @@ fn watch(
     }
 }
 
-/// The wait status of `pid` (of our /proc) while it is a zombie.
-fn zombie_status(pid: u32) -> Option<WaitStatus> {
-    let stat = procfs::process::Process::new(pid as i32).ok()?.stat().ok()?;
-    matches!(stat.state, 'Z' | 'X')
-        .then_some(stat.exit_code)
-        .flatten()
-        .map(WaitStatus::from_raw)
+/// The wait status of the process whose `/proc/PID/stat` is `stat` (held
+/// open since the watch began, so that the read at the exit costs one
+/// pread: the parent may collect the zombie any moment), while it is a
+/// zombie.
+fn zombie_status(stat: &File) -> Option<WaitStatus> {
+    let mut buf = [0u8; 1024];
+    let n = stat.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    match crate::parse::proc_files::stat_state_and_exit_code(text)? {
+        ('Z' | 'X', Some(code)) => Some(WaitStatus::from_raw(code)),
+        _ => None,
+    }
 }
 
 /// Reads the pending inotify events; true when the watched file went away.
