@@ -34,7 +34,6 @@ if [ -z "${HEADROOM_BIN:-}" ]; then
   cargo build --release --quiet
   HEADROOM_BIN=${CARGO_TARGET_DIR:-target}/release/headroom
 fi
-# A name of its own, so --process finds this one and no other test's gohog.
 gohog_src=target/test-programs/gohog
 
 own=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3}' /proc/self/cgroup)
@@ -42,7 +41,10 @@ cg="$mem${own%/}/headroom-soak-$$"
 work=$(mktemp -d)
 mkdir -p "$soak_dir"
 csv="$soak_dir/soak-$(date -u +%Y%m%dT%H%M%SZ).csv"
-gohog=$work/soakhog
+# A name of this run alone (at most 15 bytes, the kernel's comm), so that
+# two runs side by side each find their own.
+hog_name=soak$$
+gohog=$work/$hog_name
 cp "$gohog_src" "$gohog"
 hog_pid=""; hr_pid=""; hook_pid=""
 
@@ -104,7 +106,7 @@ start_hog() {
 start_hog
 
 mkdir "$work/profiles"
-"$HEADROOM_BIN" run --process soakhog --go-url "http://127.0.0.1:$go_port/debug/vars" \
+"$HEADROOM_BIN" run --process "$hog_name" --go-url "http://127.0.0.1:$go_port/debug/vars" \
   --listen 127.0.0.1:0 --interval 1s --window 2m --warn-within 30m --critical-within 5m \
   --webhook-url "http://127.0.0.1:$hook_port/hook" --profile-dir "$work/profiles" \
   --log-format json 2> "$work/headroom.log" &
