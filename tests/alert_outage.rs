@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The fixture's container cgroup (the target's, from its /proc/PID/cgroup).
@@ -39,22 +39,9 @@ fn set_usage(tree: &Path, bytes: u64) {
 }
 
 fn start(tree: &Path, receiver_flags: &[&str]) -> Headroom {
-    let proc_root: PathBuf = tree.join("proc");
-    let cgroup_root: PathBuf = tree.join("sys/fs/cgroup");
-    let mut args = vec![
-        "--pid",
-        "4242",
-        "--proc-root",
-        proc_root.to_str().unwrap(),
-        "--cgroup-root",
-        cgroup_root.to_str().unwrap(),
-        "--interval",
-        "100ms",
-        "--memory-limit",
-        "140000000",
-    ];
+    let mut args = vec!["--pid", "4242", "--memory-limit", "140000000"];
     args.extend_from_slice(receiver_flags);
-    Headroom::start(&args)
+    start_on_tree(tree, &args)
 }
 
 fn risk(hr: &Headroom) -> String {

@@ -247,7 +247,8 @@ impl Analyzer {
         let new_go = go.filter(|g| self.last_go_ms != Some(g.scraped_mono_ms));
         self.restart_trends(s, &mut win, fresh, new_go, now);
         let basis = s.basis_value(s.limit_basis);
-        self.record(s, &mut win, new_go, basis, now);
+        let breakdown = breakdown(s.cgroup.as_ref(), s.smaps.as_ref(), go.map(|g| &g.sample), now);
+        self.record(s, &mut win, new_go, basis, breakdown.kernel_total, now);
         let (slopes, alloc_rate) = self.trends(&win, go, new_go);
         // How much of memory outside the heap is the kernel's: its growth
         // over the same stretch.
@@ -283,7 +284,6 @@ impl Analyzer {
         });
         drop(win);
 
-        let breakdown = breakdown(s.cgroup.as_ref(), s.smaps.as_ref(), go.map(|g| &g.sample), now);
         let mut seen = diagnose_now(s, &breakdown, &self.cfg.thresholds);
         seen.extend(growth_findings(s, limit, &slopes, kernel_slope, &breakdown));
         let findings = self.findings.update(seen, now);
@@ -391,8 +391,17 @@ impl Analyzer {
         }
     }
 
-    /// Adds this poll's values (and a new Go reading's) to the window.
-    fn record(&mut self, s: &Sample, win: &mut Window, new_go: Option<&GoReading>, basis: Option<u64>, now: u64) {
+    /// Adds this poll's values (and a new Go reading's) to the window;
+    /// `kernel`: the cgroup's kernel memory, from the poll's breakdown.
+    fn record(
+        &mut self,
+        s: &Sample,
+        win: &mut Window,
+        new_go: Option<&GoReading>,
+        basis: Option<u64>,
+        kernel: Option<u64>,
+        now: u64,
+    ) {
         win.limit_basis = s.limit_basis;
         if basis.is_some() {
             self.basis_from.get_or_insert(now);
@@ -409,12 +418,7 @@ impl Analyzer {
         at_now(&mut win.unreclaimable, s.unreclaimable());
         at_now(&mut win.working_set, s.working_set());
         at_now(&mut win.rss, s.rss());
-        at_now(
-            &mut win.kernel,
-            s.cgroup
-                .as_ref()
-                .and_then(|c| super::breakdown::kernel_total(&super::breakdown::kernel_memory(c))),
-        );
+        at_now(&mut win.kernel, kernel);
         if let Some(l) = s.limit {
             win.limit.push(now, l.bytes().map_or(f64::INFINITY, |b| b as f64));
         }

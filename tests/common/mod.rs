@@ -767,7 +767,12 @@ pub fn start_named(cg: &V1Cgroup, exe: &Path, args: &[&str]) -> Child {
 /// headroom on a fixture tree (`tests/fixtures/TREE`: its proc and cgroupfs
 /// roots), polling every 100 ms, with `extra` flags.
 pub fn start_on_fixture(tree: &str, extra: &[&str]) -> Headroom {
-    let root = fixture(tree);
+    start_on_tree(&fixture(tree), extra)
+}
+
+/// headroom on a tree laid out like the fixtures (`proc` and
+/// `sys/fs/cgroup` under `root`), polling every 100 ms, with `extra` flags.
+pub fn start_on_tree(root: &Path, extra: &[&str]) -> Headroom {
     let proc_root = root.join("proc");
     let cgroup_root = root.join("sys/fs/cgroup");
     let mut args = vec![
