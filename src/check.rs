@@ -120,6 +120,7 @@ pub fn render_table(r: &Report) -> String {
         ("working set".into(), mib(m.working_set)),
         ("unreclaimable".into(), mib(m.unreclaimable)),
         ("anon".into(), mib(m.anon)),
+        ("huge pages (THP)".into(), mib(s.breakdown.huge_pages.map(|h| h.bytes))),
         ("file (page cache)".into(), mib(m.file)),
         ("RSS (VmRSS)".into(), mib(m.rss)),
         ("LazyFree".into(), mib(m.lazy_free)),

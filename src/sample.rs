@@ -122,6 +122,9 @@ pub struct SmapsSample {
     pub anonymous: Option<u64>,
     pub lazy_free: Option<u64>,
     pub swap: Option<u64>,
+    /// `AnonHugePages`: the target's anonymous memory in transparent huge
+    /// pages (part of `anonymous`).
+    pub anon_huge_pages: Option<u64>,
     /// Unix time in milliseconds when it was read (it is read less often
     /// than the rest).
     pub read_at_ms: u64,

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|text: &str| {
     if let Ok(r) = parse_smaps_rollup(text) {
         assert!(text.contains("[rollup]"), "{r:?}");
-        for v in [r.rss, r.anonymous, r.lazy_free, r.swap].into_iter().flatten() {
+        for v in [r.rss, r.anonymous, r.lazy_free, r.swap, r.anon_huge_pages].into_iter().flatten() {
             assert!(v % 1024 == 0 || v == u64::MAX, "{r:?}");
         }
     }

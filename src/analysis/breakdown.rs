@@ -1,6 +1,7 @@
 //! Where the charged memory is: fragmentation, idle heap, memory the Go
-//! runtime released that the kernel still charges (MADV_FREE), and the
-//! kernel's own memory charged to the cgroup.
+//! runtime released that the kernel still charges (MADV_FREE), anonymous
+//! memory in transparent huge pages, and the kernel's own memory charged to
+//! the cgroup.
 
 use crate::parse::go_runtime::GoSample;
 use crate::sample::{CgroupSample, CgroupVersion, SmapsSample};
@@ -83,6 +84,65 @@ pub fn kernel_total(kinds: &BTreeMap<KernelKind, u64>) -> Option<u64> {
     (!kinds.is_empty()).then(|| kinds.values().sum())
 }
 
+/// Where the huge-page figures were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HugePagesSource {
+    /// v1 memory.stat: `total_rss_huge` of `total_rss` (the whole cgroup).
+    CgroupV1,
+    /// v2 memory.stat: `anon_thp` of `anon` (the whole cgroup).
+    CgroupV2,
+    /// The target's smaps_rollup: `AnonHugePages` of `Anonymous`, at its
+    /// last read.
+    Smaps,
+}
+
+impl HugePagesSource {
+    /// In words, for the diagnosis's evidence.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HugePagesSource::CgroupV1 => "the cgroup's memory.stat rss_huge of rss",
+            HugePagesSource::CgroupV2 => "the cgroup's memory.stat anon_thp of anon",
+            HugePagesSource::Smaps => "the target's smaps_rollup AnonHugePages of Anonymous",
+        }
+    }
+}
+
+/// Anonymous memory in transparent huge pages (`bytes`) and the anonymous
+/// memory it is part of (`anon`), both read from one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HugePages {
+    pub bytes: u64,
+    pub anon: u64,
+    pub source: HugePagesSource,
+}
+
+/// The anonymous huge pages of one poll: the cgroup's figures (the whole
+/// container, read every poll) where the kernel has them, else the
+/// target's smaps_rollup; `None` when neither has both numbers.
+pub fn huge_pages(cgroup: Option<&CgroupSample>, smaps: Option<&SmapsSample>) -> Option<HugePages> {
+    let from_cgroup = cgroup.and_then(|c| {
+        let s = c.stat.as_ref()?;
+        let source = match c.version {
+            CgroupVersion::V1 => HugePagesSource::CgroupV1,
+            CgroupVersion::V2 => HugePagesSource::CgroupV2,
+        };
+        Some(HugePages {
+            bytes: s.anon_thp?,
+            anon: s.anon?,
+            source,
+        })
+    });
+    from_cgroup.or_else(|| {
+        let s = smaps?;
+        Some(HugePages {
+            bytes: s.anon_huge_pages?,
+            anon: s.anonymous?,
+            source: HugePagesSource::Smaps,
+        })
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReclaimableMethod {
@@ -132,6 +192,8 @@ pub struct Breakdown {
     pub kernel: BTreeMap<KernelKind, u64>,
     /// Its sum; `None` when no kind is readable.
     pub kernel_total: Option<u64>,
+    /// Anonymous memory in transparent huge pages (see [`huge_pages`]).
+    pub huge_pages: Option<HugePages>,
 }
 
 const SLACK: u64 = 16 * 1024 * 1024;
@@ -188,6 +250,7 @@ pub fn breakdown(
     let released = go.and_then(|g| g.heap_released);
     let kernel = cgroup.map(kernel_memory).unwrap_or_default();
     Breakdown {
+        huge_pages: huge_pages(cgroup, smaps),
         kernel_total: kernel_total(&kernel),
         kernel,
         fragmentation_bound: go.and_then(|g| sub(g.heap_inuse, g.heap_alloc)),
@@ -262,6 +325,82 @@ mod tests {
         c.kmem = None;
         assert!(kernel_memory(&c).is_empty());
         assert_eq!(kernel_total(&kernel_memory(&c)), None);
+    }
+
+    #[test]
+    fn huge_pages_from_the_cgroup_else_smaps() {
+        const M: u64 = 1 << 20;
+        let with_thp = |version, anon: Option<u64>, thp: Option<u64>| CgroupSample {
+            version,
+            stat: Some(MemoryStat {
+                anon,
+                anon_thp: thp,
+                ..MemoryStat::default()
+            }),
+            ..CgroupSample::all_anonymous("/x", 0)
+        };
+        let smaps = SmapsSample {
+            anonymous: Some(310 * M),
+            anon_huge_pages: Some(300 * M),
+            ..SmapsSample::default()
+        };
+        let h = |bytes, anon, source| Some(HugePages { bytes, anon, source });
+        type Case<'a> = (
+            &'a str,
+            Option<CgroupSample>,
+            Option<&'a SmapsSample>,
+            Option<HugePages>,
+        );
+        let cases: &[Case] = &[
+            (
+                "v1: the cgroup's, over the target's",
+                Some(with_thp(CgroupVersion::V1, Some(330 * M), Some(302 * M))),
+                Some(&smaps),
+                h(302 * M, 330 * M, HugePagesSource::CgroupV1),
+            ),
+            (
+                "v2",
+                Some(with_thp(CgroupVersion::V2, Some(330 * M), Some(0))),
+                Some(&smaps),
+                h(0, 330 * M, HugePagesSource::CgroupV2),
+            ),
+            (
+                "a memory.stat without the key: smaps",
+                Some(with_thp(CgroupVersion::V2, Some(330 * M), None)),
+                Some(&smaps),
+                h(300 * M, 310 * M, HugePagesSource::Smaps),
+            ),
+            (
+                "no anon to hold it against: smaps",
+                Some(with_thp(CgroupVersion::V1, None, Some(302 * M))),
+                Some(&smaps),
+                h(300 * M, 310 * M, HugePagesSource::Smaps),
+            ),
+            (
+                "no cgroup (unprivileged)",
+                None,
+                Some(&smaps),
+                h(300 * M, 310 * M, HugePagesSource::Smaps),
+            ),
+            (
+                "neither",
+                Some(with_thp(CgroupVersion::V1, Some(330 * M), None)),
+                None,
+                None,
+            ),
+        ];
+        for (what, c, s, want) in cases {
+            assert_eq!(huge_pages(c.as_ref(), *s), *want, "{what}");
+        }
+        let partial = SmapsSample {
+            anon_huge_pages: None,
+            ..smaps.clone()
+        };
+        assert_eq!(huge_pages(None, Some(&partial)), None);
+        assert_eq!(
+            breakdown(None, Some(&smaps), None, 0).huge_pages,
+            h(300 * M, 310 * M, HugePagesSource::Smaps)
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! ```text
 //! memory.max (v2)             max            | 536870912
 //! memory.limit_in_bytes (v1)  9223372036854771712   (v1's page-rounded "unlimited")
-//! memory.stat (v2)            anon 1617920\nfile 4096\n...
-//! memory.stat (v1)            cache 4304896\nrss 1683456\n...\ntotal_cache 4304896\n...
+//! memory.stat (v2)            anon 1617920\nfile 4096\n...\nanon_thp 0\n...
+//! memory.stat (v1)            cache 4304896\nrss 1683456\nrss_huge 0\n...\ntotal_cache 4304896\n...
 //! memory.kmem.usage_in_bytes (v1)  2785280
 //! memory.events (v2)          low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0
 //! memory.oom_control (v1)     oom_kill_disable 0\nunder_oom 0\noom_kill 2
@@ -71,6 +71,9 @@ pub fn limit_v1(value: u64) -> Limit {
 pub struct MemoryStat {
     /// v2 `anon`, v1 `total_rss`.
     pub anon: Option<u64>,
+    /// The part of `anon` in transparent huge pages: v2 `anon_thp`, v1
+    /// `total_rss_huge`.
+    pub anon_thp: Option<u64>,
     /// v2 `file`, v1 `total_cache`.
     pub file: Option<u64>,
     /// tmpfs and shared memory (v2 `shmem`, v1 `total_shmem`): page cache
@@ -105,6 +108,7 @@ impl MemoryStat {
     pub fn from_v2(kv: &FlatKeyed) -> MemoryStat {
         MemoryStat {
             anon: kv.get("anon"),
+            anon_thp: kv.get("anon_thp"),
             file: kv.get("file"),
             shmem: kv.get("shmem"),
             sock: kv.get("sock"),
@@ -138,6 +142,7 @@ impl MemoryStat {
         };
         MemoryStat {
             anon: get("rss"),
+            anon_thp: get("rss_huge"),
             file: get("cache"),
             shmem: get("shmem"),
             sock: None,
@@ -305,6 +310,30 @@ mod tests {
         // Older kernels lack oom_group_kill.
         let e = MemoryEvents::from_kv(&parse_flat_keyed("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"));
         assert_eq!(e.oom_group_kill, None);
+    }
+
+    #[test]
+    fn anonymous_huge_pages() {
+        // v2: anon_thp, part of anon; file_thp and shmem_thp are page cache.
+        let s = MemoryStat::from_v2(&parse_flat_keyed(
+            "anon 335544320\nfile 4096\nanon_thp 314572800\nfile_thp 2097152\nshmem_thp 0\n",
+        ));
+        assert_eq!((s.anon, s.anon_thp), (Some(335544320), Some(314572800)));
+        // v1: the hierarchical total_rss_huge, as for the other keys ...
+        let s = MemoryStat::from_v1(&parse_flat_keyed(
+            "rss 10\nrss_huge 2097152\ntotal_rss 335544320\ntotal_rss_huge 314572800\n",
+        ));
+        assert_eq!((s.anon, s.anon_thp), (Some(335544320), Some(314572800)));
+        // ... else the local rss_huge.
+        let s = MemoryStat::from_v1(&parse_flat_keyed("rss 4194304\nrss_huge 2097152\n"));
+        assert_eq!(s.anon_thp, Some(2097152));
+        // A kernel without THP, or a malformed line: unknown, never 0.
+        let s = MemoryStat::from_v2(&parse_flat_keyed("anon 1\nfile 2\n"));
+        assert_eq!(s.anon_thp, None);
+        let s = MemoryStat::from_v1(&parse_flat_keyed("total_rss 1\ntotal_rss_huge 2 MiB\nrss_huge 0\n"));
+        assert_eq!((s.anon, s.anon_thp), (Some(1), None));
+        let s = MemoryStat::from_v2(&parse_flat_keyed("anon_thp -1\n"));
+        assert_eq!(s.anon_thp, None);
     }
 
     #[test]

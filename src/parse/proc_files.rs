@@ -4,6 +4,7 @@
 //! ```text
 //! status:        VmRSS:      123456 kB
 //! smaps_rollup:  LazyFree:              0 kB
+//!                AnonHugePages:    307200 kB
 //! ```
 //! Values are converted from kB to bytes.
 
@@ -47,6 +48,8 @@ pub struct SmapsRollupMemory {
     pub anonymous: Option<u64>,
     pub lazy_free: Option<u64>,
     pub swap: Option<u64>,
+    /// `AnonHugePages`: anonymous memory mapped with transparent huge pages.
+    pub anon_huge_pages: Option<u64>,
 }
 
 /// Parses `/proc/PID/smaps_rollup`: a mapping header line ending in
@@ -77,6 +80,7 @@ pub fn parse_smaps_rollup(text: &str) -> Result<SmapsRollupMemory, String> {
             "Anonymous" => &mut out.anonymous,
             "LazyFree" => &mut out.lazy_free,
             "Swap" => &mut out.swap,
+            "AnonHugePages" => &mut out.anon_huge_pages,
             _ => continue,
         };
         let mut words = value.split_ascii_whitespace();
@@ -136,6 +140,7 @@ mod tests {
             assert!(rss > 0 && rss % 1024 == 0, "{tree}: {s:?}");
             let r = parse_smaps_rollup(&fixture(&format!("{tree}/proc/4242/smaps_rollup"))).unwrap();
             assert!(r.rss.is_some() && r.lazy_free.is_some(), "{tree}: {r:?}");
+            assert_eq!(r.anon_huge_pages, Some(0), "{tree}");
         }
     }
 
@@ -191,5 +196,35 @@ mod tests {
         assert_eq!(r.rss, Some(u64::MAX));
         let r = parse_smaps_rollup("0-1 ---p 0 00:00 0 [rollup]\nRss: 18014398509481984 kB\nSwap: 0 kB\n").unwrap();
         assert_eq!((r.rss, r.swap, r.lazy_free), (Some(u64::MAX), Some(0), None));
+    }
+
+    #[test]
+    fn anon_huge_pages() {
+        let head = "7ffd0000-7ffe0000 ---p 00000000 00:00 0                          [rollup]\n";
+        let table: &[(&str, Result<Option<u64>, &str>)] = &[
+            // A kernel with THP: the whole line as Linux prints it.
+            (
+                "Anonymous:        309760 kB\nAnonHugePages:    307200 kB\n",
+                Ok(Some(307200 * 1024)),
+            ),
+            ("AnonHugePages:         0 kB\n", Ok(Some(0))),
+            // A kernel built without THP prints no line: unknown, not 0.
+            ("Anonymous:        309760 kB\n", Ok(None)),
+            // Its neighbours are not it.
+            ("ShmemPmdMapped:     2048 kB\nFilePmdMapped:  4096 kB\n", Ok(None)),
+            ("AnonHugePages: 18014398509481984 kB\n", Ok(Some(u64::MAX))),
+            ("AnonHugePages: 2048\n", Err("AnonHugePages")),
+            ("AnonHugePages: -2048 kB\n", Err("AnonHugePages")),
+            ("AnonHugePages: 2048 MB\n", Err("AnonHugePages")),
+            ("AnonHugePages:\n", Err("AnonHugePages")),
+        ];
+        for (body, want) in table {
+            let got = parse_smaps_rollup(&format!("{head}{body}"));
+            match (got, want) {
+                (Ok(r), Ok(w)) => assert_eq!(r.anon_huge_pages, *w, "{body:?}"),
+                (Err(e), Err(key)) => assert!(e.contains(key), "{body:?}: {e}"),
+                (got, want) => panic!("{body:?}: {got:?}, want {want:?}"),
+            }
+        }
     }
 }

@@ -187,7 +187,8 @@ impl ProcReader {
         }))
     }
 
-    /// `/proc/PID/smaps_rollup` (Linux 4.14+): Rss, Anonymous, LazyFree, Swap.
+    /// `/proc/PID/smaps_rollup` (Linux 4.14+): Rss, Anonymous, LazyFree, Swap,
+    /// AnonHugePages.
     pub fn read_smaps_rollup(&mut self, now_ms: u64) -> Result<SmapsSample, ProcSourceError> {
         let path = self.dir.join("smaps_rollup");
         // Read as text and parsed by our own parser (fuzzed; it saturates
@@ -208,6 +209,7 @@ impl ProcReader {
             anonymous: m.anonymous,
             lazy_free: m.lazy_free,
             swap: m.swap,
+            anon_huge_pages: m.anon_huge_pages,
             read_at_ms: now_ms,
             read_mono_ms: 0,
             cgroup_lru_estimate: None,
