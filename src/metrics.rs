@@ -334,7 +334,7 @@ impl Metrics {
         let diagnosis = IntGaugeVec::new(
             Opts::new(
                 "headroom_diagnosis",
-                "1 where the cause is present: heap_leak, lazy_free, fragmentation, gc_headroom, off_heap_growth, page_cache, gc_thrash.",
+                "1 where the cause is present: heap_leak, lazy_free, fragmentation, gc_headroom, off_heap_growth, page_cache, gc_thrash, thp_bloat.",
             ),
             &labels_with(&["cause"]),
         )

@@ -4,8 +4,8 @@
 //! (`heap_leak`, `off_heap_growth`) need the history and come from the trend
 //! analysis.
 
-use super::breakdown::Breakdown;
-use super::go_heap::{cycle_goal, heap_spans_resident, peak_before_gc};
+use super::breakdown::{Breakdown, HugePages};
+use super::go_heap::{cycle_goal, heap_spans_resident, peak_before_gc, runtime_resident};
 use crate::sample::{GoReading, Sample};
 use serde::Serialize;
 
@@ -19,10 +19,11 @@ pub enum Cause {
     OffHeapGrowth,
     PageCache,
     GcThrash,
+    ThpBloat,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 7] = [
+    pub const ALL: [Cause; 8] = [
         Cause::HeapLeak,
         Cause::LazyFree,
         Cause::Fragmentation,
@@ -30,6 +31,7 @@ impl Cause {
         Cause::OffHeapGrowth,
         Cause::PageCache,
         Cause::GcThrash,
+        Cause::ThpBloat,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +43,7 @@ impl Cause {
             Cause::OffHeapGrowth => "off_heap_growth",
             Cause::PageCache => "page_cache",
             Cause::GcThrash => "gc_thrash",
+            Cause::ThpBloat => "thp_bloat",
         }
     }
 }
@@ -146,6 +149,110 @@ pub fn gc_thrash(r: &GoReading, limit: Option<u64>) -> Option<Finding> {
     })
 }
 
+/// thp_bloat: anonymous memory in transparent huge pages at least this
+/// share of all the anonymous memory ...
+pub const THP_BLOAT_MIN_HUGE_FRACTION: f64 = 0.25;
+/// ... and the anonymous memory beyond what the Go runtime holds resident
+/// (Sys − HeapReleased), as far as the huge pages can account for it (the
+/// smaller of the two), at least this many bytes ...
+pub const THP_BLOAT_MIN_BYTES: u64 = 64 << 20;
+/// ... and at least this share of the anonymous memory.
+pub const THP_BLOAT_MIN_EXCESS_FRACTION: f64 = 0.10;
+
+/// Transparent huge pages holding memory the Go runtime does not account
+/// for: a huge page is faulted in and charged 2 MiB at a time, and
+/// khugepaged collapses ranges the Go scavenger released (4 KiB pages
+/// returned with MADV_DONTNEED) back into whole huge pages
+/// (golang/go#64332), so the anonymous charge sits far above the runtime's
+/// Sys − HeapReleased. A Go heap that itself sits in huge pages is no
+/// bloat: the runtime counts those bytes. Needs the Go runtime's numbers;
+/// without them huge pages the heap uses cannot be told from bloat.
+pub fn thp_bloat(h: &HugePages, r: &GoReading) -> Option<Finding> {
+    let g = &r.sample;
+    let runtime = runtime_resident(g)?;
+    let anon = h.anon;
+    let huge = h.bytes.min(anon);
+    let beyond = anon.saturating_sub(runtime);
+    let excess = huge.min(beyond);
+    if anon == 0
+        || (huge as f64) < THP_BLOAT_MIN_HUGE_FRACTION * anon as f64
+        || excess < THP_BLOAT_MIN_BYTES
+        || (excess as f64) < THP_BLOAT_MIN_EXCESS_FRACTION * anon as f64
+    {
+        return None;
+    }
+    let runtime_is = match (g.sys, g.heap_released) {
+        (Some(sys), Some(rel)) => format!("Sys {} − HeapReleased {}", mib(sys), mib(rel)),
+        (Some(sys), None) => format!("Sys {}; HeapReleased not exported", mib(sys)),
+        _ => "its heap spans; Sys not exported".to_owned(),
+    };
+    let version = g.go_version.as_deref();
+    let runtime_advice = match version.and_then(|v| Some((v, go_release(v)?))) {
+        Some((v, rel)) if has_disablethp(rel) => {
+            format!("Run the service with GODEBUG=disablethp=1 ({v} has it): the Go heap then stays in 4 KiB pages.")
+        }
+        Some((v, (1, 21, _))) => format!(
+            "{v} lacks GODEBUG=disablethp=1: build with Go 1.21.6 or later (1.22+) and run with it, so the Go heap \
+             stays in 4 KiB pages."
+        ),
+        Some((v, _)) => format!(
+            "{v} marks the heap memory it releases MADV_NOHUGEPAGE, so khugepaged does not refill its heap: the \
+             huge pages are more likely cgo or mmap'd memory (GODEBUG=disablethp=1, from Go 1.21.6, covers only \
+             the heap)."
+        ),
+        None => "If the service is built with Go 1.21.6 or later (1.22+), run it with GODEBUG=disablethp=1 so the \
+                 Go heap stays in 4 KiB pages."
+            .to_owned(),
+    };
+    Some(Finding {
+        cause: Cause::ThpBloat,
+        evidence: format!(
+            "{} of {} anonymous memory in transparent huge pages ({:.0} %; {}); the Go runtime holds {} resident \
+             ({runtime_is}), so {} lies beyond it, {} of which huge pages can account for",
+            mib(huge),
+            mib(anon),
+            100.0 * huge as f64 / anon as f64,
+            h.source.describe(),
+            mib(runtime),
+            mib(beyond),
+            if excess == beyond {
+                "all".to_owned()
+            } else {
+                mib(excess)
+            }
+        ),
+        advice: format!(
+            "Transparent huge pages are faulted in and charged 2 MiB at a time, and khugepaged collapses memory the \
+             Go runtime released back into whole huge pages (golang/go#64332): the container can be charged for much \
+             more than the service uses. {runtime_advice} On the node, `echo madvise > \
+             /sys/kernel/mm/transparent_hugepage/enabled` keeps huge pages to memory that asks for them \
+             (MADV_HUGEPAGE), and `echo 0 > /sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none` stops \
+             khugepaged from filling released pages back in. Where the node cannot be changed, the process can \
+             call prctl(PR_SET_THP_DISABLE) at start, which covers cgo and mmap'd memory too."
+        ),
+    })
+}
+
+/// A Go release's (major, minor, patch) from its version string (`go1.21.6`,
+/// `go1.22rc1`, `go1.22.0 X:boringcrypto`); `None` for a development build
+/// or anything else.
+fn go_release(v: &str) -> Option<(u32, u32, u32)> {
+    let rest = v.trim().strip_prefix("go")?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let mut nums = rest[..end].split('.').map(|n| n.parse::<u32>().ok());
+    let major = nums.next()??;
+    let minor = nums.next()??;
+    let patch = nums.next().unwrap_or(Some(0))?;
+    Some((major, minor, patch))
+}
+
+/// `GODEBUG=disablethp=1` exists from Go 1.21.6 (and so in 1.22 on).
+fn has_disablethp(release: (u32, u32, u32)) -> bool {
+    release >= (1, 21, 6)
+}
+
 pub fn mib(b: u64) -> String {
     format!("{:.0} MiB", b as f64 / 1048576.0)
 }
@@ -238,6 +345,10 @@ pub fn diagnose_now(s: &Sample, b: &Breakdown, t: &Thresholds) -> Vec<Finding> {
         out.push(f);
     }
 
+    if let Some(f) = b.huge_pages.as_ref().zip(reading).and_then(|(h, r)| thp_bloat(h, r)) {
+        out.push(f);
+    }
+
     if let (Some(l), Some(usage), Some(unrec)) = (limit, s.usage(), s.unreclaimable()) {
         let file_lru = usage.saturating_sub(unrec);
         let lazy = b.reclaimable_unreleased.unwrap_or(0);
@@ -295,6 +406,179 @@ mod tests {
             gc_pace_span_ms: 30_000,
             ..Default::default()
         }
+    }
+
+    /// A reading whose runtime holds `sys − released` MiB resident, built
+    /// with `version`.
+    fn runtime(sys: u64, released: u64, version: Option<&str>) -> GoReading {
+        GoReading {
+            sample: GoSample {
+                heap_sys: Some(sys.saturating_sub(8) * M),
+                heap_released: Some(released * M),
+                sys: Some(sys * M),
+                go_version: version.map(str::to_owned),
+                ..GoSample::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn huge(bytes: u64, anon: u64, source: HugePagesSource) -> HugePages {
+        HugePages {
+            bytes: bytes * M,
+            anon: anon * M,
+            source,
+        }
+    }
+
+    use super::super::breakdown::HugePagesSource::{self, CgroupV1, CgroupV2, Smaps};
+
+    #[test]
+    fn thp_bloat_is_huge_pages_beyond_what_the_runtime_holds() {
+        let cases: &[(&str, HugePages, GoReading, Option<&str>)] = &[
+            (
+                "a sparsely touched huge-page region outside the heap (v1)",
+                huge(302, 330, CgroupV1),
+                runtime(20, 4, None),
+                Some("302 MiB of 330 MiB anonymous memory in transparent huge pages (92 %; the cgroup's memory.stat rss_huge of rss); the Go runtime holds 16 MiB resident (Sys 20 MiB − HeapReleased 4 MiB), so 314 MiB lies beyond it, 302 MiB of which huge pages can account for"),
+            ),
+            (
+                "the same on v2",
+                huge(302, 330, CgroupV2),
+                runtime(20, 4, None),
+                Some("(92 %; the cgroup's memory.stat anon_thp of anon)"),
+            ),
+            (
+                "the same from smaps_rollup alone",
+                huge(300, 310, Smaps),
+                runtime(20, 4, None),
+                Some("300 MiB of 310 MiB anonymous memory in transparent huge pages (97 %; the target's smaps_rollup AnonHugePages of Anonymous)"),
+            ),
+            (
+                "released heap collapsed again by khugepaged (golang/go#64332)",
+                huge(900, 1024, CgroupV2),
+                runtime(1000, 600, Some("go1.22.3")),
+                Some("the Go runtime holds 400 MiB resident (Sys 1000 MiB − HeapReleased 600 MiB), so 624 MiB lies beyond it, all of which huge pages can account for"),
+            ),
+            ("no huge pages", huge(0, 330, CgroupV1), runtime(20, 4, None), None),
+            (
+                "a Go heap in huge pages that the runtime accounts for",
+                huge(400, 500, CgroupV1),
+                runtime(510, 20, Some("go1.19.8")),
+                None,
+            ),
+            (
+                "memory beyond the runtime, but few huge pages (off-heap, not THP)",
+                huge(200, 1000, CgroupV2),
+                runtime(300, 0, None),
+                None,
+            ),
+            ("too little to act on", huge(60, 100, CgroupV1), runtime(10, 0, None), None),
+            (
+                "a large service: little beyond the runtime for its size",
+                huge(10 << 10, 20 << 10, CgroupV2),
+                runtime(19_968, 0, None),
+                None,
+            ),
+            (
+                "huge pages above anon (reads a moment apart): at most all of it",
+                huge(120, 100, CgroupV1),
+                runtime(10, 0, None),
+                Some("100 MiB of 100 MiB anonymous memory in transparent huge pages (100 %;"),
+            ),
+            (
+                "nothing charged",
+                huge(0, 0, CgroupV1),
+                runtime(10, 0, None),
+                None,
+            ),
+            (
+                "the runtime's memory unknown",
+                huge(302, 330, CgroupV1),
+                GoReading::default(),
+                None,
+            ),
+        ];
+        for (what, h, r, want) in cases {
+            let f = thp_bloat(h, r);
+            assert_eq!(f.is_some(), want.is_some(), "{what}: {f:?}");
+            if let (Some(f), Some(want)) = (f, want) {
+                assert_eq!(f.cause, Cause::ThpBloat);
+                assert!(f.evidence.contains(want), "{what}: {}", f.evidence);
+                for must in ["GODEBUG=disablethp=1", "madvise", "max_ptes_none", "golang/go#64332"] {
+                    assert!(f.advice.contains(must), "{what}: {must}: {}", f.advice);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn thp_bloat_advice_follows_the_go_version() {
+        let cases: &[(Option<&str>, &str)] = &[
+            (
+                Some("go1.22.3"),
+                "Run the service with GODEBUG=disablethp=1 (go1.22.3 has it)",
+            ),
+            (Some("go1.21.6"), "(go1.21.6 has it)"),
+            (Some("go1.23rc1"), "(go1.23rc1 has it)"),
+            (
+                Some("go1.21.5"),
+                "go1.21.5 lacks GODEBUG=disablethp=1: build with Go 1.21.6 or later",
+            ),
+            (
+                Some("go1.19.8"),
+                "go1.19.8 marks the heap memory it releases MADV_NOHUGEPAGE",
+            ),
+            (
+                None,
+                "If the service is built with Go 1.21.6 or later (1.22+), run it with GODEBUG=disablethp=1",
+            ),
+            (Some("devel go1.24-abcdef"), "If the service is built with Go 1.21.6"),
+        ];
+        for (version, want) in cases {
+            let f = thp_bloat(&huge(302, 330, CgroupV1), &runtime(20, 4, *version)).unwrap();
+            assert!(f.advice.contains(want), "{version:?}: {}", f.advice);
+        }
+        type Release = (u32, u32, u32);
+        let releases: &[(&str, Option<Release>)] = &[
+            ("go1.21.6", Some((1, 21, 6))),
+            ("go1.22", Some((1, 22, 0))),
+            ("go1.22rc1", Some((1, 22, 0))),
+            ("go1.22.0 X:boringcrypto", Some((1, 22, 0))),
+            ("devel go1.24-abcdef", None),
+            ("go1", None),
+            ("go1.x", None),
+            ("1.21.6", None),
+            ("", None),
+        ];
+        for (v, want) in releases {
+            assert_eq!(go_release(v), *want, "{v:?}");
+        }
+        assert!(!has_disablethp((1, 21, 5)) && has_disablethp((1, 21, 6)) && has_disablethp((1, 22, 0)));
+        assert!(!has_disablethp((1, 20, 14)) && has_disablethp((2, 0, 0)));
+    }
+
+    #[test]
+    fn thp_bloat_needs_the_go_runtime() {
+        let b = Breakdown {
+            huge_pages: Some(huge(302, 330, CgroupV1)),
+            ..Breakdown::default()
+        };
+        let mut s = Sample::default();
+        let called = |s: &Sample| {
+            diagnose_now(s, &b, &Thresholds::default())
+                .iter()
+                .any(|f| f.cause == Cause::ThpBloat)
+        };
+        assert!(
+            !called(&s),
+            "without Go data the heap's own huge pages cannot be told apart"
+        );
+        s.go = Some(runtime(20, 4, Some("go1.19.8")));
+        assert!(called(&s));
+        // Huge pages unreadable (a kernel without THP): nothing to call.
+        let none = diagnose_now(&s, &Breakdown::default(), &Thresholds::default());
+        assert!(none.iter().all(|f| f.cause != Cause::ThpBloat), "{none:?}");
     }
 
     #[test]

@@ -70,6 +70,13 @@ pub fn heap_spans_resident(g: &GoSample) -> Option<u64> {
     Some(sys.saturating_sub(g.heap_released.unwrap_or(0)))
 }
 
+/// Memory the Go runtime holds resident: Sys − HeapReleased (heap spans,
+/// stacks, GC metadata). Without Sys: HeapSys, or HeapInuse + HeapIdle.
+pub fn runtime_resident(g: &GoSample) -> Option<u64> {
+    let sys = g.sys.or(g.heap_sys).or_else(|| Some(g.heap_inuse? + g.heap_idle?))?;
+    Some(sys.saturating_sub(g.heap_released.unwrap_or(0)))
+}
+
 /// The goal of this GC cycle: NextGC, capped by the memory limit's goal.
 pub fn cycle_goal(g: &GoSample, memlimit: Option<u64>) -> Option<u64> {
     let next_gc = g.next_gc?;

@@ -24,7 +24,7 @@ use super::breakdown::{breakdown, Breakdown, KernelKind};
 use super::diagnosis::{diagnose_now, mib, Cause, Finding, Thresholds};
 use super::findings::FindingsState;
 pub use super::go_heap::HEAP_GROWTH_OVERHEAD;
-use super::go_heap::{cycle_goal, heap_spans_resident, memlimit_heap_goal};
+use super::go_heap::{cycle_goal, heap_spans_resident, memlimit_heap_goal, runtime_resident};
 use super::recommend::{recommend, Peaks, Recommendation, Stretch, MIN_HISTORY_S};
 use super::risk::{Risk, RiskState};
 use super::slope::{theil_sen, Fit};
@@ -617,12 +617,9 @@ enum Which {
     Kernel,
 }
 
-/// Memory the Go runtime holds resident: Sys − HeapReleased (heap spans,
-/// stacks, GC metadata). Without Sys: HeapSys, or HeapInuse + HeapIdle.
+/// Memory the Go runtime holds resident (see [`runtime_resident`]).
 fn heap_resident(s: &Sample) -> Option<u64> {
-    let g = &s.go.as_ref()?.sample;
-    let sys = g.sys.or(g.heap_sys).or_else(|| Some(g.heap_inuse? + g.heap_idle?))?;
-    Some(sys.saturating_sub(g.heap_released.unwrap_or(0)))
+    runtime_resident(&s.go.as_ref()?.sample)
 }
 
 fn level(tto: Option<f64>, frac: f64, warn_s: f64, crit_s: f64, prox_warn: f64, prox_crit: f64) -> Risk {
