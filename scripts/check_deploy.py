@@ -74,7 +74,8 @@ SPEC_FLAG_VALUES = {
 }
 SUBCOMMANDS = {"run", "check"}
 REQUIRED_ALERTS = {
-    "HeadroomOOMRiskWarning", "HeadroomOOMRiskCritical", "HeadroomLazyFreeCharged", "HeadroomGCThrash", "HeadroomMisconfigured",
+    "HeadroomOOMRiskWarning", "HeadroomOOMRiskCritical", "HeadroomLazyFreeCharged", "HeadroomGCThrash", "HeadroomTHPBloat",
+    "HeadroomMisconfigured",
     "HeadroomTargetDown", "HeadroomOOMKilled", "HeadroomDown",
 }
 SEVERITIES = {"info", "warning", "critical"}
