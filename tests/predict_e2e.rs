@@ -8,111 +8,26 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 
+/// headroom's pacing in these tests: Go scraped every 2 s.
+const PACING: &[&str] = &["--go-interval", "2s", "--smaps-interval", "5s"];
+
 fn headroom_for(hog: &GoHog, extra: &[&str]) -> Headroom {
-    let pid = hog.pid().to_string();
-    let url = hog.url("/debug/vars");
-    let mut args = vec![
-        "--pid",
-        &pid,
-        "--go-url",
-        &url,
-        "--go-interval",
-        "2s",
-        "--smaps-interval",
-        "5s",
-    ];
+    let mut args = PACING.to_vec();
     args.extend_from_slice(extra);
-    Headroom::start(&args)
+    headroom_watching(hog, &args)
 }
 
-/// Records the status until `hog` dies (or `max` passes), calling `each`
-/// with the seconds since `since` on every tick; returns the ticks and when
-/// it died.
-fn record_until_killed(
-    hr: &Headroom,
-    hog: &mut GoHog,
-    since: Instant,
-    max: Duration,
-    mut each: impl FnMut(f64),
-) -> (Vec<Tick>, f64) {
-    let mut killed_at = None;
-    let ticks = record(hr, Duration::from_millis(500), max, |_| {
-        let now = since.elapsed().as_secs_f64();
-        each(now);
-        if hog.child.try_wait().expect("wait").is_some() {
-            killed_at = Some(now);
-        }
-        killed_at.is_some()
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while killed_at.is_none() {
-        if hog.child.try_wait().expect("wait").is_some() {
-            killed_at = Some(since.elapsed().as_secs_f64());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not killed within {max:?}:\n{}",
-            timeline(&ticks)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (ticks, killed_at.expect("set above"))
-}
-
-/// One run of a leaking gohog (`env`, `args`) in a new v1 cgroup of
-/// `limit_mib` to its real OOM kill, with headroom watching: what was
-/// recorded and when it died.
-struct ToTheKill {
-    /// Removed when the run is dropped, at the end of the test.
-    _cg: V1Cgroup,
-    ticks: Vec<Tick>,
-    killed_at: f64,
-    /// The timeline, for failure messages.
-    tl: String,
-}
-
-/// Plays the run; `each` sees the cgroup, headroom and the seconds since
-/// the start at every tick. Fails unless the kernel OOM-killed gohog.
+/// One run of a leaking gohog to its real OOM kill with headroom watching
+/// at this file's pacing (Go every 2 s).
 fn to_the_kill(
     name: &str,
     limit_mib: u64,
     env: &[(&str, &str)],
     args: &[&str],
     max: Duration,
-    mut each: impl FnMut(&V1Cgroup, &Headroom, f64),
+    each: impl FnMut(&V1Cgroup, &Headroom, f64),
 ) -> ToTheKill {
-    let cg = V1Cgroup::create(name, limit_mib * MIB);
-    let start = Instant::now();
-    let mut hog = GoHog::start(&cg, env, args);
-    let hr = headroom_for(&hog, &[]);
-    let (ticks, killed_at) = record_until_killed(&hr, &mut hog, start, max, |now| each(&cg, &hr, now));
-    let tl = timeline(&ticks);
-    assert!(
-        cg.read("memory.oom_control").contains("oom_kill 1"),
-        "a real OOM kill:\n{tl}"
-    );
-    ToTheKill {
-        _cg: cg,
-        ticks,
-        killed_at,
-        tl,
-    }
-}
-
-impl ToTheKill {
-    /// When the risk first reached `level` (1 warning, 2 critical).
-    fn first(&self, level: u64) -> f64 {
-        self.ticks
-            .iter()
-            .find(|k| k.risk >= level)
-            .map(|k| k.t)
-            .unwrap_or_else(|| {
-                panic!(
-                    "no risk {level} before the kill at {:.0} s:\n{}",
-                    self.killed_at, self.tl
-                )
-            })
-    }
+    ToTheKill::run(name, limit_mib, env, args, PACING, max, each)
 }
 
 #[test]
@@ -121,31 +36,20 @@ fn heap_leak_to_a_real_oom_kill_is_predicted_early_and_right() {
     // 512 MiB cgroup. The kernel runs out when the heap's peak before a GC
     // (about twice the live heap) reaches the limit, long before the live
     // heap does.
-    let mut limit_at = None;
-    let limit = (512 * MIB) as f64;
+    // headroom predicts when the limit-basis value (unreclaimable, by
+    // default) reaches the limit: the run watches that in the kernel's own
+    // files (`out_at`); the kill follows, at once or after a reclaim stall of
+    // up to ~90 s.
     let run = to_the_kill(
         "leak",
         512,
         &[],
         &["-leak", "2", "-garbage", "40"],
         Duration::from_secs(300),
-        |cg, _, now| {
-            // headroom predicts when the limit-basis value (unreclaimable, by
-            // default) reaches the limit: watch that in the kernel's own files.
-            let stat = cg.stat();
-            let file_lru = stat.get("total_active_file").copied().unwrap_or(0)
-                + stat.get("total_inactive_file").copied().unwrap_or(0);
-            let unreclaimable = cg.read_u64("memory.usage_in_bytes").saturating_sub(file_lru) as f64;
-            if limit_at.is_none() && unreclaimable >= 0.98 * limit {
-                limit_at = Some(now);
-            }
-        },
+        |_, _, _| {},
     );
     let (ticks, killed_at, tl) = (&run.ticks, run.killed_at, &run.tl);
-    // Out of memory when unreclaimable memory reached the limit; the kill
-    // follows, at once or after a reclaim stall of up to ~90 s (the binary's
-    // page cache evicted and re-read while the heap sits at the limit).
-    let out_at = limit_at.unwrap_or(killed_at).min(killed_at);
+    let out_at = run.out_at;
     eprintln!("out of memory at {out_at:.1} s, killed at {killed_at:.1} s");
     let (warn, crit) = (run.first(1), run.first(2));
     assert!(
@@ -299,42 +203,6 @@ fn fast_leak_is_warned_within_the_first_half_minute() {
         "warning only {:.0} s before the kill:\n{tl}",
         killed_at - warn
     );
-}
-
-/// A workload that must never raise the risk, start-up included.
-struct Calm {
-    name: &'static str,
-    limit_mib: u64,
-    /// Causes that must be diagnosed by the end.
-    expect: &'static [&'static str],
-}
-
-/// Runs headroom beside a calm workload for `secs`; returns the ticks.
-fn watch_calm(hr: &Headroom, secs: u64) -> Vec<Tick> {
-    record(hr, Duration::from_secs(1), Duration::from_secs(secs), |_| false)
-}
-
-fn assert_calm(c: &Calm, ticks: &[Tick]) {
-    let tl = timeline(ticks);
-    assert!(ticks.len() > 30, "{}: too short:\n{tl}", c.name);
-    if let Some(k) = ticks.iter().find(|k| k.risk > 0) {
-        panic!("{}: false alarm at {:.0} s:\n{tl}", c.name, k.t);
-    }
-    for bad in ["heap_leak", "off_heap_growth"] {
-        assert!(
-            ticks.iter().all(|k| !k.causes.iter().any(|x| x == bad)),
-            "{}: {bad} called:\n{tl}",
-            c.name
-        );
-    }
-    let last = &ticks.last().unwrap().causes;
-    for want in c.expect {
-        assert!(
-            last.iter().any(|x| x == want),
-            "{}: {want} not diagnosed ({last:?}):\n{tl}",
-            c.name
-        );
-    }
 }
 
 /// Writes a `mib` MiB file from inside the cgroup and reads it in a loop;

@@ -281,6 +281,14 @@ impl V1Cgroup {
         self.read(file).trim().parse().expect("number")
     }
 
+    /// Usage less the file LRU: what the OOM killer cannot reclaim.
+    pub fn unreclaimable(&self) -> u64 {
+        let stat = self.stat();
+        let file_lru =
+            stat.get("total_active_file").copied().unwrap_or(0) + stat.get("total_inactive_file").copied().unwrap_or(0);
+        self.read_u64("memory.usage_in_bytes").saturating_sub(file_lru)
+    }
+
     pub fn stat(&self) -> BTreeMap<String, u64> {
         self.read("memory.stat")
             .lines()
@@ -818,4 +826,176 @@ pub fn dashboard_dom(addr: std::net::SocketAddr) -> String {
         out.status
     );
     dom
+}
+
+/// headroom watching `hog` (`--pid`, `--go-url` on its expvar) with `extra`
+/// flags.
+pub fn headroom_watching(hog: &GoHog, extra: &[&str]) -> Headroom {
+    let pid = hog.pid().to_string();
+    let url = hog.url("/debug/vars");
+    let mut args = vec!["--pid", &pid, "--go-url", &url];
+    args.extend_from_slice(extra);
+    Headroom::start(&args)
+}
+
+/// Records the status until `hog` dies (or `max` passes), calling `each`
+/// with the seconds since `since` on every tick; returns the ticks and when
+/// it died.
+pub fn record_until_killed(
+    hr: &Headroom,
+    hog: &mut GoHog,
+    since: Instant,
+    max: Duration,
+    mut each: impl FnMut(f64),
+) -> (Vec<Tick>, f64) {
+    let mut killed_at = None;
+    let ticks = record(hr, Duration::from_millis(500), max, |_| {
+        let now = since.elapsed().as_secs_f64();
+        each(now);
+        if hog.child.try_wait().expect("wait").is_some() {
+            killed_at = Some(now);
+        }
+        killed_at.is_some()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while killed_at.is_none() {
+        if hog.child.try_wait().expect("wait").is_some() {
+            killed_at = Some(since.elapsed().as_secs_f64());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not killed within {max:?}:\n{}",
+            timeline(&ticks)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (ticks, killed_at.expect("set above"))
+}
+
+/// One run of a leaking gohog (`env`, `args`) in a new v1 cgroup of
+/// `limit_mib` to its real OOM kill, with headroom watching: what was
+/// recorded and when it died.
+pub struct ToTheKill {
+    /// Removed when the run is dropped, at the end of the test.
+    pub cg: V1Cgroup,
+    pub ticks: Vec<Tick>,
+    /// Seconds from gohog's start.
+    pub killed_at: f64,
+    /// When memory the kernel cannot reclaim (usage less the file LRU)
+    /// first reached 98 % of the limit: out of memory. The kill follows at
+    /// once or after a reclaim stall (the binary's pages evicted and read
+    /// again) of up to tens of seconds.
+    pub out_at: f64,
+    /// The timeline, for failure messages.
+    pub tl: String,
+}
+
+impl ToTheKill {
+    /// Plays the run with headroom's `flags` (beside `--pid` and
+    /// `--go-url`); `each` sees the cgroup, headroom and the seconds since
+    /// the start at every tick. Fails unless the kernel OOM-killed gohog.
+    pub fn run(
+        name: &str,
+        limit_mib: u64,
+        env: &[(&str, &str)],
+        args: &[&str],
+        flags: &[&str],
+        max: Duration,
+        each: impl FnMut(&V1Cgroup, &Headroom, f64),
+    ) -> ToTheKill {
+        Self::run_with(
+            name,
+            limit_mib,
+            env,
+            args,
+            |hog| headroom_watching(hog, flags),
+            max,
+            each,
+        )
+    }
+
+    /// The same with headroom started by `start`.
+    pub fn run_with(
+        name: &str,
+        limit_mib: u64,
+        env: &[(&str, &str)],
+        args: &[&str],
+        start_headroom: impl FnOnce(&GoHog) -> Headroom,
+        max: Duration,
+        mut each: impl FnMut(&V1Cgroup, &Headroom, f64),
+    ) -> ToTheKill {
+        let cg = V1Cgroup::create(name, limit_mib << 20);
+        let start = Instant::now();
+        let mut hog = GoHog::start(&cg, env, args);
+        let hr = start_headroom(&hog);
+        let mut out_at = None;
+        let (ticks, killed_at) = record_until_killed(&hr, &mut hog, start, max, |now| {
+            if out_at.is_none() && cg.unreclaimable() as f64 >= 0.98 * (limit_mib << 20) as f64 {
+                out_at = Some(now);
+            }
+            each(&cg, &hr, now)
+        });
+        let tl = timeline(&ticks);
+        assert!(
+            cg.read("memory.oom_control").contains("oom_kill 1"),
+            "a real OOM kill:\n{tl}"
+        );
+        ToTheKill {
+            cg,
+            ticks,
+            killed_at,
+            out_at: out_at.unwrap_or(killed_at).min(killed_at),
+            tl,
+        }
+    }
+
+    /// When the risk first reached `level` (1 warning, 2 critical).
+    pub fn first(&self, level: u64) -> f64 {
+        self.ticks
+            .iter()
+            .find(|k| k.risk >= level)
+            .map(|k| k.t)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no risk {level} before the kill at {:.0} s:\n{}",
+                    self.killed_at, self.tl
+                )
+            })
+    }
+}
+
+/// A workload that must never raise the risk, start-up included.
+pub struct Calm {
+    pub name: &'static str,
+    pub limit_mib: u64,
+    /// Causes that must be diagnosed by the end.
+    pub expect: &'static [&'static str],
+}
+
+/// Runs headroom beside a calm workload for `secs`; returns the ticks.
+pub fn watch_calm(hr: &Headroom, secs: u64) -> Vec<Tick> {
+    record(hr, Duration::from_secs(1), Duration::from_secs(secs), |_| false)
+}
+
+pub fn assert_calm(c: &Calm, ticks: &[Tick]) {
+    let tl = timeline(ticks);
+    assert!(ticks.len() > 30, "{}: too short:\n{tl}", c.name);
+    if let Some(k) = ticks.iter().find(|k| k.risk > 0) {
+        panic!("{}: false alarm at {:.0} s:\n{tl}", c.name, k.t);
+    }
+    for bad in ["heap_leak", "off_heap_growth", "goroutine_leak"] {
+        assert!(
+            ticks.iter().all(|k| !k.causes.iter().any(|x| x == bad)),
+            "{}: {bad} called:\n{tl}",
+            c.name
+        );
+    }
+    let last = &ticks.last().unwrap().causes;
+    for want in c.expect {
+        assert!(
+            last.iter().any(|x| x == want),
+            "{}: {want} not diagnosed ({last:?}):\n{tl}",
+            c.name
+        );
+    }
 }
