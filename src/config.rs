@@ -185,7 +185,7 @@ pub const FLAGS: &[Flag] = &[
         "profile-dir",
         "DIR",
         None,
-        "Save the target's /debug/pprof/heap here when risk rises.",
+        "Save the target's /debug/pprof/heap here when risk rises (and /debug/pprof/goroutine beside it with a goroutine leak).",
         Some("/var/lib/headroom"),
     ),
     flag(

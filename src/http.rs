@@ -448,7 +448,7 @@ impl hyper::body::Body for FileBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::profile::SavedProfile;
+    use crate::alert::profile::{ProfileKind, SavedProfile};
     use crate::analysis::risk::Risk;
     use crate::analysis::window::SharedWindow;
     use crate::collector::health::SourceStatus;
@@ -525,6 +525,7 @@ mod tests {
         let shared = Arc::new(Shared::new(Metrics::new()));
         shared.publish(Published::new(Status {
             profiles: vec![SavedProfile {
+                kind: ProfileKind::Heap,
                 path: path.to_path_buf(),
                 bytes: bytes as u64,
                 time_ms: 1764500000000,

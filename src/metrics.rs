@@ -154,6 +154,11 @@ const GAUGES: &[(&str, &str, Getter)] = &[
         |s| s.go.as_ref().and_then(|g| g.gc_cpu_fraction),
     ),
     (
+        "headroom_go_effective_gogc",
+        "The effective GOGC, percent: 100 × (goal − live heap) / live heap, the goal being NextGC capped by a binding GOMEMLIMIT. GOGC=100 leaves 100; near 0 the GC runs back to back.",
+        |s| s.go.as_ref().and_then(|g| g.effective_gogc()),
+    ),
+    (
         "headroom_go_goroutines",
         "Goroutines of the target, where its source exports them.",
         |s| bytes(s.go.as_ref().and_then(|g| g.sample.goroutines)),
@@ -334,7 +339,7 @@ impl Metrics {
         let diagnosis = IntGaugeVec::new(
             Opts::new(
                 "headroom_diagnosis",
-                "1 where the cause is present: heap_leak, lazy_free, fragmentation, gc_headroom, off_heap_growth, page_cache, gc_thrash, thp_bloat.",
+                "1 where the cause is present: heap_leak, lazy_free, fragmentation, gc_headroom, off_heap_growth, page_cache, gc_thrash, thp_bloat, goroutine_leak.",
             ),
             &labels_with(&["cause"]),
         )
@@ -834,12 +839,16 @@ mod tests {
         assert!(!text.contains("headroom_go_gc_cpu_fraction{"), "{text}");
         go.gc_cycles_per_second = Some(9.5);
         go.gc_cpu_fraction = Some(0.25);
+        // 150 MiB live, the goal 160 MiB: 6.7 % of room.
+        go.heap_live = Some(150 << 20);
+        go.sample.next_gc = Some(160 << 20);
         s.go = Some(go);
         m.update(&key, &s);
         let text = String::from_utf8(m.encode()).unwrap();
         for line in [
             "headroom_go_gc_cycles_per_second{container=\"app\",namespace=\"ns\",pod=\"p\"} 9.5",
             "headroom_go_gc_cpu_fraction{container=\"app\",namespace=\"ns\",pod=\"p\"} 0.25",
+            "headroom_go_effective_gogc{container=\"app\",namespace=\"ns\",pod=\"p\"} 6.666666666666667",
         ] {
             assert!(text.contains(&format!("\n{line}\n")), "{line} not in {text}");
         }

@@ -419,6 +419,9 @@ pub struct GoReading {
     /// GOMEMLIMIT as read from the target's environment, bytes, when
     /// readable; unset or `off` is math.MaxInt64 as the runtime has it.
     pub gomemlimit_env: Option<u64>,
+    /// GOGC estimated from the runtime's numbers (the goal against the heap
+    /// after each GC) when neither the runtime nor the environment tells it.
+    pub gogc_estimate: Option<i64>,
     /// GOMEMLIMIT sets the GC goal now (the live heap is then read from the
     /// HeapAlloc envelope); `None` when no limit is known.
     pub gomemlimit_binds: Option<bool>,
@@ -440,6 +443,16 @@ impl GoReading {
     /// shows there), else from the target's environment.
     pub fn gomemlimit(&self) -> Option<u64> {
         crate::parse::go_runtime::effective_gomemlimit(self.sample.gomemlimit, self.gomemlimit_env)
+    }
+
+    /// The effective GOGC, percent: the room between the live heap and this
+    /// cycle's goal (NextGC, capped by a binding GOMEMLIMIT), 100 × (goal −
+    /// live) / live. GOGC=100 leaves 100; under a binding memory limit it
+    /// falls toward 0 as the live heap nears the limit.
+    pub fn effective_gogc(&self) -> Option<f64> {
+        let live = self.heap_live.filter(|l| *l > 0)?;
+        let goal = crate::analysis::go_heap::cycle_goal(&self.sample, self.gomemlimit())?;
+        Some(100.0 * goal.saturating_sub(live) as f64 / live as f64)
     }
 }
 

@@ -1,5 +1,7 @@
 //! The profile sink: the target's heap profile (`/debug/pprof/heap`) saved
-//! to `--profile-dir` when the risk rises, bounded in count and size.
+//! to `--profile-dir` when the risk rises, bounded in count and size; with
+//! a `goroutine_leak` diagnosis its goroutine profile
+//! (`/debug/pprof/goroutine`) too, next to it.
 //!
 //! The directory never holds more than [`MAX_PROFILE_BYTES`] of profiles,
 //! the one being written included: before a capture the oldest profiles
@@ -44,9 +46,48 @@ pub const CAPS: Caps = Caps {
     body: PROFILE_MAX_BODY,
 };
 
-/// A saved heap profile, as listed in the status JSON.
+/// What a saved profile is of: its file name starts with the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileKind {
+    Heap,
+    Goroutine,
+}
+
+impl ProfileKind {
+    pub const ALL: [ProfileKind; 2] = [ProfileKind::Heap, ProfileKind::Goroutine];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileKind::Heap => "heap",
+            ProfileKind::Goroutine => "goroutine",
+        }
+    }
+
+    /// The profile's URL beside the heap profile's: `/debug/pprof/heap`
+    /// with its last segment replaced; `None` when the heap URL does not end
+    /// in `/heap`.
+    pub fn url_from_heap(self, heap_url: &str) -> Option<String> {
+        match self {
+            ProfileKind::Heap => Some(heap_url.to_owned()),
+            ProfileKind::Goroutine => {
+                let (path, query) = heap_url.split_once('?').unwrap_or((heap_url, ""));
+                let base = path.strip_suffix("/heap")?;
+                let query = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                };
+                Some(format!("{base}/goroutine{query}"))
+            }
+        }
+    }
+}
+
+/// A saved profile, as listed in the status JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SavedProfile {
+    pub kind: ProfileKind,
     pub path: PathBuf,
     pub bytes: u64,
     pub time_ms: u64,
@@ -56,13 +97,18 @@ pub struct SavedProfile {
 /// The profiles saved so far, shared with the collector for the status.
 pub type Profiles = Arc<Mutex<VecDeque<SavedProfile>>>;
 
-/// Removes what an interrupted capture left in `dir` (`.heap-*.tmp`).
+/// Removes what an interrupted capture left in `dir` (`.heap-*.tmp`,
+/// `.goroutine-*.tmp`).
 pub fn remove_leftovers(dir: &Path) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".heap-") && name.ends_with(".tmp") {
+        let ours = ProfileKind::ALL.iter().any(|k| {
+            name.strip_prefix('.')
+                .is_some_and(|n| n.starts_with(&format!("{}-", k.as_str())))
+        });
+        if ours && name.ends_with(".tmp") {
             match std::fs::remove_file(e.path()) {
-                Ok(()) => tracing::info!(path = %e.path().display(), "removed an unfinished heap profile"),
+                Ok(()) => tracing::info!(path = %e.path().display(), "removed an unfinished profile"),
                 Err(err) => tracing::warn!("removing {}: {err}", e.path().display()),
             }
         }
@@ -77,9 +123,13 @@ pub fn list_profiles(dir: &Path) -> VecDeque<SavedProfile> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let rest = name.strip_prefix("heap-")?.strip_suffix(".pb.gz")?;
+            let (kind, rest) = ProfileKind::ALL.iter().find_map(|k| {
+                let rest = name.strip_prefix(k.as_str())?.strip_prefix('-')?;
+                Some((*k, rest.strip_suffix(".pb.gz")?))
+            })?;
             let (ms, risk) = rest.split_once('-')?;
             Some(SavedProfile {
+                kind,
                 path: e.path(),
                 bytes: e.metadata().ok()?.len(),
                 time_ms: ms.parse().ok()?,
@@ -129,12 +179,14 @@ fn remove_profiles(paths: Vec<PathBuf>) {
     }
 }
 
-/// Fetches the target's heap profile and saves it as
-/// `heap-<unix ms>-<risk>.pb.gz`, the directory kept within `caps` all
+/// Fetches one of the target's profiles (`kind`, from `url`) and saves it
+/// as `<kind>-<unix ms>-<risk>.pb.gz`, the directory kept within `caps` all
 /// along: the oldest profiles are removed first to make room. The caller
 /// runs one capture at a time per directory.
+#[allow(clippy::too_many_arguments)]
 pub async fn capture_profile(
     client: &HttpClient,
+    kind: ProfileKind,
     url: &str,
     dir: &Path,
     risk: Risk,
@@ -150,8 +202,8 @@ pub async fn capture_profile(
         prune_for_capture(&mut list, caps)
     };
     remove_profiles(old);
-    let path = dir.join(format!("heap-{now_ms}-{}.pb.gz", risk.as_str()));
-    let tmp = dir.join(format!(".heap-{now_ms}.tmp"));
+    let path = dir.join(format!("{}-{now_ms}-{}.pb.gz", kind.as_str(), risk.as_str()));
+    let tmp = dir.join(format!(".{}-{now_ms}.tmp", kind.as_str()));
     // Streamed to disk chunk by chunk (tokio's file writes run on its
     // blocking pool): a 64 MiB profile never sits in memory.
     let written = async {
@@ -190,6 +242,7 @@ pub async fn capture_profile(
         }
     };
     let saved = SavedProfile {
+        kind,
         path,
         bytes,
         time_ms: now_ms,
@@ -238,19 +291,39 @@ impl Sink for ProfileCapture {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             let _one = self.one_at_a_time.lock().await;
-            let captured = capture_profile(
-                &self.client,
-                &self.url,
-                &self.dir,
-                ev.risk,
-                now_ms,
-                &self.profiles,
-                &CAPS,
-            )
-            .await;
-            match captured {
-                Ok(p) => tracing::info!(path = %p.path.display(), bytes = p.bytes, "saved the target's heap profile"),
-                Err(e) => tracing::warn!("heap profile: {e}"),
+            let goroutines = ev.causes.iter().any(|c| c == "goroutine_leak");
+            for kind in ProfileKind::ALL {
+                if kind == ProfileKind::Goroutine && !goroutines {
+                    continue;
+                }
+                let Some(url) = kind.url_from_heap(&self.url) else {
+                    tracing::warn!(
+                        "goroutine profile: --pprof-url {} does not end in /heap, so where the goroutine profile \
+                         is served is not known; capture it by hand (/debug/pprof/goroutine)",
+                        self.url
+                    );
+                    continue;
+                };
+                let captured = capture_profile(
+                    &self.client,
+                    kind,
+                    &url,
+                    &self.dir,
+                    ev.risk,
+                    now_ms,
+                    &self.profiles,
+                    &CAPS,
+                )
+                .await;
+                match captured {
+                    Ok(p) => tracing::info!(
+                        path = %p.path.display(),
+                        bytes = p.bytes,
+                        "saved the target's {} profile",
+                        kind.as_str()
+                    ),
+                    Err(e) => tracing::warn!("{} profile: {e}", kind.as_str()),
+                }
             }
         })
     }
@@ -274,6 +347,50 @@ mod tests {
     }
 
     #[test]
+    fn the_goroutine_profile_is_served_beside_the_heap_profile() {
+        let k = ProfileKind::Goroutine;
+        assert_eq!(
+            k.url_from_heap("http://127.0.0.1:6060/debug/pprof/heap").as_deref(),
+            Some("http://127.0.0.1:6060/debug/pprof/goroutine")
+        );
+        assert_eq!(
+            k.url_from_heap("http://app:8080/x/debug/pprof/heap?gc=1").as_deref(),
+            Some("http://app:8080/x/debug/pprof/goroutine?gc=1")
+        );
+        assert_eq!(k.url_from_heap("http://app:8080/heapdump"), None);
+        assert_eq!(k.url_from_heap("http://app:8080/"), None);
+        assert_eq!(
+            ProfileKind::Heap.url_from_heap("http://app:8080/heapdump").as_deref(),
+            Some("http://app:8080/heapdump")
+        );
+    }
+
+    #[test]
+    fn goroutine_profiles_are_listed_and_their_leftovers_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "goroutine-2000-critical.pb.gz",
+            "heap-1000-warning.pb.gz",
+            ".goroutine-3000.tmp",
+            "goroutines-1500-warning.pb.gz",
+            "goroutine-x-warning.pb.gz",
+        ] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        remove_leftovers(dir.path());
+        assert!(!dir.path().join(".goroutine-3000.tmp").exists());
+        let l = list_profiles(dir.path());
+        let got: Vec<(ProfileKind, u64, Risk)> = l.iter().map(|p| (p.kind, p.time_ms, p.risk)).collect();
+        assert_eq!(
+            got,
+            [
+                (ProfileKind::Heap, 1000, Risk::Warning),
+                (ProfileKind::Goroutine, 2000, Risk::Critical)
+            ]
+        );
+    }
+
+    #[test]
     fn profiles_are_listed_and_pruned_oldest_first() {
         let dir = tempfile::tempdir().unwrap();
         for (ms, size) in [(3000u64, 10usize), (1000, 10), (2000, 10)] {
@@ -294,6 +411,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &bytes)| SavedProfile {
+                kind: ProfileKind::Heap,
                 path: PathBuf::from(format!("heap-{i}-warning.pb.gz")),
                 bytes,
                 time_ms: i as u64,
@@ -406,7 +524,17 @@ mod tests {
             let (url, seen) = fake_pprof(dir.path().to_path_buf(), vec![40_000, 25_000, 40_001]).await;
             let client = HttpClient::new();
             for (now_ms, want_ok) in [(4000u64, true), (5000, true), (6000, false)] {
-                let r = capture_profile(&client, &url, dir.path(), Risk::Critical, now_ms, &profiles, &caps).await;
+                let r = capture_profile(
+                    &client,
+                    ProfileKind::Heap,
+                    &url,
+                    dir.path(),
+                    Risk::Critical,
+                    now_ms,
+                    &profiles,
+                    &caps,
+                )
+                .await;
                 assert_eq!(r.is_ok(), want_ok, "capture at {now_ms}: {r:?}");
                 let on_disk = dir_bytes(dir.path());
                 assert!(on_disk <= caps.bytes, "{on_disk} bytes in the directory after {now_ms}");

@@ -5,7 +5,7 @@
 //! analysis.
 
 use super::breakdown::{Breakdown, HugePages};
-use super::go_heap::{cycle_goal, heap_spans_resident, peak_before_gc, runtime_resident};
+use super::go_heap::{cycle_goal, go_release, heap_spans_resident, peak_before_gc, runtime_resident};
 use crate::sample::{GoReading, Sample};
 use serde::Serialize;
 
@@ -20,10 +20,11 @@ pub enum Cause {
     PageCache,
     GcThrash,
     ThpBloat,
+    GoroutineLeak,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 8] = [
+    pub const ALL: [Cause; 9] = [
         Cause::HeapLeak,
         Cause::LazyFree,
         Cause::Fragmentation,
@@ -32,6 +33,7 @@ impl Cause {
         Cause::PageCache,
         Cause::GcThrash,
         Cause::ThpBloat,
+        Cause::GoroutineLeak,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +46,7 @@ impl Cause {
             Cause::PageCache => "page_cache",
             Cause::GcThrash => "gc_thrash",
             Cause::ThpBloat => "thp_bloat",
+            Cause::GoroutineLeak => "goroutine_leak",
         }
     }
 }
@@ -231,21 +234,6 @@ pub fn thp_bloat(h: &HugePages, r: &GoReading) -> Option<Finding> {
              call prctl(PR_SET_THP_DISABLE) at start, which covers cgo and mmap'd memory too."
         ),
     })
-}
-
-/// A Go release's (major, minor, patch) from its version string (`go1.21.6`,
-/// `go1.22rc1`, `go1.22.0 X:boringcrypto`); `None` for a development build
-/// or anything else.
-fn go_release(v: &str) -> Option<(u32, u32, u32)> {
-    let rest = v.trim().strip_prefix("go")?;
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    let mut nums = rest[..end].split('.').map(|n| n.parse::<u32>().ok());
-    let major = nums.next()??;
-    let minor = nums.next()??;
-    let patch = nums.next().unwrap_or(Some(0))?;
-    Some((major, minor, patch))
 }
 
 /// `GODEBUG=disablethp=1` exists from Go 1.21.6 (and so in 1.22 on).

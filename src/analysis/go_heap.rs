@@ -2,14 +2,23 @@
 //!
 //! Live heap is exact where the runtime exports it (`go_gc_heap_live_bytes`,
 //! Go 1.21+ through client_golang). Otherwise it is estimated:
-//! - from the GC goal when GOGC is known (exported, or read from the target's
-//!   environment): Go sets NextGC to live + (live + stacks + globals) ×
-//!   GOGC/100 at the end of each GC, so NextGC / (1 + GOGC/100) is the live
-//!   heap of the last GC, slightly over (stacks and globals), and current to
-//!   within one GC cycle; capped at HeapAlloc;
+//! - from the GC goal when GOGC is known (exported, read from the target's
+//!   environment, or estimated, below): Go 1.18+ sets NextGC to live +
+//!   (live + stacks + globals) × GOGC/100 at the end of each GC, so
+//!   (NextGC − StackInuse × GOGC/100) / (1 + GOGC/100) is the live heap of
+//!   the last GC (globals are small), current to within one GC cycle; capped
+//!   at HeapAlloc. Before Go 1.18 stacks were not in the goal. Without the
+//!   stacks' share a goroutine leak reads as a heap leak: NextGC rises with
+//!   the stacks;
 //! - else from the lower envelope of HeapAlloc over the last
 //!   [`ENVELOPE_SAMPLES`] scrapes (HeapAlloc is smallest right after a GC),
 //!   which lags a growing heap by up to that many scrapes.
+//!
+//! GOGC the environment does not tell (an unprivileged headroom cannot read
+//! it) is estimated from the runtime's own numbers: the live heap of the
+//! last GC is at most HeapAlloc, so each scrape gives GOGC/100 ≥ (NextGC −
+//! HeapAlloc) / (HeapAlloc + stacks), nearly equal just after a GC; the
+//! largest over the recent scrapes is the estimate (see [`GoTracker`]).
 //!
 //! When GOMEMLIMIT binds (the limit, not GOGC, sets the goal: NextGC is at
 //! the memory-limit goal, see [`memlimit_heap_goal`]), NextGC says nothing of
@@ -33,7 +42,46 @@ pub const BINDS_AT: f64 = 0.90;
 /// Go 1.19 under a leak; 10 % errs on the early side for most.
 pub const HEAP_GROWTH_OVERHEAD: f64 = 0.10;
 
+/// Scrapes the GOGC estimate needs (the largest bound so far: a first
+/// estimate errs low, so the live heap it gives errs high, capped at
+/// HeapAlloc, and the prediction, which follows the goal's growth, hardly
+/// moves) ...
+pub const GOGC_ESTIMATE_SAMPLES: usize = 1;
+/// ... with a goal at least this large: the runtime's minimum heap goal
+/// (4 MiB × GOGC/100) says nothing of GOGC.
+pub const GOGC_ESTIMATE_MIN_GOAL: u64 = 16 << 20;
+
 pub use crate::sample::LiveMethod;
+
+/// A Go release's (major, minor, patch) from its version string (`go1.21.6`,
+/// `go1.22rc1`, `go1.22.0 X:boringcrypto`); `None` for a development build
+/// or anything else.
+pub fn go_release(v: &str) -> Option<(u32, u32, u32)> {
+    let rest = v.trim().strip_prefix("go")?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let mut nums = rest[..end].split('.').map(|n| n.parse::<u32>().ok());
+    let major = nums.next()??;
+    let minor = nums.next()??;
+    let patch = nums.next().unwrap_or(Some(0))?;
+    Some((major, minor, patch))
+}
+
+/// Whether the runtime counts goroutine stacks in the GC goal (Go 1.18+).
+/// An unknown version (or a development build) is taken as a recent one.
+pub fn stacks_in_goal(go_version: Option<&str>) -> bool {
+    go_version.and_then(go_release).is_none_or(|r| r >= (1, 18, 0))
+}
+
+/// The stacks the GC goal counts, bytes: StackInuse on Go 1.18+, else 0.
+fn goal_stacks(s: &GoSample) -> u64 {
+    if stacks_in_goal(s.go_version.as_deref()) {
+        s.stack_inuse.unwrap_or(0)
+    } else {
+        0
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GoDerived {
@@ -41,6 +89,9 @@ pub struct GoDerived {
     pub heap_live_method: Option<LiveMethod>,
     /// GOMEMLIMIT sets the GC goal now (`None` when no limit is known).
     pub gomemlimit_binds: Option<bool>,
+    /// GOGC estimated from the runtime's numbers, when neither the runtime
+    /// nor the environment tells it (see the module's notes).
+    pub gogc_estimate: Option<i64>,
 }
 
 /// The heap goal a memory limit of `memlimit` bytes allows: the limit less
@@ -103,6 +154,8 @@ pub fn peak_before_gc(g: &GoSample, basis: u64, memlimit: Option<u64>) -> Option
 #[derive(Debug, Clone, Default)]
 pub struct GoTracker {
     recent: VecDeque<u64>,
+    /// GOGC/100 lower bounds of the recent scrapes (see the module's notes).
+    gogc_bounds: VecDeque<f64>,
     epoch: u64,
 }
 
@@ -116,6 +169,7 @@ impl GoTracker {
     pub fn ingest(&mut self, s: &GoSample, epoch: u64, gogc: Option<i64>, memlimit: Option<u64>) -> GoDerived {
         if epoch != self.epoch {
             self.recent.clear();
+            self.gogc_bounds.clear();
             self.epoch = epoch;
         }
         if let Some(a) = s.heap_alloc {
@@ -124,14 +178,20 @@ impl GoTracker {
             }
             self.recent.push_back(a);
         }
-        let gogc = s.gogc_percent.or(gogc);
         let memlimit = effective_gomemlimit(s.gomemlimit, memlimit);
+        let known = s.gogc_percent.or(gogc);
+        let gogc_estimate = match known {
+            Some(_) => None,
+            None => self.estimate_gogc(s, memlimit),
+        };
+        let gogc = known.or(gogc_estimate);
         let binds = memlimit.map(|m| memlimit_binds(s, m, gogc));
         if let Some(live) = s.heap_live {
             return GoDerived {
                 heap_live: Some(live),
                 heap_live_method: Some(LiveMethod::Exact),
                 gomemlimit_binds: binds,
+                gogc_estimate,
             };
         }
         let depth = match binds {
@@ -140,7 +200,10 @@ impl GoTracker {
         };
         let envelope = self.recent.iter().rev().take(depth).min().copied();
         let from_goal = match (s.next_gc, gogc.filter(|g| *g > 0)) {
-            (Some(goal), Some(g)) => Some((goal as f64 / (1.0 + g as f64 / 100.0)) as u64),
+            (Some(goal), Some(g)) => {
+                let k = g as f64 / 100.0;
+                Some(((goal as f64 - goal_stacks(s) as f64 * k).max(0.0) / (1.0 + k)) as u64)
+            }
             _ => None,
         };
         let (heap_live, method) = match (envelope, from_goal, s.heap_alloc) {
@@ -152,7 +215,34 @@ impl GoTracker {
             heap_live,
             heap_live_method: method,
             gomemlimit_binds: binds,
+            gogc_estimate,
         }
+    }
+
+    /// GOGC from the largest of the recent scrapes' lower bounds, once
+    /// [`GOGC_ESTIMATE_SAMPLES`] scrapes with a goal of at least
+    /// [`GOGC_ESTIMATE_MIN_GOAL`] and a memory limit that does not set it
+    /// gave one.
+    fn estimate_gogc(&mut self, s: &GoSample, memlimit: Option<u64>) -> Option<i64> {
+        let (Some(goal), Some(alloc)) = (s.next_gc, s.heap_alloc) else {
+            return None;
+        };
+        // A binding limit (or an unknown GOGC that might be off) sets the
+        // goal: the scrape says nothing of GOGC. Judged as if GOGC were the
+        // default; a goal near the limit's is the limit's.
+        let limited = memlimit.is_some_and(|m| memlimit_binds(s, m, Some(100)));
+        if goal >= GOGC_ESTIMATE_MIN_GOAL && goal > alloc && !limited {
+            if self.gogc_bounds.len() == ENVELOPE_SAMPLES {
+                self.gogc_bounds.pop_front();
+            }
+            let bound = (goal - alloc) as f64 / (alloc + goal_stacks(s)).max(1) as f64;
+            self.gogc_bounds.push_back(bound);
+        }
+        if self.gogc_bounds.len() < GOGC_ESTIMATE_SAMPLES {
+            return None;
+        }
+        let k = self.gogc_bounds.iter().copied().fold(0.0, f64::max);
+        Some((100.0 * k).round().max(1.0) as i64)
     }
 }
 
@@ -168,6 +258,70 @@ mod tests {
             total_alloc: Some(total),
             ..GoSample::default()
         }
+    }
+
+    const M: u64 = 1 << 20;
+
+    #[test]
+    fn stacks_are_taken_out_of_the_goal_from_go_1_18() {
+        // 20 MiB live, 100 MiB of stacks, GOGC=100: Go 1.18+ sets the goal to
+        // 20 + (20 + 100) = 140 MiB; the heap holds 30 MiB now.
+        let mut x = s(30 * M, 140 * M, 5, 500 * M);
+        x.stack_inuse = Some(100 * M);
+        for (version, live) in [
+            (None, 20 * M),
+            (Some("go1.19.8"), 20 * M),
+            (Some("go1.22rc1"), 20 * M),
+            (Some("devel go1.23-abc"), 20 * M),
+            // Before 1.18 the goal had no stacks: 140 / 2, capped at HeapAlloc.
+            (Some("go1.17.13"), 30 * M),
+        ] {
+            x.go_version = version.map(str::to_owned);
+            let d = GoTracker::default().ingest(&x, 1, Some(100), None);
+            assert_eq!(d.heap_live, Some(live), "{version:?}");
+            assert_eq!(d.heap_live_method, Some(LiveMethod::Goal));
+        }
+        assert!(stacks_in_goal(Some("go1.18")) && !stacks_in_goal(Some("go1.16.15")));
+        // A goal smaller than its stacks' share says the live heap is 0, not
+        // a negative number.
+        let mut odd = s(1 << 10, 8 * M, 1, M);
+        odd.stack_inuse = Some(64 * M);
+        assert_eq!(GoTracker::default().ingest(&odd, 1, Some(100), None).heap_live, Some(0));
+    }
+
+    #[test]
+    fn gogc_is_estimated_when_no_one_tells_it() {
+        // GOGC=200, 50 MiB live: the goal is 150 MiB; scrapes land at
+        // several points of the cycle, the heap 50..140 MiB.
+        let mut t = GoTracker::default();
+        let mut last = None;
+        for (i, alloc) in [120u64, 90, 140, 52, 70].iter().enumerate() {
+            last = Some(t.ingest(&s(alloc * M, 150 * M, i as u64, 0), 1, None, None));
+            // Each estimate is a lower bound: never above the truth.
+            assert!(last.as_ref().unwrap().gogc_estimate.unwrap() <= 200, "{last:?}");
+        }
+        let d = last.unwrap();
+        // The scrape just after a GC (52 MiB) gives (150 − 52) / 52 = 188 %.
+        assert_eq!(d.gogc_estimate, Some(188));
+        assert_eq!(d.heap_live_method, Some(LiveMethod::Goal));
+        // 150 / 2.88 = 52 MiB: within 5 % of the truth.
+        let live = d.heap_live.unwrap() as f64 / M as f64;
+        assert!((live - 52.0).abs() < 1.0, "{live}");
+        // Known GOGC is never overridden by an estimate.
+        assert_eq!(
+            t.ingest(&s(52 * M, 150 * M, 9, 0), 1, Some(200), None).gogc_estimate,
+            None
+        );
+        // A new runtime forgets the bounds; small goals (the runtime's 4 MiB
+        // minimum) and a goal the memory limit sets give none.
+        assert_eq!(t.ingest(&s(M, 4 * M, 1, 0), 2, None, None).gogc_estimate, None);
+        let mut near_limit = s(150 * M, 190 * M, 2, 0);
+        near_limit.heap_sys = Some(190 * M);
+        assert_eq!(t.ingest(&near_limit, 2, None, Some(200 * M)).gogc_estimate, None);
+        assert_eq!(
+            t.ingest(&s(100 * M, 200 * M, 3, 0), 2, None, None).gogc_estimate,
+            Some(100)
+        );
     }
 
     #[test]

@@ -21,10 +21,10 @@
 //! Without Go data it is the basis's own robust line to the limit.
 
 use super::breakdown::{breakdown, Breakdown, KernelKind};
-use super::diagnosis::{diagnose_now, mib, Cause, Finding, Thresholds};
+use super::diagnosis::{diagnose_now, gc_thrash, mib, Cause, Finding, Thresholds};
 use super::findings::FindingsState;
 pub use super::go_heap::HEAP_GROWTH_OVERHEAD;
-use super::go_heap::{cycle_goal, heap_spans_resident, memlimit_heap_goal, runtime_resident};
+use super::go_heap::{cycle_goal, heap_spans_resident, memlimit_heap_goal, runtime_resident, stacks_in_goal};
 use super::recommend::{recommend, Peaks, Recommendation, Stretch, MIN_HISTORY_S};
 use super::risk::{Risk, RiskState};
 use super::slope::{theil_sen, Fit};
@@ -49,8 +49,14 @@ pub const EARLY_SPAN_S: f64 = 10.0;
 pub const EARLY_TAU: f64 = 0.85;
 pub const EARLY_DECELERATION: f64 = 0.75;
 pub const EARLY_GC_CYCLES: u64 = 3;
-/// Fewest points for a trend.
+/// Fewest points for a trend of a series read every poll ...
 pub const MIN_POINTS: usize = 8;
+/// ... and of one read at each Go scrape (every 5 s by default, so 4
+/// points span 15 s: the start-up rule may call an established rise within
+/// 20 s of start-up). So few points tell a warm-up from a leak poorly: a
+/// start-up call on fewer than [`MIN_POINTS`] needs the limit-basis value,
+/// read every poll, to rise established by the same rule.
+pub const MIN_GO_POINTS: usize = 4;
 /// Kendall's tau a rise needs to count as a trend (a single step in the
 /// middle of the window scores ~0.5, noise ~0).
 pub const MIN_TAU: f64 = 0.55;
@@ -192,6 +198,7 @@ impl Analyzer {
             Which::TotalAlloc => (&w.total_alloc, self.go_since),
             Which::Nonheap => (&w.off_heap, self.go_since),
             Which::Kernel => (&w.kernel, self.since.max(self.go_since)),
+            Which::Stack => (&w.go_stack, self.go_since),
         };
         let end = s.last()?.t_ms;
         self.pts.clear();
@@ -205,14 +212,20 @@ impl Analyzer {
     }
 
     /// The trend of one series. `early_ok`: the start-up rule may call it
-    /// before [`MIN_SPAN_S`] (see [`EARLY_SPAN_S`]).
-    fn trend(&mut self, w: &Window, which: Which, early_ok: bool) -> Option<Trend> {
+    /// before [`MIN_SPAN_S`] (see [`EARLY_SPAN_S`]); `few_ok`: on fewer than
+    /// [`MIN_POINTS`] points too (see [`MIN_GO_POINTS`]).
+    fn trend(&mut self, w: &Window, which: Which, early_ok: bool, few_ok: bool) -> Option<Trend> {
         let fit = self.fit(w, which, which == Which::Basis)?;
         let settled = fit.span_s >= MIN_SPAN_S;
         let early = !settled && early_ok && fit.span_s >= EARLY_SPAN_S && fit.tau >= EARLY_TAU;
-        let mut significant = fit.n >= MIN_POINTS && (settled || early) && fit.tau >= MIN_TAU && fit.slope > 0.0;
+        let min_points = if which.per_go_scrape() && (settled || few_ok) {
+            MIN_GO_POINTS
+        } else {
+            MIN_POINTS
+        };
+        let mut significant = fit.n >= min_points && (settled || early) && fit.tau >= MIN_TAU && fit.slope > 0.0;
         let slowing = if settled { DECELERATION } else { EARLY_DECELERATION };
-        if significant && self.pts.len() >= MIN_POINTS {
+        if significant && self.pts.len() >= min_points {
             // Levelling off (a warm-up reaching its plateau): the recent half
             // rises at a smaller pace than the older half.
             let half = self.pts.len() / 2;
@@ -441,6 +454,12 @@ impl Analyzer {
             if let Some(p) = cycle_goal(gs, g.gomemlimit()).max(gs.heap_alloc) {
                 win.go_heap_peak.push(t, p as f64);
             }
+            if let Some(st) = gs.stack_inuse {
+                win.go_stack.push(t, st as f64);
+            }
+            if let Some(n) = gs.goroutines {
+                win.go_goroutines.push(t, n as f64);
+            }
             let beside_heap = gs.sys.zip(gs.heap_sys).map(|(s, h)| s.saturating_sub(h));
             let unfilled = gs.heap_inuse.zip(gs.heap_alloc).map(|(i, a)| i.saturating_sub(a));
             if beside_heap.is_some() || unfilled.is_some() {
@@ -467,14 +486,22 @@ impl Analyzer {
             (Some(n), Some(first)) => n.saturating_sub(first),
             _ => 0,
         };
+        // The basis rising established by the start-up rule: what a Go
+        // series' start-up call on few points needs beside its own.
+        let basis_rises = self
+            .trend(win, Which::Basis, true, false)
+            .is_some_and(|t| t.significant);
         let mut slopes = BTreeMap::new();
         for series in SlopeSeries::ALL {
             let early_ok = match series {
                 SlopeSeries::GoHeapLive => gc_cycles >= EARLY_GC_CYCLES,
                 SlopeSeries::Basis | SlopeSeries::Unreclaimable | SlopeSeries::WorkingSet => go.is_none(),
                 SlopeSeries::OffHeap => false,
+                // Goroutines parked for ever rise steadily from the start; a
+                // pool warming up levels off (the rule's deceleration test).
+                SlopeSeries::GoStack => true,
             };
-            if let Some(t) = self.trend(win, series.into(), early_ok) {
+            if let Some(t) = self.trend(win, series.into(), early_ok, basis_rises) {
                 slopes.insert(series, t);
             }
         }
@@ -564,17 +591,20 @@ pub enum SlopeSeries {
     GoHeapLive,
     /// Charged memory outside the Go runtime: basis − (Sys − HeapReleased).
     OffHeap,
+    /// Goroutine stacks (StackInuse).
+    GoStack,
     Unreclaimable,
     WorkingSet,
 }
 
 impl SlopeSeries {
-    pub const ALL: [SlopeSeries; 5] = [
+    pub const ALL: [SlopeSeries; 6] = [
         SlopeSeries::Unreclaimable,
         SlopeSeries::WorkingSet,
         SlopeSeries::Basis,
         SlopeSeries::GoHeapLive,
         SlopeSeries::OffHeap,
+        SlopeSeries::GoStack,
     ];
     /// The ones exported as `headroom_leak_slope_bytes_per_second{series}`.
     pub const EXPORTED: [SlopeSeries; 3] = [
@@ -588,6 +618,7 @@ impl SlopeSeries {
             SlopeSeries::Basis => "basis",
             SlopeSeries::GoHeapLive => "go_heap_live",
             SlopeSeries::OffHeap => "off_heap",
+            SlopeSeries::GoStack => "go_stack",
             SlopeSeries::Unreclaimable => "unreclaimable",
             SlopeSeries::WorkingSet => "working_set",
         }
@@ -600,6 +631,7 @@ impl From<SlopeSeries> for Which {
             SlopeSeries::Basis => Which::Basis,
             SlopeSeries::GoHeapLive => Which::Live,
             SlopeSeries::OffHeap => Which::Nonheap,
+            SlopeSeries::GoStack => Which::Stack,
             SlopeSeries::Unreclaimable => Which::Unreclaimable,
             SlopeSeries::WorkingSet => Which::WorkingSet,
         }
@@ -615,6 +647,14 @@ enum Which {
     TotalAlloc,
     Nonheap,
     Kernel,
+    Stack,
+}
+
+impl Which {
+    /// A series with a point at each Go scrape, not at each poll.
+    fn per_go_scrape(self) -> bool {
+        matches!(self, Which::Live | Which::TotalAlloc | Which::Nonheap | Which::Stack)
+    }
 }
 
 /// Memory the Go runtime holds resident (see [`runtime_resident`]).
@@ -680,6 +720,21 @@ fn go_model(
     // beside each new heap byte.
     let room = (limit - basis) as f64 / (1.0 + HEAP_GROWTH_OVERHEAD);
     let target = resident.saturating_add(room as u64);
+    // The goal's part that goroutine stacks make (Go 1.18+: stacks ×
+    // GOGC/100, not while the memory limit sets the goal): it does not grow
+    // with the live heap.
+    let gogc = reading
+        .sample
+        .gogc_percent
+        .or(reading.gogc_env)
+        .or(reading.gogc_estimate)
+        .unwrap_or(100);
+    let k = if stacks_in_goal(g.go_version.as_deref()) && gogc > 0 && reading.gomemlimit_binds != Some(true) {
+        gogc as f64 / 100.0
+    } else {
+        0.0
+    };
+    let stacks_share = g.stack_inuse.unwrap_or(0) as f64 * k;
     let mut best: Option<(f64, String)> = None;
     let mut consider = |t: f64, why: String| {
         if t.is_finite() && best.as_ref().is_none_or(|(b, _)| t < *b) {
@@ -702,14 +757,28 @@ fn go_model(
         slopes.get(&SlopeSeries::GoHeapLive).filter(|t| t.significant),
         s.go.as_ref().and_then(|g| g.heap_live),
     ) {
-        let ratio = (goal as f64 / live.max(1) as f64).max(1.0);
+        let ratio = ((goal as f64 - stacks_share).max(0.0) / live.max(1) as f64).max(1.0);
         // Under a memory limit that holds the goal below the target, the
         // heap reaches the target only when the live heap itself does (the
         // GC then runs without end and frees nothing).
         let capped = memlimit
             .and_then(|m| memlimit_heap_goal(g, m))
             .is_some_and(|m| m < target);
-        let live_needed = if capped { target as f64 } else { target as f64 / ratio };
+        let mut live_needed = if capped {
+            target as f64
+        } else {
+            (target as f64 - stacks_share).max(0.0) / ratio
+        };
+        // Once the GC runs back to back under the limit (gc_thrash: the
+        // live heap near the limit's goal, the GC's pace high), the heap
+        // holds the live heap plus what is allocated during each cycle: the
+        // charge grows with the live heap from now on, not only once the
+        // spans resident now are full. (The pace, not the live heap's
+        // nearness alone: under a binding limit the live heap is read from
+        // a 3-scrape envelope, which can sit well above it for a while.)
+        if capped && gc_thrash(reading, Some(limit)).is_some() {
+            live_needed = live_needed.min(live as f64 + room);
+        }
         let t1 = (live_needed - live as f64).max(0.0) / t.bytes_per_second;
         let fill = alloc_rate.unwrap_or(t.bytes_per_second).max(t.bytes_per_second);
         let t2 = (target as f64 - live_needed).max(0.0) / fill;
@@ -721,6 +790,27 @@ fn go_model(
                 mib(live_needed as u64),
                 ratio,
                 mib(target)
+            ),
+        );
+    }
+    if let Some(t) = slopes.get(&SlopeSeries::GoStack).filter(|t| t.significant) {
+        // Goroutine stacks are charged as they grow and raise the GC goal by
+        // k = GOGC/100 of their growth: the heap's peak before each GC rises
+        // with them, and with the live heap where it grows too.
+        let live = slopes
+            .get(&SlopeSeries::GoHeapLive)
+            .filter(|t| t.significant)
+            .map_or(0.0, |t| t.bytes_per_second * (1.0 + k));
+        let rate = t.bytes_per_second * (1.0 + k * (1.0 + HEAP_GROWTH_OVERHEAD)) + live * (1.0 + HEAP_GROWTH_OVERHEAD);
+        let heap_growth = goal.saturating_sub(resident) as f64 * (1.0 + HEAP_GROWTH_OVERHEAD);
+        let peak = basis.saturating_add(heap_growth as u64);
+        consider(
+            limit.saturating_sub(peak) as f64 / rate,
+            format!(
+                "goroutine stacks grow {:.1} KiB/s{}; the heap's peak before each GC rises {:.1} KiB/s with them",
+                t.bytes_per_second / 1024.0,
+                if k > 0.0 { " and raise the GC goal" } else { "" },
+                rate / 1024.0
             ),
         );
     }
@@ -754,7 +844,17 @@ fn growth_findings(
     let mut out = Vec::new();
     let min_growth = ((4u64 << 20) as f64).max(0.01 * limit.unwrap_or(0) as f64);
     let grew = |t: &Trend| t.significant && t.bytes_per_second * t.span_s >= min_growth;
-    if let Some(t) = slopes.get(&SlopeSeries::GoHeapLive).filter(|t| grew(t)) {
+    let stacks = slopes.get(&SlopeSeries::GoStack).filter(|t| grew(t));
+    let live = slopes.get(&SlopeSeries::GoHeapLive).filter(|t| grew(t));
+    // The heap growing slower than the stacks is what the leaked goroutines
+    // reference: part of the goroutine leak, not a leak of its own.
+    let heap_of_goroutines = stacks
+        .zip(live)
+        .is_some_and(|(st, l)| l.bytes_per_second < st.bytes_per_second);
+    if let Some(t) = stacks {
+        out.push(goroutine_leak(s, t, live.filter(|_| heap_of_goroutines)));
+    }
+    if let Some(t) = live.filter(|_| !heap_of_goroutines) {
         out.push(Finding {
             cause: Cause::HeapLeak,
             evidence: format!(
@@ -777,6 +877,40 @@ fn growth_findings(
         out.push(off_heap_finding(t, kernel_slope, b));
     }
     out
+}
+
+/// `goroutine_leak`: goroutine stacks rising; `heap`: the live heap's
+/// growth when it is the goroutines' (slower than the stacks').
+fn goroutine_leak(s: &Sample, t: &Trend, heap: Option<&Trend>) -> Finding {
+    let g = s.go.as_ref().map(|g| &g.sample);
+    let now = g
+        .and_then(|g| g.stack_inuse)
+        .map_or(String::new(), |st| format!("; now {} of stacks", mib(st)));
+    let count = g
+        .and_then(|g| g.goroutines)
+        .map_or(String::new(), |n| format!(", {n} goroutines"));
+    let heap = heap.map_or(String::new(), |h| {
+        format!(
+            "; the live heap grew {:.1} KiB/s with them (what the goroutines hold)",
+            h.bytes_per_second / 1024.0
+        )
+    });
+    Finding {
+        cause: Cause::GoroutineLeak,
+        evidence: format!(
+            "goroutine stacks (StackInuse) grew {} in {:.0} s ({:.1} KiB/s, tau {:.2}){now}{count}{heap}",
+            mib((t.bytes_per_second * t.span_s) as u64),
+            t.span_s,
+            t.bytes_per_second / 1024.0,
+            t.tau,
+        ),
+        advice: "Goroutines start and never exit: each keeps its stack and what it references. Take the goroutine \
+                 profile (go tool pprof http://TARGET/debug/pprof/goroutine, or curl \
+                 'http://TARGET/debug/pprof/goroutine?debug=1') twice a minute apart and look for the stacks whose \
+                 count keeps rising: a channel send or receive nobody completes, a missing context cancel or \
+                 timeout, a ticker never stopped. Stacks are outside the heap: a heap profile does not show them."
+            .into(),
+    }
 }
 
 /// A kernel growth at least this share of the growth outside the heap makes
@@ -1039,6 +1173,84 @@ mod tests {
             g.sample.num_gc = Some((t * 0.37) as u64);
         }
         s
+    }
+
+    /// A poll at `t` s of a GC sawtooth over `live(t)` MiB polled every
+    /// second and scraped every 5 s (the default pacing): the Go reading is
+    /// the last scrape's; the basis, read every poll, holds the heap at its
+    /// goal (twice the live heap) and 20 MiB beside it.
+    fn paced(t: u64, live: impl Fn(f64) -> f64) -> Sample {
+        let now = st(t as f64, 20.0 + 2.0 * live(t as f64), 512.0);
+        let at = (t - t % 5) as f64;
+        let l = live(at);
+        let alloc = l + (at * 0.37).fract() * l;
+        let mut scraped = with_go(st(at, 0.0, 512.0), l, alloc, 2.0 * l, 2.0 * l, 100.0 * at);
+        if let Some(g) = scraped.go.as_mut() {
+            g.sample.num_gc = Some((at * 0.37) as u64);
+        }
+        Sample { go: scraped.go, ..now }
+    }
+
+    #[test]
+    fn at_the_default_pacing_a_leak_is_called_within_20_s_and_a_warm_up_never() {
+        // A leak of 2 MiB/s with Go scraped every 5 s: 4 scrapes span 15 s,
+        // the basis read every second rises with it.
+        let mut a = analyzer();
+        let out = run(&mut a, (0..=40).map(|t| paced(t, |t| 40.0 + 2.0 * t)));
+        let first = out.iter().position(|x| x.time_to_oom_s.is_some());
+        assert!(first.is_some_and(|t| t <= 20), "first prediction at {first:?}");
+        assert!(out[20].has(Cause::HeapLeak), "{:?}", out[20].findings);
+        // A heap warming up to 150 MiB (time constant 8 s) at the same
+        // pacing: four scrapes may rise in a line, the basis levels off.
+        let mut a = analyzer();
+        let warm = |t: f64| 10.0 + 140.0 * (1.0 - (-t / 8.0).exp());
+        for (t, x) in run(&mut a, (0..=120).map(|t| paced(t, warm))).iter().enumerate() {
+            assert_eq!(x.risk, Risk::Ok, "t={t}: {}", x.prediction);
+            assert!(!x.has(Cause::HeapLeak), "t={t}: {:?}", x.findings);
+        }
+    }
+
+    #[test]
+    fn a_goroutine_leak_is_told_from_a_heap_leak() {
+        // 30 MiB live and steady; stacks grow 1.5 MiB/s from 10 MiB and, as
+        // on Go 1.18+, count in the goal (live + (live + stacks) × 100 %).
+        let mut a = analyzer();
+        let mut peak: f64 = 0.0;
+        let out = run(
+            &mut a,
+            (0..=90).map(|t| {
+                let t = t as f64;
+                let (live, stacks) = (30.0, 10.0 + 1.5 * t);
+                let goal = 2.0 * live + stacks;
+                let alloc = live + (t * 0.37).fract() * (goal - live);
+                peak = peak.max(alloc);
+                let mut s = with_go(st(t, 20.0 + peak + stacks, 512.0), live, alloc, goal, peak, 100.0 * t);
+                let g = s.go.as_mut().unwrap();
+                g.sample.num_gc = Some((t * 0.37) as u64);
+                g.sample.stack_inuse = Some((stacks * MIB) as u64);
+                g.sample.sys = Some(((peak + stacks) * MIB) as u64);
+                g.sample.goroutines = Some((stacks * 16.0) as u64);
+                s
+            }),
+        );
+        let last = out.last().unwrap();
+        assert!(last.has(Cause::GoroutineLeak), "{:?}", last.findings);
+        assert!(out
+            .iter()
+            .all(|x| !x.has(Cause::HeapLeak) && !x.has(Cause::OffHeapGrowth)));
+        let f = last.findings.iter().find(|f| f.cause == Cause::GoroutineLeak).unwrap();
+        assert!(
+            f.evidence.contains("goroutine stacks (StackInuse) grew") && f.evidence.contains("goroutines"),
+            "{f:?}"
+        );
+        assert!(f.advice.contains("/debug/pprof/goroutine"), "{f:?}");
+        // The heap's peak before each GC rises with the stacks and their
+        // share of the goal: 1.5 × (1 + 1.1) = 3.15 MiB/s. At 90 s the basis
+        // is 20 + peak (~195) + 145 of stacks, the goal's growth ahead ~0:
+        // the prediction follows the stacks, not the (flat) live heap.
+        let tto = last.time_to_oom_s.expect("a time to OOM");
+        assert!(last.prediction.contains("goroutine stacks grow"), "{}", last.prediction);
+        assert!(tto > 0.0 && tto < 100.0, "{tto}: {}", last.prediction);
     }
 
     #[test]

@@ -180,6 +180,10 @@ pub struct Window {
     /// does not use up: Sys − HeapSys (stacks, GC metadata, span structures,
     /// other) plus HeapInuse − HeapAlloc (not shown).
     pub go_runtime_other: Series,
+    /// Goroutine stacks, StackInuse (not shown).
+    pub go_stack: Series,
+    /// Goroutines, where the source exports their number (not shown).
+    pub go_goroutines: Series,
     events: VecDeque<Event>,
     /// Unix ms − monotonic ms of the last sample.
     offset_ms: i64,
@@ -206,6 +210,8 @@ impl Window {
             kernel: s(),
             go_heap_peak: s(),
             go_runtime_other: s(),
+            go_stack: s(),
+            go_goroutines: s(),
             events: VecDeque::new(),
             offset_ms: 0,
             now_ms: None,
@@ -213,7 +219,7 @@ impl Window {
         }
     }
 
-    fn all(&self) -> [&Series; 12] {
+    fn all(&self) -> [&Series; 14] {
         [
             &self.usage,
             &self.working_set,
@@ -227,6 +233,8 @@ impl Window {
             &self.kernel,
             &self.go_heap_peak,
             &self.go_runtime_other,
+            &self.go_stack,
+            &self.go_goroutines,
         ]
     }
 
@@ -250,6 +258,8 @@ impl Window {
             &mut self.off_heap,
             &mut self.go_heap_peak,
             &mut self.go_runtime_other,
+            &mut self.go_stack,
+            &mut self.go_goroutines,
         ] {
             s.cut();
         }

@@ -179,6 +179,7 @@ impl Collector {
                     heap_live_method: d.heap_live_method,
                     gogc_env: env.gogc,
                     gomemlimit_env: env.gomemlimit,
+                    gogc_estimate: d.gogc_estimate,
                     gomemlimit_binds: d.gomemlimit_binds,
                     restarts: epoch,
                     gc_cycles_per_second: pace.cycles_per_second,
