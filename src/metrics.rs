@@ -156,7 +156,7 @@ const GAUGES: &[(&str, &str, Getter)] = &[
     (
         "headroom_go_effective_gogc",
         "The effective GOGC, percent: 100 × (goal − live heap) / live heap, the goal being NextGC capped by a binding GOMEMLIMIT. GOGC=100 leaves 100; near 0 the GC runs back to back.",
-        |s| s.go.as_ref().and_then(|g| g.effective_gogc()),
+        |s| s.go.as_ref().and_then(crate::analysis::go_heap::effective_gogc),
     ),
     (
         "headroom_go_goroutines",

@@ -444,16 +444,6 @@ impl GoReading {
     pub fn gomemlimit(&self) -> Option<u64> {
         crate::parse::go_runtime::effective_gomemlimit(self.sample.gomemlimit, self.gomemlimit_env)
     }
-
-    /// The effective GOGC, percent: the room between the live heap and this
-    /// cycle's goal (NextGC, capped by a binding GOMEMLIMIT), 100 × (goal −
-    /// live) / live. GOGC=100 leaves 100; under a binding memory limit it
-    /// falls toward 0 as the live heap nears the limit.
-    pub fn effective_gogc(&self) -> Option<f64> {
-        let live = self.heap_live.filter(|l| *l > 0)?;
-        let goal = crate::analysis::go_heap::cycle_goal(&self.sample, self.gomemlimit())?;
-        Some(100.0 * goal.saturating_sub(live) as f64 / live as f64)
-    }
 }
 
 /// One poll's input: everything the collector read, with the identity of

@@ -74,19 +74,7 @@ fn a_live_heap_just_under_gomemlimit_is_called_gc_thrash_and_held_without_a_kill
     assert!(go["gc_cycles_per_second"].as_f64().unwrap() >= 2.0, "{go:#}");
     assert_eq!(go["gomemlimit_binds"], true, "{go:#}");
     // headroom check names it too, after sampling for 12 s (alongside).
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"))
-        .args([
-            "check",
-            "--pid",
-            &hog.pid().to_string(),
-            "--go-url",
-            &hog.url("/debug/vars"),
-        ])
-        .args(["--for", "12s", "--interval", "500ms", "--go-interval", "1s"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("headroom check");
+    let check = spawn_check(&hog, "/debug/vars", 12);
     // The dashboard names it, and shows the GC pace (rendered alongside).
     let addr = hr.addr;
     let dom = std::thread::spawn(move || dashboard_dom(addr));

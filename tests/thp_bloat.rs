@@ -119,19 +119,7 @@ fn a_sparsely_touched_huge_page_region_is_called_thp_bloat_and_held_without_a_ki
         "the advice for the Go version /metrics names: {f:#}"
     );
     // headroom check names it too, after sampling for 8 s (alongside).
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_headroom"))
-        .args([
-            "check",
-            "--pid",
-            &hog.pid().to_string(),
-            "--go-url",
-            &hog.url("/metrics"),
-        ])
-        .args(["--for", "8s", "--interval", "500ms", "--go-interval", "1s"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("headroom check");
+    let check = spawn_check(&hog, "/metrics", 8);
     // The dashboard names it (rendered alongside).
     let addr = hr.addr;
     let dom = std::thread::spawn(move || dashboard_dom(addr));

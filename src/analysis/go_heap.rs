@@ -137,6 +137,16 @@ pub fn cycle_goal(g: &GoSample, memlimit: Option<u64>) -> Option<u64> {
     })
 }
 
+/// The effective GOGC, percent: the room between the live heap and this
+/// cycle's goal (NextGC, capped by a binding GOMEMLIMIT), 100 × (goal −
+/// live) / live. GOGC=100 leaves 100; under a binding memory limit it falls
+/// toward 0 as the live heap nears the limit.
+pub fn effective_gogc(r: &crate::sample::GoReading) -> Option<f64> {
+    let live = r.heap_live.filter(|l| *l > 0)?;
+    let goal = cycle_goal(&r.sample, r.gomemlimit())?;
+    Some(100.0 * goal.saturating_sub(live) as f64 / live as f64)
+}
+
 /// The charged memory at this cycle's peak, just before its GC: `basis`
 /// now, plus the heap's growth from the spans it holds resident (idle spans
 /// are charged already) to the cycle's goal, with the runtime's overhead.

@@ -983,7 +983,13 @@ pub fn assert_calm(c: &Calm, ticks: &[Tick]) {
     if let Some(k) = ticks.iter().find(|k| k.risk > 0) {
         panic!("{}: false alarm at {:.0} s:\n{tl}", c.name, k.t);
     }
-    for bad in ["heap_leak", "off_heap_growth", "goroutine_leak"] {
+    for bad in [
+        "heap_leak",
+        "off_heap_growth",
+        "goroutine_leak",
+        "gc_thrash",
+        "thp_bloat",
+    ] {
         assert!(
             ticks.iter().all(|k| !k.causes.iter().any(|x| x == bad)),
             "{}: {bad} called:\n{tl}",
@@ -998,4 +1004,23 @@ pub fn assert_calm(c: &Calm, ticks: &[Tick]) {
             c.name
         );
     }
+}
+
+/// Starts `headroom check` on `hog` (its `go_path` endpoint) sampling for
+/// `secs` seconds every 500 ms (Go every second); its output is piped.
+pub fn spawn_check(hog: &GoHog, go_path: &str, secs: u64) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_headroom"))
+        .args(["check", "--pid", &hog.pid().to_string(), "--go-url", &hog.url(go_path)])
+        .args([
+            "--for",
+            &format!("{secs}s"),
+            "--interval",
+            "500ms",
+            "--go-interval",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("headroom check")
 }
