@@ -353,12 +353,14 @@ fn check_states_a_misconfiguration_and_its_fix() {
 }
 
 /// Serves `body` to every request (a Go target's /metrics, from a fixture).
-fn serve_static(body: String) -> std::net::SocketAddr {
+/// Serves the body `body(n)` to the `n`th request (from 0).
+fn serve(body: impl Fn(u64) -> String + Send + 'static) -> std::net::SocketAddr {
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
+        for (n, mut s) in l.incoming().flatten().enumerate() {
+            let body = body(n as u64);
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
             let head = format!(
@@ -376,15 +378,42 @@ fn serve_static(body: String) -> std::net::SocketAddr {
 fn dashboard_queries_only_metrics_a_live_scrape_has() {
     // The v2 tree and a Go target serving the runtime/metrics names (so that
     // GOMEMLIMIT and the other "where exported" metrics are in the scrape).
-    let body = std::fs::read_to_string(fixture("go/client_golang-runtime-metrics-go1.22.prom")).unwrap();
-    let go = serve_static(body);
-    let url = format!("http://{go}/metrics");
-    let hr = start_on_fixture("v2", &["--pid", "4242", "--go-url", &url, "--go-interval", "200ms"]);
-    // Slopes need three one-second buckets of history.
-    hr.wait_metrics(Duration::from_secs(15), "slopes and Go metrics", |m| {
-        m.contains_key("headroom_leak_slope_bytes_per_second{series=\"unreclaimable\"}")
-            && m.contains_key("headroom_go_gomemlimit_bytes")
+    // Its CPU classes rise between scrapes (the GC's share of the CPU is
+    // measured from their deltas); a 5 s window gives a recommendation after
+    // 5 s of history.
+    let fixed = std::fs::read_to_string(fixture("go/client_golang-runtime-metrics-go1.22.prom")).unwrap();
+    let go = serve(move |n| {
+        format!(
+            "{fixed}go_cpu_classes_gc_total_cpu_seconds_total {}\ngo_cpu_classes_total_cpu_seconds_total {}\n",
+            0.01 * n as f64,
+            0.4 * n as f64
+        )
     });
+    let url = format!("http://{go}/metrics");
+    let hr = start_on_fixture(
+        "v2",
+        &[
+            "--pid",
+            "4242",
+            "--go-url",
+            &url,
+            "--go-interval",
+            "200ms",
+            "--window",
+            "5s",
+        ],
+    );
+    // Slopes need three one-second buckets of history.
+    hr.wait_metrics(
+        Duration::from_secs(15),
+        "slopes, Go metrics and the recommendation",
+        |m| {
+            m.contains_key("headroom_leak_slope_bytes_per_second{series=\"unreclaimable\"}")
+                && m.contains_key("headroom_go_gomemlimit_bytes")
+                && m.contains_key("headroom_go_gc_cpu_fraction")
+                && m.contains_key("headroom_recommended_memory_limit_bytes")
+        },
+    );
     let scrape = hr.get("/metrics").1;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("scrape.prom");
