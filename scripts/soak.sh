@@ -96,12 +96,31 @@ hook_pid=$!
 
 go_port=$(free_port)
 restarts=0
+# The service keeps its port across restarts (headroom's --go-url names
+# it). While it is down another program on the machine may take that port
+# for a moment: the start is tried again, for up to a minute.
 start_hog() {
-  GOMEMLIMIT=450MiB sh -c 'echo $$ > "$0/cgroup.procs" && exec "$1" -listen "$2" -hold 50 -leak 1 -garbage 20' \
-    "$cg" "$gohog" "127.0.0.1:$go_port" > "$work/hog.out" &
-  hog_pid=$!
-  for _ in $(seq 100); do grep -q listening "$work/hog.out" && break; sleep 0.1; done
-  grep -q listening "$work/hog.out" || { echo "soak: gohog did not start" >&2; exit 1; }
+  local try
+  for try in $(seq 60); do
+    GOMEMLIMIT=450MiB sh -c 'echo $$ > "$0/cgroup.procs" && exec "$1" -listen "$2" -hold 50 -leak 1 -garbage 20' \
+      "$cg" "$gohog" "127.0.0.1:$go_port" > "$work/hog.out" 2>&1 &
+    hog_pid=$!
+    for _ in $(seq 100); do
+      grep -q listening "$work/hog.out" && return 0
+      kill -0 "$hog_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if grep -q "address already in use" "$work/hog.out"; then
+      wait "$hog_pid" 2>/dev/null || true
+      echo "soak: port $go_port taken by another program, starting gohog again (try $try)" >&2
+      sleep 1
+      continue
+    fi
+    break
+  done
+  echo "soak: gohog did not start:" >&2
+  cat "$work/hog.out" >&2
+  exit 1
 }
 start_hog
 
