@@ -14,19 +14,6 @@ const THRASH: &str = "headroom_diagnosis{cause=\"gc_thrash\"}";
 const RATE: &str = "headroom_go_gc_cycles_per_second";
 const CPU: &str = "headroom_go_gc_cpu_fraction";
 
-fn start_headroom(hog: &GoHog) -> Headroom {
-    Headroom::start(&[
-        "--pid",
-        &hog.pid().to_string(),
-        "--go-url",
-        &hog.url("/debug/vars"),
-        "--interval",
-        "500ms",
-        "--go-interval",
-        "1s",
-    ])
-}
-
 fn causes(hr: &Headroom) -> Vec<String> {
     hr.status()["analysis"]["findings"]
         .as_array()
@@ -48,7 +35,7 @@ fn a_live_heap_just_under_gomemlimit_is_called_gc_thrash_and_held_without_a_kill
     // 150 MiB live under GOMEMLIMIT=170MiB, 100 MiB/s of garbage: each GC
     // frees a few MiB, so the next starts at once.
     let hog = GoHog::start(&cg, &[("GOMEMLIMIT", "170MiB")], &["-live", "150", "-garbage", "100"]);
-    let hr = start_headroom(&hog);
+    let hr = headroom_fast(&hog, "/debug/vars");
     let started = Instant::now();
     let m = hr.wait_metrics(Duration::from_secs(30), "gc_thrash", |m| m.get(THRASH) == Some(&1.0));
     let called = started.elapsed();
@@ -113,7 +100,7 @@ fn a_live_heap_just_under_gomemlimit_is_called_gc_thrash_and_held_without_a_kill
 fn a_calm_gc_sawtooth_without_gomemlimit_is_not_gc_thrash() {
     let cg = V1Cgroup::create("gc-calm", 256 * MIB);
     let hog = GoHog::start(&cg, &[], &["-live", "20", "-garbage", "20"]);
-    let hr = start_headroom(&hog);
+    let hr = headroom_fast(&hog, "/debug/vars");
     // The GC pace is measured (not silent for want of numbers) ...
     let m = hr.wait_metrics(Duration::from_secs(20), "the GC pace over 10 s", |m| {
         m.contains_key(RATE) && hr.status()["go"]["gc_pace_span_ms"].as_u64().unwrap_or(0) >= 10_000

@@ -15,19 +15,6 @@ const THP: &str = "headroom_diagnosis{cause=\"thp_bloat\"}";
 const POLLS: &str = "headroom_poll_duration_seconds_count";
 const THP_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 
-fn start_headroom(hog: &GoHog) -> Headroom {
-    Headroom::start(&[
-        "--pid",
-        &hog.pid().to_string(),
-        "--go-url",
-        &hog.url("/metrics"),
-        "--interval",
-        "500ms",
-        "--go-interval",
-        "1s",
-    ])
-}
-
 fn causes(st: &serde_json::Value) -> Vec<String> {
     st["analysis"]["findings"]
         .as_array()
@@ -71,7 +58,7 @@ fn a_sparsely_touched_huge_page_region_is_called_thp_bloat_and_held_without_a_ki
     // used, 300 MiB charged, none of it on the Go heap.
     let hog = GoHog::start(&cg, &[], &["-thp-mib", "300"]);
     require_huge_pages(&cg, 290 * MIB);
-    let hr = start_headroom(&hog);
+    let hr = headroom_fast(&hog, "/metrics");
     let started = Instant::now();
     let m = hr.wait_metrics(Duration::from_secs(20), "thp_bloat", |m| m.get(THP) == Some(&1.0));
     let called = started.elapsed();
@@ -171,8 +158,8 @@ fn a_go_heap_in_huge_pages_and_a_calm_sawtooth_are_not_thp_bloat() {
     let calm_cg = V1Cgroup::create("thp-calm", 256 * MIB);
     let calm_hog = GoHog::start(&calm_cg, &[], &["-live", "20", "-garbage", "20"]);
     let runs = [
-        ("Go heap in huge pages", start_headroom(&heap_hog)),
-        ("calm sawtooth", start_headroom(&calm_hog)),
+        ("Go heap in huge pages", headroom_fast(&heap_hog, "/metrics")),
+        ("calm sawtooth", headroom_fast(&calm_hog, "/metrics")),
     ];
     // Measured (not silent for want of numbers): huge pages and the Go
     // runtime read ...

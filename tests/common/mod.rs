@@ -1024,3 +1024,18 @@ pub fn spawn_check(hog: &GoHog, go_path: &str, secs: u64) -> Child {
         .spawn()
         .expect("headroom check")
 }
+
+/// headroom watching `hog` at a fast pace (cgroup every 500 ms, Go every
+/// second, from its `go_path` endpoint).
+pub fn headroom_fast(hog: &GoHog, go_path: &str) -> Headroom {
+    Headroom::start(&[
+        "--pid",
+        &hog.pid().to_string(),
+        "--go-url",
+        &hog.url(go_path),
+        "--interval",
+        "500ms",
+        "--go-interval",
+        "1s",
+    ])
+}
