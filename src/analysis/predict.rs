@@ -501,10 +501,9 @@ impl Analyzer {
         };
         // The basis rising established by the start-up rule: what a Go
         // series' start-up call on few points needs beside its own.
-        // One fit of the basis serves both: for a Go target the basis' own
-        // trend is not called by the start-up rule (the live heap is).
-        let basis_early = self.trend(win, Which::Basis, true, false);
-        let basis_rises = basis_early.is_some_and(|t| t.significant);
+        let basis_rises = self
+            .trend(win, Which::Basis, true, false)
+            .is_some_and(|t| t.significant);
         let mut slopes = BTreeMap::new();
         for series in SlopeSeries::ALL {
             let early_ok = match series {
@@ -515,14 +514,7 @@ impl Analyzer {
                 // pool warming up levels off (the rule's deceleration test).
                 SlopeSeries::GoStack => true,
             };
-            let trend = match series {
-                SlopeSeries::Basis => basis_early.map(|mut t| {
-                    t.significant &= early_ok || t.span_s >= MIN_SPAN_S;
-                    t
-                }),
-                _ => self.trend(win, series.into(), early_ok, basis_rises),
-            };
-            if let Some(mut t) = trend {
+            if let Some(mut t) = self.trend(win, series.into(), early_ok, basis_rises) {
                 if t.significant {
                     self.significant_at.insert(series, now);
                 } else if self
