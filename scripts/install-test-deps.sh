@@ -4,6 +4,7 @@
 #   golang-github-prometheus-client-golang-dev  client_golang for GOPATH-mode builds of gohog
 #   prometheus                                  promtool, to check the shipped alert rules
 #   prometheus-alertmanager                     a real Alertmanager for the alerting tests
+#   protobuf-compiler                           protoc, for the tests' CRI client (the k8s-cri crate)
 #
 # Idempotent and quiet: when everything is present it prints nothing and touches
 # nothing. `apt-get update` runs at most once, and only when something must be
@@ -25,6 +26,7 @@ dpkg -s golang-github-prometheus-client-golang-dev >/dev/null 2>&1 \
     || missing+=(golang-github-prometheus-client-golang-dev)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
