@@ -118,6 +118,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         alerts: start_alerts(&alert_cfg, &profiles)?,
         profiles: Some(profiles),
         runtime: tokio::runtime::Handle::current(),
+        scrapes: None,
     };
     let monitor = Monitor::new(target.clone());
     let slot = shared.insert(shared.new_slot(key, Default::default(), Some(monitor.history())));
@@ -136,12 +137,6 @@ pub async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {
         interval = ?cfg.template.interval,
         "node mode: listening"
     );
-    if cfg.cri_socket != crate::config::CriSocket::None {
-        tracing::info!(
-            "names from the container runtime are not read by this build: targets are keyed by pod UID and \
-             container ID (namespace empty); pass --cri-socket none to silence this"
-        );
-    }
     let metrics = Metrics::for_node();
     let histogram = metrics.poll_histogram();
     let shared = Arc::new(Shared::node(metrics).with_interval(cfg.daemon.interval));
@@ -152,6 +147,9 @@ pub async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {
         alerts: start_alerts(&alert_cfg, &profiles)?,
         profiles: Some(profiles),
         runtime: tokio::runtime::Handle::current(),
+        scrapes: Some(Arc::new(tokio::sync::Semaphore::new(
+            crate::targets::node::MAX_CONCURRENT_SCRAPES,
+        ))),
     };
     let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
     let loop_shared = shared.clone();

@@ -305,6 +305,7 @@ async fn watch_for(target: TargetConfig, sample_for: Duration) -> anyhow::Result
         alerts: None,
         profiles: None,
         runtime: tokio::runtime::Handle::current(),
+        scrapes: None,
     };
     let run = runner::start(target, monitor, slot.clone(), &common)?;
     let started = Instant::now();

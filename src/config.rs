@@ -203,7 +203,7 @@ pub const NODE_FLAGS: &[Flag] = &[
         "cri-socket",
         "PATH",
         Some("auto"),
-        "The container runtime's CRI socket, for pod and container names: `auto` (containerd's, then CRI-O's, where present), `none`, or a path. Checked and accepted; this build does not read names from it yet: targets are keyed by pod UID and the container ID's first 12 hex digits.",
+        "The container runtime's CRI socket, for namespace, pod and container names, the pods' `headroom.dev/go-url` annotations and how containers ended: `auto` (containerd's /run/containerd/containerd.sock, then CRI-O's /run/crio/crio.sock, each also under /host), `none`, or a path. Without one, targets are keyed by pod UID and the container ID's first 12 hex digits, and no Go endpoint is known.",
         Some("/run/containerd/containerd.sock"),
     ),
     flag(
@@ -212,6 +212,13 @@ pub const NODE_FLAGS: &[Flag] = &[
         Some("false"),
         "Watch non-Go containers too (their cgroup only); by default only containers running a Go program are watched.",
         Some("true"),
+    ),
+    flag(
+        "enter-netns",
+        "BOOL",
+        Some("true"),
+        "Scrape a Go endpoint annotated with a loopback URL (`headroom.dev/go-url: http://127.0.0.1:6060/debug/vars`) from inside the pod's network namespace (setns into /proc/PID/ns/net; needs CAP_SYS_ADMIN). false: loopback URLs are left unscraped unless the pod uses the host's network; other URLs are dialled as they are.",
+        Some("false"),
     ),
     flag(
         "max-targets",
@@ -570,6 +577,9 @@ pub struct TargetConfig {
     /// read happened since, and count. Otherwise they are from before
     /// headroom started, shown in the status and not counted.
     pub appeared_after_start: bool,
+    /// The network namespace the Go URL is dialled in (`/proc/PID/ns/net`):
+    /// a pod's loopback endpoint reached by the node agent.
+    pub go_netns: Option<PathBuf>,
 }
 
 impl TargetConfig {
@@ -625,6 +635,8 @@ pub struct NodeConfig {
     pub template: TargetConfig,
     pub cri_socket: CriSocket,
     pub all_containers: bool,
+    /// Loopback Go URLs are dialled inside the pod's network namespace.
+    pub enter_netns: bool,
     pub max_targets: usize,
 }
 
@@ -667,15 +679,19 @@ impl NodeConfig {
             }
             p => CriSocket::Path(PathBuf::from(p)),
         };
-        let all = get("all-containers");
-        let all_containers = match all.as_str() {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            _ => {
-                errors.push(format!("--all-containers {all:?}: expected true or false"));
-                false
+        let mut boolean = |name: &str| {
+            let v = get(name);
+            match v.as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    errors.push(format!("--{name} {v:?}: expected true or false"));
+                    false
+                }
             }
         };
+        let all_containers = boolean("all-containers");
+        let enter_netns = boolean("enter-netns");
         let max = get("max-targets");
         let max_targets = match max.parse::<usize>() {
             Ok(n) if n > 0 => n,
@@ -690,6 +706,7 @@ impl NodeConfig {
                 template: c.target_config(),
                 cri_socket,
                 all_containers,
+                enter_netns,
                 max_targets,
             }),
             Ok(_) => Err(errors),
@@ -828,6 +845,7 @@ impl Config {
             memory_limit: self.memory_limit,
             limit_basis: self.limit_basis,
             appeared_after_start: false,
+            go_netns: None,
         }
     }
 

@@ -146,7 +146,7 @@ fn base64(data: &[u8]) -> String {
 
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Client<HttpsConnector<Dialer>, Full<Bytes>>,
 }
 
 impl Default for HttpClient {
@@ -161,7 +161,16 @@ const ERROR_BODY_BYTES: usize = 200;
 impl HttpClient {
     /// http and https, trusting the compiled-in Mozilla roots.
     pub fn new() -> HttpClient {
-        HttpClient::with_roots(mozilla_roots())
+        HttpClient::with_roots(mozilla_roots(), None)
+    }
+
+    /// A client whose connections are made inside the network namespace
+    /// `netns` (`/proc/PID/ns/net`): a pod's loopback address, reached from
+    /// a node agent. Each connection is dialled by a thread of its own that
+    /// enters the namespace (`setns`, which needs CAP_SYS_ADMIN) and ends
+    /// after; the namespace is entered only when it is not the caller's own.
+    pub fn in_netns(netns: &Path) -> HttpClient {
+        HttpClient::with_roots(mozilla_roots(), Some(netns))
     }
 
     /// Also trusts every certificate of a PEM file (a private CA for alert
@@ -193,10 +202,10 @@ impl HttpClient {
         if added == 0 {
             return Err(err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into()));
         }
-        Ok(HttpClient::with_roots(roots))
+        Ok(HttpClient::with_roots(roots, None))
     }
 
-    fn with_roots(roots: rustls::RootCertStore) -> HttpClient {
+    fn with_roots(roots: rustls::RootCertStore, netns: Option<&Path>) -> HttpClient {
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .expect("the ring provider supports the default TLS versions")
@@ -206,11 +215,15 @@ impl HttpClient {
         http.set_connect_timeout(Some(Duration::from_secs(2)));
         http.set_nodelay(true);
         http.enforce_http(false);
+        let dialer = Dialer {
+            http,
+            netns: netns.map(|p| Arc::new(p.to_path_buf())),
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(dialer);
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1)
@@ -410,6 +423,106 @@ impl HttpClient {
         }
         Ok(body)
     }
+}
+
+/// Makes the client's TCP connections: as hyper's [`HttpConnector`] does,
+/// or from inside a network namespace.
+#[derive(Clone)]
+pub struct Dialer {
+    http: HttpConnector,
+    netns: Option<Arc<std::path::PathBuf>>,
+}
+
+/// How long a connection made inside a namespace may take.
+const NETNS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Dialled = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+
+impl tower::Service<Uri> for Dialer {
+    type Response = Dialled;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Dialled, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        tower::Service::<Uri>::poll_ready(&mut self.http, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let Some(netns) = self.netns.clone() else {
+            let f = self.http.call(uri);
+            return Box::pin(async move { f.await.map_err(Into::into) });
+        };
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = uri
+                .port_u16()
+                .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new().name("netns dial".into()).spawn(move || {
+                let _ = tx.send(dial_in_netns(&netns, &host, port, NETNS_CONNECT_TIMEOUT));
+            })?;
+            let stream = rx
+                .await
+                .map_err(|_| "the dialling thread ended without a connection")??;
+            stream.set_nonblocking(true)?;
+            stream.set_nodelay(true)?;
+            Ok(hyper_util::rt::TokioIo::new(tokio::net::TcpStream::from_std(stream)?))
+        })
+    }
+}
+
+/// Connects to `host:port` from inside the network namespace `netns`, on
+/// the calling thread, which must end after (it stays in the namespace).
+/// The error names the namespace file and what failed.
+pub fn dial_in_netns(netns: &Path, host: &str, port: u16, timeout: Duration) -> std::io::Result<std::net::TcpStream> {
+    use std::io::{Error, ErrorKind};
+    use std::net::ToSocketAddrs;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let named = |what: &str, e: Error| Error::new(e.kind(), format!("{what} {}: {e}", netns.display()));
+    let ns = std::fs::File::open(netns).map_err(|e| named("cannot open the network namespace", e))?;
+    let theirs = ns.metadata().map_err(|e| named("cannot stat", e))?;
+    let ours = std::fs::metadata("/proc/thread-self/ns/net")?;
+    if (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()) {
+        // SAFETY: setns on a valid open descriptor; it changes this thread's
+        // network namespace only, and the thread ends after this call.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            let e = Error::last_os_error();
+            return Err(Error::new(
+                e.kind(),
+                format!(
+                    "cannot enter the network namespace {} (setns needs CAP_SYS_ADMIN; or pass --enter-netns false \
+                     and annotate a URL the node can reach): {e}",
+                    netns.display()
+                ),
+            ));
+        }
+    }
+    let mut last = Error::new(ErrorKind::NotFound, format!("{host}: no address"));
+    for addr in (host, port).to_socket_addrs()? {
+        match std::net::TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Error::new(e.kind(), format!("{addr} in {}: {e}", netns.display())),
+        }
+    }
+    Err(last)
+}
+
+/// Whether `url`'s host is a loopback address (`127.0.0.0/8`, `::1`,
+/// `localhost`): reachable only from inside the target's own network
+/// namespace.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<Uri>() else {
+        return false;
+    };
+    let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The next data chunk of a body (trailers are skipped), `None` at its end.

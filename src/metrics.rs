@@ -229,8 +229,19 @@ pub struct Metrics {
     /// Each target's `headroom_target_info` label values, to replace or
     /// remove its one series.
     info_labels: Mutex<HashMap<TargetKey, Vec<String>>>,
+    /// Node mode: what a target's earlier instances left in its kill and
+    /// exit counters (a container restarted under the same key).
+    carried: Mutex<HashMap<TargetKey, Carried>>,
     poll_duration: Histogram,
     node: Option<NodeMetrics>,
+}
+
+/// Counts of a target's earlier instances, added to its current one's.
+#[derive(Debug, Clone, Default)]
+struct Carried {
+    oom_kills: u64,
+    inferred: u64,
+    exits: HashMap<ExitReason, u64>,
 }
 
 /// Node mode's own series: they describe the daemon, not a target.
@@ -393,6 +404,7 @@ impl Metrics {
             exits,
             target_info,
             info_labels: Mutex::new(HashMap::new()),
+            carried: Mutex::new(HashMap::new()),
             poll_duration,
             node: None,
         }
@@ -482,12 +494,35 @@ impl Metrics {
                 .remove_label_values(&old.iter().map(String::as_str).collect::<Vec<_>>());
         }
         if !keep_kills {
+            self.carried.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
             let _ = self.oom_kills.remove_label_values(&k);
             let _ = self.oom_kills_inferred.remove_label_values(&k);
             for reason in ExitReason::ALL {
                 let _ = self.exits.remove_label_values(&values_with(key, &[reason.as_str()]));
             }
         }
+    }
+
+    /// A new instance of the target `key` starts (node mode: its container
+    /// restarted, or came back after its series left while its pod stayed):
+    /// the kill and exit counters keep what they hold, and the new
+    /// instance's counts are added to it, so each kill is counted once
+    /// across restarts and `increase()` never sees a reset.
+    pub fn carry_over(&self, key: &TargetKey) {
+        let k = key.labels();
+        let exits = ExitReason::ALL
+            .iter()
+            .map(|r| (*r, self.exits.with_label_values(&values_with(key, &[r.as_str()])).get()))
+            .collect();
+        let carried = Carried {
+            oom_kills: self.oom_kills.with_label_values(&k).get(),
+            inferred: self.oom_kills_inferred.with_label_values(&k).get(),
+            exits,
+        };
+        self.carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), carried);
     }
 
     /// The poll-duration histogram, for the poller to observe into.
@@ -521,14 +556,22 @@ impl Metrics {
                 }
             }
         }
+        let carried = self
+            .carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+            .unwrap_or_default();
         let c = self.oom_kills.with_label_values(&k);
-        c.inc_by(status.memory.oom_kills_total.saturating_sub(c.get()));
+        c.inc_by((carried.oom_kills + status.memory.oom_kills_total).saturating_sub(c.get()));
         let c = self.oom_kills_inferred.with_label_values(&k);
-        c.inc_by(status.memory.oom_kills_inferred.saturating_sub(c.get()));
+        c.inc_by((carried.inferred + status.memory.oom_kills_inferred).saturating_sub(c.get()));
         // Every reason from 0, so that increase() sees the first exit.
         for reason in ExitReason::ALL {
             let c = self.exits.with_label_values(&values_with(key, &[reason.as_str()]));
-            let total = status.memory.exits_total.get(&reason).copied().unwrap_or(0);
+            let total = status.memory.exits_total.get(&reason).copied().unwrap_or(0)
+                + carried.exits.get(&reason).copied().unwrap_or(0);
             c.inc_by(total.saturating_sub(c.get()));
         }
         let t = &status.target;

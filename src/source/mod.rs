@@ -2,6 +2,7 @@
 //! so tests point it at fixture trees; each error names the path it failed on.
 
 pub mod cgroup;
+pub mod cri;
 pub mod events;
 mod files;
 pub mod go;

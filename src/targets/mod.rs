@@ -4,6 +4,7 @@
 //! Discovery fills the daemon's map of them: one fixed target in the
 //! sidecar, every container of the node in node mode ([`node`]).
 
+pub mod names;
 pub mod node;
 pub mod registry;
 pub mod runner;

@@ -4,16 +4,25 @@
 //! `--all-containers`), retires those that are gone, and keeps the node's
 //! own series (targets by state, discovery errors and cost).
 //!
-//! A container is keyed by its pod's UID and its ID's first 12 hex digits
-//! until names come from the CRI. A gone container's series stay for one
-//! window; its OOM-kill counters stay while its pod's cgroup is there.
+//! A container is keyed by its namespace, pod and container name, from the
+//! container runtime ([`super::names`]); without a runtime's answer, by its
+//! pod's UID and its ID's first 12 hex digits. A container the kubelet
+//! restarts (a new ID and cgroup, the same names) is a new instance of the
+//! same key: its kill and exit counters go on from the old instance's. A
+//! gone container's series stay for one window; its OOM-kill counters stay
+//! while its pod's cgroup is there. The Go endpoint of a container is its
+//! pod's `headroom.dev/go-url.<container>` or `headroom.dev/go-url`
+//! annotation; a loopback URL is dialled inside the pod's network
+//! namespace (`--enter-netns`).
 
+use super::names::Names;
 use super::registry::Shared;
 use super::runner::{self, Common, TargetRun};
 use super::slot::Identity;
 use crate::config::{NodeConfig, Target, TargetConfig};
 use crate::key::TargetKey;
 use crate::monitor::Monitor;
+use crate::source::cri::Named;
 use crate::source::go_binary::go_build_of_pid;
 use crate::source::kubepods::{discover, DiscoveredContainer};
 use crate::source::proc::{comm, read_procs};
@@ -22,6 +31,9 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Go scrapes running at once, at most, across every target of the node.
+pub const MAX_CONCURRENT_SCRAPES: usize = 16;
 
 /// A container's processes looked at, at most (the first in cgroup.procs).
 const MAX_PROCS_LOOKED_AT: usize = 64;
@@ -43,12 +55,18 @@ pub enum Verdict {
 struct Running {
     run: TargetRun,
     pod_uid: String,
+    container_id: String,
 }
+
+/// How long a restarted container's old instance may take over its last
+/// poll before the new one starts anyway.
+const LAST_POLL_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A container gone from the tree, its series kept a while.
 struct Gone {
     since: Instant,
     pod_uid: String,
+    container_id: String,
 }
 
 pub struct NodeLoop {
@@ -65,11 +83,15 @@ pub struct NodeLoop {
     /// Discovery rounds done: containers found after the first appeared
     /// after headroom started, and their kills all count.
     rounds: u64,
+    names: Names,
 }
 
 impl NodeLoop {
     pub fn new(cfg: NodeConfig, shared: Arc<Shared>, common: Common) -> NodeLoop {
+        let names = Names::new(&cfg.cri_socket, common.runtime.clone());
+        shared.set_names(names.json());
         NodeLoop {
+            names,
             cfg,
             shared,
             common,
@@ -122,11 +144,39 @@ impl NodeLoop {
         self.reap_panicked();
         let mut states: BTreeMap<&'static str, i64> = BTreeMap::new();
         let mut present = BTreeSet::new();
+        let ids: Vec<&str> = found.containers.iter().map(|c| c.path.container_id.as_str()).collect();
+        self.names.refresh(&ids);
+        self.shared.set_names(self.names.json());
+        // One instance a key: where two cgroups carry the same names (a
+        // restart whose old cgroup is not removed yet), the later attempt.
+        let mut chosen: BTreeMap<TargetKey, (&DiscoveredContainer, Option<Named>)> = BTreeMap::new();
         for c in &found.containers {
-            let key = key_of(c);
-            present.insert(key.clone());
-            if self.running.contains_key(&key) {
+            if self.names.is_sandbox(&c.path.container_id) {
+                *states.entry("skipped_sandbox").or_default() += 1;
                 continue;
+            }
+            let named = self.names.get(&c.path.container_id).cloned();
+            let key = match &named {
+                Some(n) => TargetKey::new(n.namespace.clone(), n.pod.clone(), n.container.clone()),
+                None => key_of(c),
+            };
+            let attempt = |n: &Option<Named>| n.as_ref().map_or(0, |n| n.attempt);
+            match chosen.get(&key) {
+                Some((_, other)) if attempt(other) >= attempt(&named) => {}
+                _ => {
+                    chosen.insert(key, (c, named));
+                }
+            }
+        }
+        for (key, (c, named)) in chosen {
+            present.insert(key.clone());
+            if let Some(r) = self.running.get(&key) {
+                if r.container_id == c.path.container_id {
+                    continue;
+                }
+                // The same names, another container: the kubelet restarted it.
+                let old = self.running.remove(&key).expect("listed");
+                self.end_instance(&key, old, named.as_ref().map(|n| n.attempt));
             }
             let verdict = self.classify(&c.dir);
             let state = match (&verdict, self.cfg.all_containers) {
@@ -148,9 +198,11 @@ impl NodeLoop {
                 });
                 continue;
             }
-            self.gone.remove(&key);
+            if let Some(g) = self.gone.remove(&key) {
+                self.record_runtime_exit(&key, &g.container_id);
+            }
             self.kept_kills.remove(&key);
-            if let Err(e) = self.start(key.clone(), c, verdict) {
+            if let Err(e) = self.start(key.clone(), c, verdict, named.as_ref()) {
                 self.log_once(format!("start {key}"), || format!("cannot watch {key}: {e:#}"));
             }
         }
@@ -166,6 +218,7 @@ impl NodeLoop {
                     Gone {
                         since: now,
                         pod_uid: r.pod_uid,
+                        container_id: r.container_id,
                     },
                 );
             }
@@ -185,6 +238,7 @@ impl NodeLoop {
             .collect();
         for key in expired {
             let g = self.gone.remove(&key).expect("listed");
+            self.record_runtime_exit(&key, &g.container_id);
             let killed = self
                 .shared
                 .get(&key)
@@ -255,22 +309,94 @@ impl NodeLoop {
         }
     }
 
-    fn start(&mut self, key: TargetKey, c: &DiscoveredContainer, verdict: Verdict) -> anyhow::Result<()> {
-        let (target, go) = match verdict {
-            Verdict::Go(pid, version) => (Target::Pid(pid), Some(version)),
-            _ => (Target::Own, None),
+    /// A restarted container's old instance: its last poll is taken (so a
+    /// kill it saw is counted before the new instance's counts are added),
+    /// and the runtime's word on how it ended is kept.
+    fn end_instance(&mut self, key: &TargetKey, old: Running, attempt: Option<u32>) {
+        tracing::info!(
+            target_key = %key,
+            attempt = attempt.unwrap_or(0),
+            "container restarted: a new instance under the same names"
+        );
+        old.run.retire();
+        let mut end = old.run.end;
+        let deadline = Instant::now() + LAST_POLL_WAIT;
+        while matches!(end.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty)) {
+            if Instant::now() >= deadline {
+                old.run.slot.mark_gone(Instant::now());
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if let Some(exit) = self.names.exit_of(&old.container_id) {
+            self.cross_check(key, &old.run.slot, &exit);
+            old.run.slot.set_runtime_exit(exit);
+        }
+    }
+
+    /// Keeps the runtime's word on how the gone container `id` ended in the
+    /// slot of `key` (shown in `/api/v1/targets`).
+    fn record_runtime_exit(&mut self, key: &TargetKey, id: &str) {
+        let Some(slot) = self.shared.get(key) else {
+            return;
         };
+        if slot.identity.container_id != id || slot.runtime_exit().is_some() {
+            return;
+        }
+        if let Some(exit) = self.names.exit_of(id) {
+            self.cross_check(key, &slot, &exit);
+            slot.set_runtime_exit(exit);
+        }
+    }
+
+    /// The kernel's count is the count; where the runtime's reason says
+    /// otherwise, that is logged. (On cgroup v1 containerd marks the idle
+    /// siblings of a pod-level OOM kill `OOMKilled` too, though none of
+    /// their processes was killed.)
+    fn cross_check(&mut self, key: &TargetKey, slot: &super::slot::Slot, exit: &crate::source::cri::RuntimeExit) {
+        let kills = slot.latest().status.memory.oom_kills_total;
+        let runtime_says = exit.reason == "OOMKilled" && exit.exit_code == 137;
+        if runtime_says != (kills > 0) {
+            tracing::info!(
+                target_key = %key,
+                exit_code = exit.exit_code,
+                reason = %exit.reason,
+                oom_kills_read = kills,
+                "the runtime's reason and the kernel's OOM-kill count disagree; the kernel's is counted"
+            );
+        }
+    }
+
+    fn start(
+        &mut self,
+        key: TargetKey,
+        c: &DiscoveredContainer,
+        verdict: Verdict,
+        named: Option<&Named>,
+    ) -> anyhow::Result<()> {
+        let (target, go, pid) = match verdict {
+            Verdict::Go(pid, version) => (Target::Pid(pid), Some(version), Some(pid)),
+            _ => (Target::Own, None, None),
+        };
+        let endpoint = self.go_endpoint(&key, named, pid);
         tracing::info!(
             target_key = %key,
             cgroup = %c.rel,
             go = go.as_deref().unwrap_or("no"),
+            go_url = endpoint.url.as_deref().map(crate::httpc::redact_url).unwrap_or_default(),
             "watching a container"
         );
+        let go_url_hint = match (&go, &endpoint.url) {
+            (Some(_), None) => Some(endpoint.hint.unwrap_or_else(|| annotation_hint(&key))),
+            _ => None,
+        };
         let cfg = TargetConfig {
             target,
             container: Some(key.container.clone()),
             cgroup: Some(c.dir.clone()),
             appeared_after_start: self.rounds > 0,
+            go_url: endpoint.url.clone(),
+            go_netns: endpoint.netns,
             ..self.cfg.template.clone()
         };
         let identity = Identity {
@@ -278,6 +404,10 @@ impl NodeLoop {
             container_id: c.path.container_id.clone(),
             cgroup: c.rel.clone(),
             go,
+            names: if named.is_some() { "cri" } else { "cgroup" },
+            attempt: named.map(|n| n.attempt),
+            go_url: endpoint.url.as_deref().map(crate::httpc::redact_url),
+            go_url_hint,
         };
         let monitor = Monitor::new(cfg.clone());
         let slot = self
@@ -289,9 +419,62 @@ impl NodeLoop {
             Running {
                 run,
                 pod_uid: c.path.pod_uid.clone(),
+                container_id: c.path.container_id.clone(),
             },
         );
         Ok(())
+    }
+
+    /// The Go endpoint of a container, from its pod's annotation: a
+    /// loopback URL is dialled in the pod's network namespace (or, with
+    /// `--enter-netns false`, only when the pod shares the node's).
+    fn go_endpoint(&mut self, key: &TargetKey, named: Option<&Named>, pid: Option<u32>) -> Endpoint {
+        let (Some(url), Some(pid)) = (named.and_then(Named::go_url), pid) else {
+            return Endpoint::default();
+        };
+        let shown = crate::httpc::redact_url(url);
+        let bad = match url.parse::<hyper::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => None,
+            Ok(_) => Some("not an http:// or https:// URL with a host".to_owned()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = bad {
+            let hint = format!("the pod's headroom.dev/go-url annotation {shown:?} is not usable: {why}");
+            self.log_once(format!("go-url {key}"), || format!("{key}: {hint}"));
+            return Endpoint {
+                hint: Some(hint),
+                ..Endpoint::default()
+            };
+        }
+        if !crate::httpc::is_loopback_url(url) {
+            return Endpoint {
+                url: Some(url.to_owned()),
+                ..Endpoint::default()
+            };
+        }
+        let netns = self.cfg.template.proc_root.join(pid.to_string()).join("ns/net");
+        if self.cfg.enter_netns {
+            return Endpoint {
+                url: Some(url.to_owned()),
+                netns: Some(netns),
+                hint: None,
+            };
+        }
+        if same_netns(&netns) {
+            return Endpoint {
+                url: Some(url.to_owned()),
+                ..Endpoint::default()
+            };
+        }
+        let hint = format!(
+            "{shown} is a loopback address in the pod's own network namespace, and --enter-netns is false: \
+             annotate an address the node can reach, or enable --enter-netns (CAP_SYS_ADMIN)"
+        );
+        self.log_once(format!("go-url {key}"), || format!("{key}: {hint}"));
+        Endpoint {
+            hint: Some(hint),
+            ..Endpoint::default()
+        }
     }
 
     /// What the container at `dir` runs: the first Go process among its
@@ -332,6 +515,38 @@ impl NodeLoop {
         } else {
             Verdict::NotGo
         }
+    }
+}
+
+/// Where a container's Go runtime is scraped.
+#[derive(Debug, Default)]
+struct Endpoint {
+    url: Option<String>,
+    /// Dial inside this network namespace.
+    netns: Option<std::path::PathBuf>,
+    /// Why there is no URL.
+    hint: Option<String>,
+}
+
+/// How to give a Go container an endpoint.
+fn annotation_hint(key: &TargetKey) -> String {
+    format!(
+        "no Go endpoint: annotate the pod with headroom.dev/go-url.{}: http://127.0.0.1:PORT/debug/vars \
+         (expvar; or /metrics, or /debug/pprof/heap?debug=1) for the GC, heap and goroutine figures",
+        if key.container.is_empty() {
+            "CONTAINER"
+        } else {
+            &key.container
+        }
+    )
+}
+
+/// Whether the network namespace file `netns` is this process's own.
+fn same_netns(netns: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(netns), std::fs::metadata("/proc/self/ns/net")) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
     }
 }
 

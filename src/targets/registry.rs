@@ -56,19 +56,20 @@ pub struct Shared {
     /// Node mode: when the discovery loop last finished a round.
     last_round: Mutex<Option<Instant>>,
     stale_after: Duration,
+    /// Node mode: where the targets' names come from (`/api/v1/targets`).
+    names: Mutex<serde_json::Value>,
 }
 
 impl Shared {
     /// The sidecar's state: one target, keyed by the default key until
     /// [`Shared::with_key`].
     pub fn new(metrics: Metrics) -> Shared {
-        let shared = Shared::node(metrics);
-        let slot = shared.new_slot(TargetKey::default(), Identity::default(), None);
-        shared.insert(slot);
-        Shared {
+        let shared = Shared {
             mode: Mode::Sidecar,
-            ..shared
-        }
+            ..Shared::node(metrics)
+        };
+        shared.insert(shared.new_slot(TargetKey::default(), Identity::default(), None));
+        shared
     }
 
     /// Node mode's state: no target until discovery adds them.
@@ -86,6 +87,7 @@ impl Shared {
             started: Instant::now(),
             last_round: Mutex::new(None),
             stale_after: STALE_MIN,
+            names: Mutex::new(serde_json::Value::Null),
         }
     }
 
@@ -122,15 +124,31 @@ impl Shared {
         self
     }
 
-    /// Lists a target (the sidecar's one target: replaces it).
+    /// Lists a target (the sidecar's one target: replaces it). In node
+    /// mode a new instance of a key already counted (its container
+    /// restarted) first has its predecessor's last status counted, then
+    /// adds its own counts to the key's kill and exit counters.
     pub fn insert(&self, slot: Slot) -> Arc<Slot> {
         let slot = Arc::new(slot);
+        let mut c = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
         let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
         if self.mode == Mode::Sidecar {
             targets.clear();
         }
-        targets.insert(slot.key.clone(), slot.clone());
+        let old = targets.insert(slot.key.clone(), slot.clone());
         drop(targets);
+        if self.mode == Mode::Node {
+            if let Some(old) = old {
+                let seen = old.generation();
+                if c.applied.get(&old.key) != Some(&seen) {
+                    c.metrics.update(&old.key, &old.latest().status);
+                }
+            }
+            c.metrics.carry_over(&slot.key);
+            c.applied.remove(&slot.key);
+            c.text = None;
+        }
+        drop(c);
         self.changes.fetch_add(1, Ordering::Release);
         slot
     }
@@ -184,6 +202,11 @@ impl Shared {
         let c = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
         f(&c.metrics);
         self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// Node mode: says where the targets' names come from.
+    pub fn set_names(&self, names: serde_json::Value) {
+        *self.names.lock().unwrap_or_else(|e| e.into_inner()) = names;
     }
 
     /// Node mode: the discovery loop finished a round.
@@ -289,7 +312,8 @@ impl Shared {
             .map(|s| TargetRow::of(s, s.stalled(now, self.stale_after)))
             .collect();
         rows.sort_by(TargetRow::order);
-        serde_json::to_vec_pretty(&serde_json::json!({ "targets": rows }))
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        serde_json::to_vec_pretty(&serde_json::json!({ "names": names, "targets": rows }))
             .expect("targets serialize")
             .into()
     }
@@ -306,6 +330,18 @@ pub struct TargetRow {
     pub cgroup: String,
     /// The Go version of the watched process; `null`: not a Go program.
     pub go: Option<String>,
+    /// `cri` (names from the container runtime) or `cgroup` (the pod UID
+    /// and short container ID).
+    pub names: &'static str,
+    /// The runtime's restart attempt of the container.
+    pub restart_attempt: Option<u32>,
+    /// The Go endpoint scraped (from the pod's `headroom.dev/go-url`
+    /// annotation); `go_url_hint` says why none is and how to add one.
+    pub go_url: Option<String>,
+    pub go_url_hint: Option<String>,
+    /// How the runtime says the container ended (exit code, reason), once
+    /// it is gone.
+    pub runtime_exit: Option<crate::source::cri::RuntimeExit>,
     /// `watched`, `stalled` (a read of it is stuck) or `gone`.
     pub state: &'static str,
     pub risk: Option<Risk>,
@@ -337,6 +373,15 @@ impl TargetRow {
                 slot.identity.cgroup.clone()
             },
             go: slot.identity.go.clone(),
+            names: if slot.identity.names.is_empty() {
+                "cgroup"
+            } else {
+                slot.identity.names
+            },
+            restart_attempt: slot.identity.attempt,
+            go_url: slot.identity.go_url.clone(),
+            go_url_hint: slot.identity.go_url_hint.clone(),
+            runtime_exit: slot.runtime_exit(),
             state: match (slot.presence(), stalled) {
                 (Presence::Gone(_), _) => "gone",
                 (Presence::Watched, true) => "stalled",
@@ -364,5 +409,80 @@ impl TargetRow {
             .cmp(&a.risk)
             .then(tto(a).total_cmp(&tto(b)))
             .then_with(|| (&a.namespace, &a.pod, &a.container).cmp(&(&b.namespace, &b.pod, &b.container)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::status::Status;
+
+    fn kills(shared: &Shared) -> String {
+        let text = String::from_utf8(shared.metrics_text().to_vec()).unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("headroom_oom_kills_total{") || l.starts_with("headroom_target_exits_total{"))
+            .filter(|l| !l.ends_with(" 0"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn publish(slot: &Slot, oom_kills: u64) {
+        let mut s = Status::default();
+        s.memory.oom_kills_total = oom_kills;
+        if oom_kills > 0 {
+            s.memory
+                .exits_total
+                .insert(crate::sample::ExitReason::OomKill, oom_kills);
+        }
+        slot.publish(Published::new(s));
+    }
+
+    #[test]
+    fn a_restarted_container_counts_on_from_its_old_instance_and_each_kill_once() {
+        let shared = Shared::node(Metrics::for_node());
+        let key = TargetKey::new("shop", "cart", "app");
+        let first = shared.insert(shared.new_slot(key.clone(), Identity::default(), None));
+        publish(&first, 0);
+        assert_eq!(kills(&shared), "");
+        // Killed: its last poll read the kill; no scrape came before the
+        // kubelet's restart, and the new instance's first status has none.
+        publish(&first, 1);
+        let second = shared.insert(shared.new_slot(key.clone(), Identity::default(), None));
+        publish(&second, 0);
+        let want1 = "headroom_oom_kills_total{container=\"app\",namespace=\"shop\",pod=\"cart\"} 1";
+        assert!(kills(&shared).contains(want1), "{}", kills(&shared));
+        // The old instance publishing again changes nothing.
+        publish(&first, 1);
+        assert!(kills(&shared).contains(want1), "{}", kills(&shared));
+        // Killed again: 2, and the exits by reason with it.
+        publish(&second, 1);
+        let text = kills(&shared);
+        assert!(
+            text.contains("headroom_oom_kills_total{container=\"app\",namespace=\"shop\",pod=\"cart\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "headroom_target_exits_total{container=\"app\",namespace=\"shop\",pod=\"cart\",reason=\"oom_kill\"} 2"
+            ),
+            "{text}"
+        );
+        // Gone, its kills kept while the pod is there; back again later.
+        shared.remove(&key, true);
+        let third = shared.insert(shared.new_slot(key.clone(), Identity::default(), None));
+        publish(&third, 0);
+        assert!(kills(&shared).contains("} 2"), "{}", kills(&shared));
+        publish(&third, 1);
+        assert!(
+            kills(&shared).contains("headroom_oom_kills_total{container=\"app\",namespace=\"shop\",pod=\"cart\"} 3")
+        );
+        // The pod gone: the key forgotten, a new pod of the same name starts at 0.
+        shared.remove(&key, false);
+        let fresh = shared.insert(shared.new_slot(key, Identity::default(), None));
+        publish(&fresh, 1);
+        assert!(
+            kills(&shared).contains("headroom_oom_kills_total{container=\"app\",namespace=\"shop\",pod=\"cart\"} 1")
+        );
     }
 }

@@ -41,6 +41,8 @@ pub struct Common {
     pub profiles: Option<Profiles>,
     /// Where Go scrape tasks run.
     pub runtime: tokio::runtime::Handle,
+    /// Node mode: bounds the Go scrapes running at once across targets.
+    pub scrapes: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A running target: its slot, and the handles that stop it.
@@ -87,9 +89,18 @@ pub fn start(cfg: TargetConfig, mut monitor: Monitor, slot: Arc<Slot>, common: &
     let (tx, rx) = std_mpsc::channel();
     let (go_stop, go_stop_rx) = watch::channel(false);
     if let Some(url) = cfg.go_url.clone() {
-        common
-            .runtime
-            .spawn(go_loop(url, cfg.go_interval, tx.clone(), go_stop_rx));
+        let client = match &cfg.go_netns {
+            Some(ns) => HttpClient::in_netns(ns),
+            None => HttpClient::new(),
+        };
+        common.runtime.spawn(go_loop(
+            client,
+            url,
+            cfg.go_interval,
+            common.scrapes.clone(),
+            tx.clone(),
+            go_stop_rx,
+        ));
     }
     if let Some(p) = &common.profiles {
         monitor.set_profiles(p.clone());
@@ -111,8 +122,14 @@ pub fn start(cfg: TargetConfig, mut monitor: Monitor, slot: Arc<Slot>, common: &
 /// Scrapes the target's Go runtime every `interval` (the pprof page at
 /// least every [`crate::source::go::PPROF_MIN_INTERVAL`]), apart from the
 /// cgroup polls, so a slow target never delays them.
-async fn go_loop(url: String, interval: Duration, tx: std_mpsc::Sender<PollerMsg>, mut stop: watch::Receiver<bool>) {
-    let client = HttpClient::new();
+async fn go_loop(
+    client: HttpClient,
+    url: String,
+    interval: Duration,
+    scrapes: Option<Arc<tokio::sync::Semaphore>>,
+    tx: std_mpsc::Sender<PollerMsg>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut next = tokio::time::Instant::now();
     let mut slowed_logged = false;
     loop {
@@ -120,11 +137,20 @@ async fn go_loop(url: String, interval: Duration, tx: std_mpsc::Sender<PollerMsg
             _ = tokio::time::sleep_until(next) => {}
             _ = stop.changed() => return,
         }
+        // Node mode: at most a few scrapes at once across every target.
+        let permit = match &scrapes {
+            Some(s) => tokio::select! {
+                p = s.clone().acquire_owned() => p.ok(),
+                _ = stop.changed() => return,
+            },
+            None => None,
+        };
         let started = tokio::time::Instant::now();
         let result = tokio::select! {
             r = scrape(&client, &url, interval) => r,
             _ = stop.changed() => return,
         };
+        drop(permit);
         let every = pace(interval, &result);
         if every > interval && !slowed_logged {
             tracing::info!(

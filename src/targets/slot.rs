@@ -42,6 +42,15 @@ pub struct Identity {
     /// The Go version that built the watched process, from its ELF build
     /// info; `None` when it is no Go program (`--all-containers`).
     pub go: Option<String>,
+    /// Where the names came from: `cri` (the runtime's), `cgroup` (the pod
+    /// UID and short container ID of the cgroup's path).
+    pub names: &'static str,
+    /// The runtime's restart attempt of the container (0 the first run).
+    pub attempt: Option<u32>,
+    /// The Go endpoint scraped (secrets redacted) and where it was given.
+    pub go_url: Option<String>,
+    /// Why no Go endpoint is scraped, and how to give one.
+    pub go_url_hint: Option<String>,
 }
 
 /// Whether the target is still there.
@@ -65,6 +74,8 @@ pub struct Slot {
     /// one finished is measured from here.
     created: Instant,
     presence: Mutex<Presence>,
+    /// How the runtime says the container ended, once it is gone.
+    runtime_exit: Mutex<Option<crate::source::cri::RuntimeExit>>,
     /// Bumped at each publish, for the metrics to tell what changed.
     generation: AtomicU64,
     /// The daemon's count of publishes, shared by every slot.
@@ -81,6 +92,7 @@ impl Slot {
             last_poll: Mutex::new(None),
             created: Instant::now(),
             presence: Mutex::new(Presence::Watched),
+            runtime_exit: Mutex::new(None),
             generation: AtomicU64::new(0),
             changes,
         }
@@ -126,6 +138,16 @@ impl Slot {
             *p = Presence::Gone(now);
             self.changes.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// Records how the runtime says the container ended.
+    pub fn set_runtime_exit(&self, exit: crate::source::cri::RuntimeExit) {
+        *self.runtime_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit);
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn runtime_exit(&self) -> Option<crate::source::cri::RuntimeExit> {
+        self.runtime_exit.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The JSON of the latest status.
