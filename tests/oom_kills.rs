@@ -276,3 +276,36 @@ fn a_jump_from_under_half_the_limit_to_the_kill_within_one_poll_is_counted() {
     assert_eq!(st["memory"]["oom_kills_inferred"], 1, "{st:#}");
     assert_eq!(exits(&st)["oom_kill"], 1, "{st:#}");
 }
+
+/// Without the target's PID (another PID namespace: `--proc-root
+/// /host/proc`), a v1 cgroup's OOM is still seen as it happens: an eventfd
+/// registered on `memory.oom_control` wakes the watcher, which reads the
+/// kill before the runtime removes the cgroup 30 ms after the death.
+#[test]
+fn a_v1_oom_is_read_from_its_event_without_the_pid_before_the_cgroup_goes() {
+    use headroom::sample::CgroupVersion;
+    use headroom::source::events::KillWatch;
+    let _one = one_at_a_time();
+    let rt = Runtime::new("evfd");
+    let cg = V1Cgroup::create(&format!("{}-1", rt.name), 64 * MIB);
+    let watch = KillWatch::start(None, &cg.dir, CgroupVersion::V1).expect("an eventfd on memory.oom_control");
+    assert_eq!(watch.latest().oom_kills, Some(0));
+    let mut app = start_named(&cg, &rt.exe, &["-leak", "40"]);
+    let st = rt.reap(cg, &mut app, Duration::from_secs(60));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(9), "the leak was OOM-killed: {st:?}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let seen = loop {
+        let w = watch.latest();
+        if w.cgroup_gone || Instant::now() > deadline {
+            break w;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        seen.oom_kills,
+        Some(1),
+        "the kill read before the cgroup went: {seen:?}"
+    );
+    assert!(seen.cgroup_gone, "the removal seen: {seen:?}");
+}

@@ -1,5 +1,8 @@
-//! The kernel's notifications about the target: its exit (a pidfd) and,
-//! on cgroup v2, every change of its cgroup's `memory.events` (inotify).
+//! The kernel's notifications about the target: its exit (a pidfd); on
+//! cgroup v2, every change of its cgroup's `memory.events` (inotify); on
+//! v1, each OOM of its cgroup and the cgroup's removal (an eventfd
+//! registered through `cgroup.event_control` on `memory.oom_control`, where
+//! that file is writable).
 //!
 //! A container runtime removes a killed container's cgroup within about
 //! 100 ms of the process's death, before the next poll could read the
@@ -110,6 +113,30 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// An eventfd the kernel signals at each OOM of the v1 memory cgroup `dir`
+/// and at its removal: `"<eventfd> <fd of memory.oom_control>"` written to
+/// its `cgroup.event_control` (`oom_control` is the held counter file).
+fn oom_eventfd(dir: &Path, oom_control: &File) -> io::Result<OwnedFd> {
+    // SAFETY: a plain syscall; the descriptor is owned right away.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return last_os_error("eventfd");
+    }
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let control = dir.join("cgroup.event_control");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&control)
+        .and_then(|mut f| f.write_all(format!("{} {}", owned.as_raw_fd(), oom_control.as_raw_fd()).as_bytes()))
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", control.display())))?;
+    Ok(owned)
+}
+
+/// After an OOM notification the kill is counted within microseconds, and
+/// a runtime removes a killed container's cgroup within tens of
+/// milliseconds: the counter is read again at these delays (ms) after it.
+const AFTER_OOM_READS_MS: &[u64] = &[1, 2, 5, 10, 20, 40];
+
 /// An inotify descriptor watching `path` for modification and removal.
 fn inotify_on(path: &Path) -> io::Result<OwnedFd> {
     // SAFETY: plain syscalls; the descriptor is owned right away.
@@ -155,16 +182,23 @@ impl KillWatch {
             }
             None => None,
         };
-        // v1 counter files do not notify; v2 memory.events does.
-        let inotify = match version {
-            CgroupVersion::V2 => Some(inotify_on(&path)?),
-            CgroupVersion::V1 => None,
+        // v2 memory.events notifies a change; v1 an OOM, through an eventfd
+        // (where cgroup.event_control is writable: not on a read-only mount).
+        let notify = match version {
+            CgroupVersion::V2 => Some(Notify::Inotify(inotify_on(&path)?)),
+            CgroupVersion::V1 => match oom_eventfd(dir, &file) {
+                Ok(fd) => Some(Notify::OomEvent(fd)),
+                Err(e) => {
+                    tracing::debug!("no OOM notification: {e}");
+                    None
+                }
+            },
         };
-        if pidfd.is_none() && inotify.is_none() {
+        if pidfd.is_none() && notify.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!(
-                    "{}: nothing to be notified of (no pidfd, and v1 files do not notify)",
+                    "{}: nothing to be notified of (no pidfd, and cgroup.event_control could not be written)",
                     path.display()
                 ),
             ));
@@ -186,7 +220,7 @@ impl KillWatch {
             .and_then(|p| File::open(format!("/proc/{p}/stat")).ok());
         let thread = std::thread::Builder::new()
             .name("kill-watch".into())
-            .spawn(move || watch(file, version, pidfd, exit_stat, inotify, wake_rx, thread_shared))?;
+            .spawn(move || watch(file, version, pidfd, exit_stat, notify, wake_rx, thread_shared))?;
         Ok(KillWatch {
             shared,
             wake: Some(wake_tx),
@@ -212,14 +246,31 @@ impl Drop for KillWatch {
     }
 }
 
+/// What tells the watcher that the counter may have changed.
+enum Notify {
+    /// v2: `memory.events` modified or removed.
+    Inotify(OwnedFd),
+    /// v1: an OOM in the cgroup, or its removal.
+    OomEvent(OwnedFd),
+}
+
+impl Notify {
+    fn fd(&self) -> i32 {
+        match self {
+            Notify::Inotify(f) | Notify::OomEvent(f) => f.as_raw_fd(),
+        }
+    }
+}
+
 /// The watcher thread: sleeps in poll(2) until the target exits, the
-/// counter file changes, or it is told to stop.
+/// counter file changes (v2) or the cgroup goes out of memory (v1), or it
+/// is told to stop.
 fn watch(
     file: File,
     version: CgroupVersion,
     pidfd: Option<OwnedFd>,
     exit_stat: Option<File>,
-    inotify: Option<OwnedFd>,
+    notify: Option<Notify>,
     mut wake: File,
     shared: Arc<Mutex<Watched>>,
 ) {
@@ -250,6 +301,9 @@ fn watch(
         }
     };
     let none = -1;
+    // Reads still due after an OOM notification: (at, index into
+    // AFTER_OOM_READS_MS).
+    let mut after_oom: Option<(std::time::Instant, usize)> = None;
     loop {
         let mut fds = [
             libc::pollfd {
@@ -263,13 +317,20 @@ fn watch(
                 revents: 0,
             },
             libc::pollfd {
-                fd: inotify.as_ref().map_or(none, |f| f.as_raw_fd()),
+                fd: notify.as_ref().map_or(none, Notify::fd),
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
+        let timeout_ms = match after_oom {
+            Some((at, i)) => {
+                let due = at + std::time::Duration::from_millis(AFTER_OOM_READS_MS[i]);
+                due.saturating_duration_since(std::time::Instant::now()).as_millis() as i32
+            }
+            None => -1,
+        };
         // SAFETY: `fds` is a valid array of pollfd; negative fds are ignored.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if n < 0 {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -281,12 +342,37 @@ fn watch(
             let _ = wake.read(&mut b);
             return;
         }
+        if n == 0 {
+            // A read due after an OOM notification.
+            if let Some((at, i)) = after_oom {
+                update(false);
+                after_oom = (i + 1 < AFTER_OOM_READS_MS.len()).then_some((at, i + 1));
+                if shared.lock().unwrap_or_else(|e| e.into_inner()).cgroup_gone && pidfd.is_none() {
+                    return;
+                }
+            }
+            continue;
+        }
         if fds[2].revents != 0 {
-            let removed = drain_inotify(inotify.as_ref().expect("polled"));
+            let removed = match notify.as_ref().expect("polled") {
+                Notify::Inotify(fd) => drain_inotify(fd),
+                Notify::OomEvent(fd) => {
+                    let mut count = [0u8; 8];
+                    // SAFETY: reading the eventfd's 8-byte counter into a buffer we own.
+                    let _ = unsafe { libc::read(fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+                    after_oom = Some((std::time::Instant::now(), 0));
+                    false
+                }
+            };
             update(false);
-            if removed {
+            let gone = removed || shared.lock().unwrap_or_else(|e| e.into_inner()).cgroup_gone;
+            if gone {
                 shared.lock().unwrap_or_else(|e| e.into_inner()).cgroup_gone = true;
-                return;
+                if pidfd.is_none() || removed {
+                    return;
+                }
+                // v1: the cgroup is gone; the exit may still come.
+                after_oom = None;
             }
         }
         if fds[1].revents != 0 {
@@ -419,7 +505,7 @@ mod tests {
     }
 
     #[test]
-    fn v1_without_a_pid_has_nothing_to_watch() {
+    fn v1_without_a_pid_nor_an_event_control_has_nothing_to_watch() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("memory.oom_control"), "oom_kill 0\n").unwrap();
         let e = KillWatch::start(None, dir.path(), CgroupVersion::V1).unwrap_err();
