@@ -159,13 +159,20 @@ fn a_pod_runs_gohog_in_the_cgroupfs_layout_with_the_kubelets_labels() {
     let meta = listed.metadata.expect("metadata");
     assert_eq!((meta.name.as_str(), meta.attempt), ("web", 0));
 
+    // StopContainer: SIGTERM ends gohog, and its cgroup goes with it.
+    bed.stop_container(&id);
+    let stopped = bed.container_status(&id);
+    assert_eq!(stopped.state, State::ContainerExited, "{stopped:?}");
+    assert_eq!(stopped.pid, None);
+    assert!(!gohog.is_alive(), "gohog (pid {pid}) outlived StopContainer");
+    wait_gone(&stopped.cgroup_dir, Duration::from_secs(5));
+
     bed.remove_pod(&pod);
     let errors = bed.log_errors();
     assert!(errors.is_empty(), "containerd logged errors:\n{}", errors.join("\n"));
     for dir in &pod.cgroup_dirs {
         assert!(!dir.exists(), "{} is still there after remove_pod", dir.display());
     }
-    assert!(!gohog.is_alive(), "gohog (pid {pid}) outlived its pod");
 }
 
 #[test]
