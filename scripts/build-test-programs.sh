@@ -2,8 +2,10 @@
 # Build the Go programs that headroom's end-to-end tests run (tests/go/<name>/)
 # into target/test-programs/<name>, with Debian's Go in GOPATH mode so that
 # client_golang and its dependencies come from Debian's golang-*-dev packages
-# (no network, no go.mod). A program is rebuilt only when one of its sources is
-# newer than its binary. Quiet on success apart from one line per build.
+# (no network, no go.mod). CGO_ENABLED=0 makes every binary static, so that the
+# CRI test bed (tests/common/cri.rs) can ship one alone as a container image. A
+# program is rebuilt only when one of its sources is newer than its binary.
+# Quiet on success apart from one line per build.
 #
 # Usage: scripts/build-test-programs.sh [NAME...]   (default: every tests/go/*/)
 set -euo pipefail

@@ -13,6 +13,7 @@ step "install test dependencies"
 scripts/install-test-deps.sh
 scripts/install-vm-deps.sh
 scripts/install-pod-deps.sh
+scripts/install-cri-deps.sh
 scripts/install-browser-deps.sh
 
 step "build the Go test programs"

@@ -2,6 +2,7 @@
 //! memory cgroups and the gohog Go target, each cleaned up on drop.
 #![allow(dead_code)]
 
+pub mod cri;
 pub mod kubetree;
 
 use std::collections::BTreeMap;
