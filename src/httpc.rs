@@ -617,6 +617,23 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{host}{port}{shown_tail}")
 }
 
+/// A target's URL for display: as [`redact_url`] (no userinfo), but the
+/// path kept, which names the endpoint (`/debug/vars`, `/metrics`); a query
+/// is shown as `?…`.
+pub fn redact_keep_path(url: &str) -> String {
+    let shown = redact_url(url);
+    let Some(base) = shown.strip_suffix("/…") else {
+        return shown;
+    };
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let tail = &rest[rest.find('/').unwrap_or(rest.len())..];
+    let (path, query) = match tail.find(['?', '#']) {
+        Some(i) => (&tail[..i], !tail[i..].is_empty()),
+        None => (tail, false),
+    };
+    format!("{base}{path}{}", if query { "?…" } else { "" })
+}
+
 /// An IPv6 address as written between brackets, with an optional zone
 /// (`fe80::1%25eth0`).
 fn ipv6_literal(s: &str) -> bool {
@@ -717,6 +734,20 @@ impl HttpError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_url_is_shown_with_its_path_and_without_credentials_or_query() {
+        assert_eq!(
+            redact_keep_path("http://127.0.0.1:6060/debug/vars"),
+            "http://127.0.0.1:6060/debug/vars"
+        );
+        assert_eq!(
+            redact_keep_path("http://user:pw@app:6060/debug/pprof/heap?debug=1"),
+            "http://app:6060/debug/pprof/heap?…"
+        );
+        assert_eq!(redact_keep_path("http://app:6060"), "http://app:6060");
+        assert_eq!(redact_keep_path("nonsense"), "<invalid URL>");
+    }
     use tokio::io::AsyncReadExt;
 
     /// A raw TCP server answering each connection with `answer`, after `delay`.

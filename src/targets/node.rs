@@ -77,8 +77,9 @@ pub struct NodeLoop {
     gone: BTreeMap<TargetKey, Gone>,
     /// Targets removed whose OOM-kill counters stay while their pod is.
     kept_kills: BTreeMap<TargetKey, String>,
-    /// The Go version of each executable looked at, by (PID, start time).
-    seen_exes: HashMap<(u32, u64), Option<String>>,
+    /// The Go version of each executable looked at, by (PID, start time,
+    /// executable's device and inode).
+    seen_exes: HashMap<(u32, u64, (u64, u64)), Option<String>>,
     logged: HashSet<String>,
     /// Discovery rounds done: containers found after the first appeared
     /// after headroom started, and their kills all count.
@@ -383,7 +384,7 @@ impl NodeLoop {
             target_key = %key,
             cgroup = %c.rel,
             go = go.as_deref().unwrap_or("no"),
-            go_url = endpoint.url.as_deref().map(crate::httpc::redact_url).unwrap_or_default(),
+            go_url = endpoint.url.as_deref().map(crate::httpc::redact_keep_path).unwrap_or_default(),
             "watching a container"
         );
         let go_url_hint = match (&go, &endpoint.url) {
@@ -406,7 +407,7 @@ impl NodeLoop {
             go,
             names: if named.is_some() { "cri" } else { "cgroup" },
             attempt: named.map(|n| n.attempt),
-            go_url: endpoint.url.as_deref().map(crate::httpc::redact_url),
+            go_url: endpoint.url.as_deref().map(crate::httpc::redact_keep_path),
             go_url_hint,
         };
         let monitor = Monitor::new(cfg.clone());
@@ -432,7 +433,7 @@ impl NodeLoop {
         let (Some(url), Some(pid)) = (named.and_then(Named::go_url), pid) else {
             return Endpoint::default();
         };
-        let shown = crate::httpc::redact_url(url);
+        let shown = crate::httpc::redact_keep_path(url);
         let bad = match url.parse::<hyper::Uri>() {
             Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => None,
             Ok(_) => Some("not an http:// or https:// URL with a host".to_owned()),
@@ -487,10 +488,14 @@ impl NodeLoop {
         let proc_root = self.cfg.template.proc_root.clone();
         let mut sandbox = false;
         for &pid in pids.iter().take(MAX_PROCS_LOOKED_AT) {
+            // A process is its PID, its start time and its executable: the
+            // runtime's init (`runc init`) execs the container's program
+            // under the same PID and start time.
             let Some(start) = start_time(&proc_root, pid) else {
                 continue;
             };
-            let go = match self.seen_exes.get(&(pid, start)) {
+            let exe = exe_identity(&proc_root, pid).unwrap_or_default();
+            let go = match self.seen_exes.get(&(pid, start, exe)) {
                 Some(v) => v.clone(),
                 None => {
                     let v = match go_build_of_pid(&proc_root, pid) {
@@ -501,7 +506,7 @@ impl NodeLoop {
                             None
                         }
                     };
-                    self.seen_exes.insert((pid, start), v.clone());
+                    self.seen_exes.insert((pid, start, exe), v.clone());
                     v
                 }
             };
@@ -556,8 +561,14 @@ pub fn key_of(c: &DiscoveredContainer) -> TargetKey {
     TargetKey::new("", c.path.pod_uid.clone(), c.path.short_id().to_owned())
 }
 
-/// The PIDs in a `cgroup.procs` file, one a line (`4242`); unreadable or
-/// gone: none.
+/// The device and inode of a process's executable (`/proc/PID/exe`
+/// followed); `None` when it cannot be read (gone, or no access).
+fn exe_identity(proc_root: &Path, pid: u32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(proc_root.join(pid.to_string()).join("exe")).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
 /// A process's start time (clock ticks after boot), field 22 of
 /// `/proc/PID/stat`: `4242 (my app) S 1 ... 22:starttime ...`.
 fn start_time(proc_root: &Path, pid: u32) -> Option<u64> {

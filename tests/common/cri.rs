@@ -58,6 +58,8 @@ pub const PROGRAMS_HINT: &str = "run scripts/build-test-programs.sh";
 pub const PAUSE_IMAGE: &str = "localhost/headroom-test/pause:1";
 /// The Go target's image, built from `target/test-programs/gohog`.
 pub const GOHOG_IMAGE: &str = "localhost/headroom-test/gohog:1";
+/// A container that is no Go program: `tests/c/sleeper.c`, static.
+pub const NOT_GO_IMAGE: &str = "localhost/headroom-test/sleeper:1";
 /// The containerd namespace the CRI plugin works in.
 pub const CRI_NAMESPACE: &str = "k8s.io";
 /// Where the v1 memory controller is mounted.
@@ -154,6 +156,15 @@ pub struct ContainerSpec {
 }
 
 impl ContainerSpec {
+    /// A container running no Go program (it sleeps), attempt 0, no limit.
+    pub fn not_go(name: &str) -> ContainerSpec {
+        ContainerSpec {
+            image: NOT_GO_IMAGE.to_owned(),
+            args: Vec::new(),
+            ..ContainerSpec::gohog(name, &[])
+        }
+    }
+
     /// A gohog container, attempt 0, no limit.
     pub fn gohog(name: &str, args: &[&str]) -> ContainerSpec {
         ContainerSpec {
@@ -279,7 +290,8 @@ impl CriBed {
         let programs = project_root().join("target/test-programs");
         let pause = programs.join("pause");
         let gohog = programs.join("gohog");
-        for exe in [&pause, &gohog] {
+        let sleeper = programs.join("sleeper");
+        for exe in [&pause, &gohog, &sleeper] {
             assert!(exe.exists(), "{} is missing: {PROGRAMS_HINT}", exe.display());
             assert_static(exe);
         }
@@ -379,6 +391,7 @@ impl CriBed {
         };
         bed.import_image(PAUSE_IMAGE, &pause);
         bed.import_image(GOHOG_IMAGE, &gohog);
+        bed.import_image(NOT_GO_IMAGE, &sleeper);
         bed
     }
 
