@@ -227,9 +227,7 @@ fn names_annotations_and_kills_per_container_through_a_restart_from_a_real_cri()
         hr.log()
     );
     assert_eq!(
-        m.get(&format!(
-            "headroom_target_exits_total{{container=\"app\",namespace=\"shop\",pod=\"leaky\",reason=\"oom_kill\"}}"
-        )),
+        m.get("headroom_target_exits_total{container=\"app\",namespace=\"shop\",pod=\"leaky\",reason=\"oom_kill\"}"),
         Some(&1.0)
     );
 
