@@ -84,6 +84,15 @@ fn node_mode_watches_every_go_container_apart_and_counts_the_kill_on_the_leak_al
         !m.keys().any(|k| k.contains(PLAIN_POD) || k.contains(&PAUSE_ID[..12])),
         "the non-Go container and the sandbox are not watched: {m:#?}"
     );
+    // No runtime answers for these cgroups: keyed by pod UID and short ID,
+    // and the listing says why.
+    let (_, body) = hr.get("/api/v1/targets");
+    let listing: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listing["names"]["source"], "cgroup", "{listing:#}");
+    assert!(
+        listing["names"]["problem"].as_str().is_some_and(|p| !p.is_empty()),
+        "{listing:#}"
+    );
     // The calm one's numbers are its cgroup's.
     let usage = series(&m, "headroom_memory_usage_bytes", CALM_POD, CALM_ID).unwrap();
     let kernel = calm_cg.read_u64("memory.usage_in_bytes") as f64;
