@@ -66,7 +66,7 @@ SPEC_FLAGS = {
     "memory-limit", "limit-basis", "log-format", "warn-within",
     "critical-within", "alertmanager-url", "webhook-url",
     "alertmanager-auth-file", "webhook-auth-file", "alert-ca-file", "profile-dir",
-    "pprof-url",
+    "pprof-url", "alert-label", "runbook-base-url",
 }
 SPEC_FLAG_VALUES = {
     "limit-basis": {"unreclaimable", "working_set", "usage", "rss"},
@@ -79,6 +79,9 @@ REQUIRED_ALERTS = {
     "HeadroomTargetDown", "HeadroomOOMKilled", "HeadroomDown",
 }
 SEVERITIES = {"info", "warning", "critical"}
+# Where the rules' runbook links point (and headroom's own default,
+# --runbook-base-url): the docs of the source tree.
+RUNBOOK_BASE = "https://github.com/headroom-dev/headroom/blob/main/docs/"
 CRD_GROUPS = {"monitoring.coreos.com"}
 
 
@@ -187,9 +190,9 @@ def cmd_rules(rules_file: str, metrics_file: str, troubleshooting: str) -> int:
                 if not annotations.get(key):
                     p.add(f"{name}: no {key} annotation")
             runbook = annotations.get("runbook_url", "")
-            m = re.fullmatch(r"docs/([\w.-]+)#(.+)", runbook)
+            m = re.fullmatch(re.escape(RUNBOOK_BASE) + r"([\w.-]+)#(.+)", runbook)
             if not m or m.group(1) != doc_name:
-                p.add(f"{name}: runbook_url {runbook!r} is not docs/{doc_name}#ANCHOR")
+                p.add(f"{name}: runbook_url {runbook!r} is not {RUNBOOK_BASE}{doc_name}#ANCHOR")
             elif m.group(2) not in anchors:
                 p.add(f"{name}: runbook anchor #{m.group(2)} is not a heading of {troubleshooting}")
     for missing in sorted(REQUIRED_ALERTS - seen):

@@ -119,6 +119,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         profiles: Some(profiles),
         runtime: tokio::runtime::Handle::current(),
         scrapes: None,
+        alert_labels: daemon.alert_labels.clone(),
+        runbook_base: daemon.runbook_base.clone(),
     };
     let monitor = Monitor::new(target.clone());
     let slot = shared.insert(shared.new_slot(key, Default::default(), Some(monitor.history())));
@@ -150,6 +152,8 @@ pub async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {
         scrapes: Some(Arc::new(tokio::sync::Semaphore::new(
             crate::targets::node::MAX_CONCURRENT_SCRAPES,
         ))),
+        alert_labels: cfg.daemon.alert_labels.clone(),
+        runbook_base: cfg.daemon.runbook_base.clone(),
     };
     let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
     let loop_shared = shared.clone();

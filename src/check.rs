@@ -306,6 +306,8 @@ async fn watch_for(target: TargetConfig, sample_for: Duration) -> anyhow::Result
         profiles: None,
         runtime: tokio::runtime::Handle::current(),
         scrapes: None,
+        alert_labels: Default::default(),
+        runbook_base: String::new(),
     };
     let run = runner::start(target, monitor, slot.clone(), &common)?;
     let started = Instant::now();

@@ -182,6 +182,20 @@ pub const FLAGS: &[Flag] = &[
         None,
     ),
     flag(
+        "alert-label",
+        "K=V,...",
+        None,
+        "Static labels added to every pushed alert (Alertmanager and webhook), e.g. the cluster's name, as the rules' external labels would be: `cluster=prod,region=eu-west-1`. Not alertname, severity, namespace, pod or container.",
+        Some("cluster=prod"),
+    ),
+    flag(
+        "runbook-base-url",
+        "URL",
+        Some(DEFAULT_RUNBOOK_BASE),
+        "Where the runbook (docs/troubleshooting.md) is published: pushed alerts carry runbook_url = this + troubleshooting.md#<section>, as the shipped rules do.",
+        Some("https://docs.example.com/headroom/docs/"),
+    ),
+    flag(
         "profile-dir",
         "DIR",
         None,
@@ -196,6 +210,12 @@ pub const FLAGS: &[Flag] = &[
         None,
     ),
 ];
+
+/// Where the runbook is published by default: the docs of the source tree.
+pub const DEFAULT_RUNBOOK_BASE: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/");
+
+/// Labels a pushed alert sets itself; `--alert-label` may not set them.
+pub const RESERVED_ALERT_LABELS: &[&str] = &["alertname", "severity", "namespace", "pod", "container", "process"];
 
 /// The settings of `headroom node` alone.
 pub const NODE_FLAGS: &[Flag] = &[
@@ -549,6 +569,8 @@ pub struct Config {
     pub alert_ca_file: Option<PathBuf>,
     pub profile_dir: Option<PathBuf>,
     pub pprof_url: Option<String>,
+    pub alert_labels: BTreeMap<String, String>,
+    pub runbook_base: String,
 }
 
 /// What to watch and how: one target's settings. The sidecar has one, from
@@ -616,6 +638,10 @@ pub struct DaemonConfig {
     pub webhook_auth_file: Option<PathBuf>,
     pub alert_ca_file: Option<PathBuf>,
     pub profile_dir: Option<PathBuf>,
+    /// `--alert-label`: added to every pushed alert.
+    pub alert_labels: BTreeMap<String, String>,
+    /// `--runbook-base-url`, ending in `/`.
+    pub runbook_base: String,
 }
 
 /// Where `headroom node` asks for pod and container names.
@@ -792,6 +818,55 @@ impl Validator<'_> {
     }
 
     /// An http:// URL of the target, beside us in the pod.
+    /// `K=V,K=V`: Prometheus label names, none reserved, values non-empty.
+    fn alert_labels(&mut self, key: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(raw) = self.raw(key).map(str::to_owned) else {
+            return out;
+        };
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((k, val)) = part.split_once('=').map(|(k, v)| (k.trim(), v.trim())) else {
+                self.fail(key, part, "expected KEY=VALUE, e.g. cluster=prod");
+                continue;
+            };
+            let name_ok = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !k.starts_with("__");
+            if !name_ok {
+                self.fail(
+                    key,
+                    part,
+                    "a label name is letters, digits and _, not starting with a digit or __",
+                );
+            } else if RESERVED_ALERT_LABELS.contains(&k) {
+                self.fail(key, part, "headroom sets this label itself");
+            } else if val.is_empty() {
+                self.fail(key, part, "the value is empty");
+            } else {
+                out.insert(k.to_owned(), val.to_owned());
+            }
+        }
+        out
+    }
+
+    /// An absolute http(s) URL, given a trailing `/`.
+    fn runbook_base(&mut self, key: &str) -> String {
+        let v = self.value(key).unwrap_or_default();
+        match v.parse::<axum::http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                if v.ends_with('/') {
+                    v
+                } else {
+                    format!("{v}/")
+                }
+            }
+            _ => {
+                self.fail(key, &v, "expected an absolute http:// or https:// URL");
+                String::new()
+            }
+        }
+    }
+
     fn url(&mut self, key: &str) -> Option<String> {
         let v = self.raw(key)?.to_owned();
         match v.parse::<axum::http::Uri>() {
@@ -861,6 +936,8 @@ impl Config {
             webhook_auth_file: self.webhook_auth_file.clone(),
             alert_ca_file: self.alert_ca_file.clone(),
             profile_dir: self.profile_dir.clone(),
+            alert_labels: self.alert_labels.clone(),
+            runbook_base: self.runbook_base.clone(),
         }
     }
 
@@ -986,6 +1063,8 @@ impl Config {
         }
         let pprof_url = v.url("pprof-url");
         let profile_dir = v.raw("profile-dir").map(PathBuf::from);
+        let alert_labels = v.alert_labels("alert-label");
+        let runbook_base = v.runbook_base("runbook-base-url");
         if v.errors.is_empty() {
             Ok(Config {
                 listen,
@@ -1011,6 +1090,8 @@ impl Config {
                 alert_ca_file,
                 profile_dir,
                 pprof_url,
+                alert_labels,
+                runbook_base,
             })
         } else {
             Err(v.errors)
@@ -1024,6 +1105,32 @@ mod tests {
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn alert_labels_are_label_names_not_headrooms_own_and_the_runbook_base_absolute() {
+        let c = Config::from_map(&map(&[("alert-label", " cluster=prod , region = eu-west-1,")])).unwrap();
+        let want: BTreeMap<String, String> = map(&[("cluster", "prod"), ("region", "eu-west-1")]);
+        assert_eq!(c.alert_labels, want);
+        assert_eq!(c.runbook_base, DEFAULT_RUNBOOK_BASE);
+        assert!(c.runbook_base.starts_with("https://") && c.runbook_base.ends_with('/'));
+        for (bad, says) in [
+            ("cluster", "KEY=VALUE"),
+            ("9lives=x", "label name"),
+            ("__meta=x", "label name"),
+            ("severity=page", "sets this label itself"),
+            ("pod=x", "sets this label itself"),
+            ("team=", "empty"),
+        ] {
+            let e = Config::from_map(&map(&[("alert-label", bad)])).unwrap_err().join("\n");
+            assert!(e.contains("--alert-label") && e.contains(says), "{bad}: {e}");
+        }
+        let c = Config::from_map(&map(&[("runbook-base-url", "https://docs.example/h")])).unwrap();
+        assert_eq!(c.runbook_base, "https://docs.example/h/");
+        let e = Config::from_map(&map(&[("runbook-base-url", "docs/")]))
+            .unwrap_err()
+            .join("\n");
+        assert!(e.contains("--runbook-base-url") && e.contains("absolute"), "{e}");
     }
 
     #[test]

@@ -191,7 +191,7 @@ fn an_alertmanager_resolve_sent_while_it_is_down_is_delivered_when_it_is_up() {
     let ours = |am: &Alertmanager| {
         am.alerts()
             .into_iter()
-            .find(|a| a["labels"]["alertname"] == "HeadroomOOMRisk")
+            .find(|a| a["labels"]["alertname"] == "HeadroomOOMRiskCritical")
     };
     wait(&hr, Duration::from_secs(30), "the alert firing in Alertmanager", || {
         ours(&am).is_some()

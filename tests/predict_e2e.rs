@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
@@ -314,6 +315,23 @@ fn no_false_alarm_on_calm_workloads_start_up_included() {
     });
 }
 
+/// Each shipped rule's alert name and its `severity` label, read from
+/// deploy/prometheus/headroom-rules.yaml.
+fn rule_severities() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(project_root().join("deploy/prometheus/headroom-rules.yaml")).unwrap();
+    let mut out = BTreeMap::new();
+    let mut name: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(n) = line.strip_prefix("- alert:") {
+            name = Some(n.trim().to_owned());
+        } else if let (Some(sev), Some(n)) = (line.strip_prefix("severity:"), &name) {
+            out.insert(n.clone(), sev.trim().to_owned());
+            name = None;
+        }
+    }
+    out
+}
+
 #[test]
 fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
     let am = Alertmanager::start();
@@ -343,6 +361,10 @@ fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
             &hook_url,
             "--profile-dir",
             profiles.path().to_str().unwrap(),
+            "--alert-label",
+            "cluster=prod, region=eu-west-1",
+            "--runbook-base-url",
+            "https://runbooks.example/headroom/docs",
         ],
     );
     // Fill the cgroup to ~94 %: a warning from how close the basis is.
@@ -352,7 +374,7 @@ fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
         if let Some(a) = am
             .alerts()
             .into_iter()
-            .find(|a| a["labels"]["alertname"] == "HeadroomOOMRisk")
+            .find(|a| a["labels"]["alertname"] == "HeadroomOOMRiskWarning")
         {
             break a;
         }
@@ -364,6 +386,46 @@ fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
         std::thread::sleep(Duration::from_millis(250));
     };
     assert_eq!(alert["labels"]["severity"], "warning", "{alert:#}");
+    // The shipped rule of that name has that severity: the pushed alert and
+    // the rule's group together and page once.
+    let rules = rule_severities();
+    assert_eq!(
+        rules.get("HeadroomOOMRiskWarning").map(String::as_str),
+        Some("warning"),
+        "{rules:?}"
+    );
+    assert_eq!(alert["labels"]["cluster"], "prod", "static labels: {alert:#}");
+    assert_eq!(alert["labels"]["region"], "eu-west-1");
+    let extra: Vec<&String> = alert["labels"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| {
+            ![
+                "alertname",
+                "severity",
+                "namespace",
+                "pod",
+                "container",
+                "process",
+                "cluster",
+                "region",
+            ]
+            .contains(&k.as_str())
+        })
+        .collect();
+    assert!(extra.is_empty(), "labels the rules do not have: {extra:?}");
+    let runbook = alert["annotations"]["runbook_url"].as_str().unwrap_or("");
+    assert_eq!(
+        runbook,
+        "https://runbooks.example/headroom/docs/troubleshooting.md#oom-risk"
+    );
+    assert!(
+        std::fs::read_to_string(project_root().join("docs/troubleshooting.md"))
+            .unwrap()
+            .contains("\n### OOM risk\n"),
+        "the runbook section the link names exists"
+    );
     assert_eq!(alert["labels"]["pod"], "shop-7d9f");
     assert_eq!(alert["labels"]["namespace"], "prod");
     assert_eq!(alert["labels"]["container"], "api");
@@ -396,6 +458,9 @@ fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
         "{ev:#}"
     );
     assert_eq!(ev["labels"]["pod"], "shop-7d9f");
+    assert_eq!(ev["labels"]["cluster"], "prod");
+    assert_eq!(ev["alertname"], "HeadroomOOMRiskWarning");
+    assert_eq!(ev["runbook_url"], runbook);
     assert!(*hook.requests.lock().unwrap() >= 2, "retried after the failure");
 
     // The heap profile taken when the risk rose: a real pprof profile.
@@ -433,7 +498,7 @@ fn alerts_reach_alertmanager_and_the_webhook_and_a_profile_is_saved() {
         let active = am
             .alerts()
             .into_iter()
-            .any(|a| a["labels"]["alertname"] == "HeadroomOOMRisk" && a["status"]["state"] == "active");
+            .any(|a| a["labels"]["alertname"] == "HeadroomOOMRiskWarning" && a["status"]["state"] == "active");
         if !active {
             break;
         }

@@ -14,8 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-pub const ALERT_NAME: &str = "HeadroomOOMRisk";
-
 fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
@@ -31,10 +29,11 @@ pub fn alertmanager_alert(action: &AmAction, ev: &AlertEvent) -> serde_json::Val
             ends_ms,
         } => (*severity, *starts_ms, Some(rfc3339((*ends_ms).max(*starts_ms)))),
     };
+    // The rules' names and labels, so that a pushed alert and the rule's
+    // group together and page once.
     let mut labels = ev.labels.clone();
-    labels.insert("alertname".into(), ALERT_NAME.into());
+    labels.insert("alertname".into(), super::plan::alert_name(severity).into());
     labels.insert("severity".into(), severity.as_str().into());
-    labels.insert("source".into(), "headroom".into());
     let tto = ev.time_to_oom_seconds.map_or("not predicted".to_owned(), |t| {
         humantime::format_duration(Duration::from_secs(t as u64)).to_string()
     });
@@ -52,6 +51,10 @@ pub fn alertmanager_alert(action: &AmAction, ev: &AlertEvent) -> serde_json::Val
         ),
     );
     annotations.insert("time_to_oom".to_owned(), tto);
+    if !ev.runbook_url.is_empty() {
+        annotations.insert("runbook_url".to_owned(), ev.runbook_url.clone());
+    }
+    annotations.insert("source".to_owned(), "pushed by headroom".to_owned());
     annotations.insert("diagnosis".to_owned(), ev.causes.join(", "));
     if !ev.advice.is_empty() {
         annotations.insert("advice".to_owned(), ev.advice.join("\n"));
@@ -175,6 +178,8 @@ mod tests {
                 "POD_NAMESPACE" => Some("shop".into()),
                 _ => None,
             }),
+            alertname: "HeadroomOOMRiskCritical",
+            runbook_url: "https://docs.example/troubleshooting.md#oom-risk".into(),
         };
         let fire = AmAction::Fire {
             severity: Critical,
@@ -182,7 +187,7 @@ mod tests {
         };
         let b = AmMessage::new(std::slice::from_ref(&fire), &ev).body();
         let a = &b[0];
-        assert_eq!(a["labels"]["alertname"], ALERT_NAME);
+        assert_eq!(a["labels"]["alertname"], "HeadroomOOMRiskCritical");
         assert_eq!(a["labels"]["severity"], "critical");
         assert_eq!(a["labels"]["pod"], "api-7d9");
         assert_eq!(a["labels"]["namespace"], "shop");
@@ -190,6 +195,11 @@ mod tests {
         assert_eq!(a["startsAt"], "2023-11-14T22:13:20.000Z");
         assert_eq!(a["annotations"]["time_to_oom"], "1m 35s");
         assert_eq!(a["annotations"]["diagnosis"], "heap_leak");
+        assert_eq!(
+            a["annotations"]["runbook_url"],
+            "https://docs.example/troubleshooting.md#oom-risk"
+        );
+        assert!(a["labels"].get("source").is_none(), "the rules' labels, no others");
         assert!(a.get("endsAt").is_none());
         let resolve = |starts_ms, ends_ms| AmAction::Resolve {
             severity: Critical,
@@ -219,6 +229,8 @@ mod tests {
             causes: vec![],
             advice: vec![],
             labels: Default::default(),
+            alertname: "HeadroomOOMRiskCritical",
+            runbook_url: String::new(),
         };
         let severities = |m: &AmMessage| -> Vec<(String, bool)> {
             m.body()

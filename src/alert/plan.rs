@@ -125,7 +125,24 @@ pub struct AlertEvent {
     pub causes: Vec<String>,
     pub advice: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// The shipped rule's name for this risk (`HeadroomOOMRiskWarning`,
+    /// `HeadroomOOMRiskCritical`); for a fall back to ok, the name of the
+    /// risk that ended.
+    pub alertname: &'static str,
+    /// The runbook's section, absolute (`--runbook-base-url`).
+    pub runbook_url: String,
 }
+
+/// The shipped rules' alert for a risk (warning for `Ok`, which fires none).
+pub fn alert_name(risk: Risk) -> &'static str {
+    match risk {
+        Risk::Critical => "HeadroomOOMRiskCritical",
+        Risk::Warning | Risk::Ok => "HeadroomOOMRiskWarning",
+    }
+}
+
+/// The runbook's section on OOM risk, under `--runbook-base-url`.
+pub const RUNBOOK_SECTION: &str = "troubleshooting.md#oom-risk";
 
 impl AlertEvent {
     pub fn new(a: &Analysis, time_ms: u64, previous: Option<Risk>, labels: &BTreeMap<String, String>) -> AlertEvent {
@@ -144,7 +161,18 @@ impl AlertEvent {
                 .map(|f| format!("{}: {}", f.cause.as_str(), f.advice))
                 .collect(),
             labels: labels.clone(),
+            alertname: alert_name(match (a.risk, previous) {
+                (Risk::Ok, Some(p)) => p,
+                (r, _) => r,
+            }),
+            runbook_url: String::new(),
         }
+    }
+
+    /// The same event with its runbook link under `base` (ending in `/`).
+    pub fn with_runbook(mut self, base: &str) -> AlertEvent {
+        self.runbook_url = format!("{base}{RUNBOOK_SECTION}");
+        self
     }
 }
 

@@ -43,6 +43,10 @@ pub struct Common {
     pub runtime: tokio::runtime::Handle,
     /// Node mode: bounds the Go scrapes running at once across targets.
     pub scrapes: Option<Arc<tokio::sync::Semaphore>>,
+    /// `--alert-label`: on every pushed alert (a target's own labels win).
+    pub alert_labels: BTreeMap<String, String>,
+    /// `--runbook-base-url`.
+    pub runbook_base: String,
 }
 
 /// A running target: its slot, and the handles that stop it.
@@ -105,7 +109,12 @@ pub fn start(cfg: TargetConfig, mut monitor: Monitor, slot: Arc<Slot>, common: &
     if let Some(p) = &common.profiles {
         monitor.set_profiles(p.clone());
     }
-    let labels = alert_labels(&slot, &cfg);
+    let mut labels = common.alert_labels.clone();
+    labels.extend(alert_labels(&slot, &cfg));
+    let whose = Whose {
+        labels,
+        runbook_base: common.runbook_base.clone(),
+    };
     let (poller_slot, histogram, alerts, interval) = (
         slot.clone(),
         common.histogram.clone(),
@@ -114,7 +123,7 @@ pub fn start(cfg: TargetConfig, mut monitor: Monitor, slot: Arc<Slot>, common: &
     );
     let name = format!("poll {}", slot.key);
     let end = spawn_supervised(&name, move || {
-        poller(monitor, interval, poller_slot, histogram, rx, alerts, labels)
+        poller(monitor, interval, poller_slot, histogram, rx, alerts, whose)
     })?;
     Ok(TargetRun { slot, tx, go_stop, end })
 }
@@ -169,6 +178,13 @@ async fn go_loop(
     }
 }
 
+/// What a target's alerts carry besides the analysis: its labels (with
+/// `--alert-label`'s) and the runbook's base URL.
+struct Whose {
+    labels: BTreeMap<String, String>,
+    runbook_base: String,
+}
+
 /// The poll loop, on the target's own thread: poll every `interval`,
 /// publish, and hand alert work to the delivery task without ever waiting
 /// for it.
@@ -179,7 +195,7 @@ fn poller(
     histogram: prometheus::Histogram,
     rx: std_mpsc::Receiver<PollerMsg>,
     alerts: AlertTx,
-    labels: BTreeMap<String, String>,
+    whose: Whose,
 ) {
     let mut plan = AlertPlan::default();
     let mut next = Instant::now();
@@ -213,7 +229,8 @@ fn poller(
             };
             let p = plan.step(a.risk, now);
             if p != Plan::default() {
-                let ev = AlertEvent::new(a, status.time_ms, p.changed_from, &labels);
+                let ev =
+                    AlertEvent::new(a, status.time_ms, p.changed_from, &whose.labels).with_runbook(&whose.runbook_base);
                 if tx.try_send((p, ev)).is_err() {
                     tracing::warn!(target_key = %slot.key, "alert delivery is behind: an alert update was dropped");
                 }
