@@ -189,24 +189,47 @@ check "helm render (native sidecar: an init container with restartPolicy Always)
     "$py" scripts/check_deploy.py helm-render "$chart" "$work/native-sidecar.yaml" "$chart/ci/native-sidecar-values.yaml"
 check "helm render a Go service's chart that includes headroom.container" \
     "$py" scripts/check_deploy.py helm-parent "$chart" "$work/parent.yaml"
+check "helm lint --strict (ci/node-values.yaml)" \
+    "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube" "$chart/ci/node-values.yaml"
+check "helm render (node mode: DaemonSet, Service, PodMonitor, ServiceMonitor, rules)" \
+    "$py" scripts/check_deploy.py helm-render "$chart" "$work/node.yaml" "$chart/ci/node-values.yaml"
+check "helm lint --strict (ci/node-netns-off-values.yaml)" \
+    "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube" "$chart/ci/node-netns-off-values.yaml"
+check "helm render (node mode without netns entry, CRI-O, recursively read-only mounts)" \
+    "$py" scripts/check_deploy.py helm-render "$chart" "$work/node-netns-off.yaml" "$chart/ci/node-netns-off-values.yaml"
 check "rendered objects validate (kubernetes-validate --strict; CRDs: operator models)" \
     "$py" scripts/check_deploy.py k8s-validate "${kube_versions// /,}" \
-    "$work/default.yaml" "$work/all-on.yaml" "$work/sys-ptrace.yaml" "$work/parent.yaml"
+    "$work/default.yaml" "$work/all-on.yaml" "$work/sys-ptrace.yaml" "$work/parent.yaml" \
+    "$work/node.yaml"
+
+# versions_from MINOR: the versions of $kube_versions from 1.MINOR on (that
+# version alone if none is), comma-separated.
+versions_from() {
+    local out= v major minor
+    for v in $kube_versions; do
+        IFS=. read -r major minor _ <<<"$v"
+        if (( major > 1 || minor >= $1 )); then
+            out+="${out:+,}$v"
+        fi
+    done
+    echo "${out:-1.$1.0}"
+}
 # Native sidecars (restartPolicy on an init container) exist from Kubernetes
 # 1.29 on: that render is validated against the versions that have them.
-native_versions=
-for v in $kube_versions; do
-    IFS=. read -r major minor _ <<<"$v"
-    if (( major > 1 || minor >= 29 )); then
-        native_versions+="${native_versions:+,}$v"
-    fi
-done
-native_versions=${native_versions:-1.29.0}
+native_versions=$(versions_from 29)
 check "native sidecar render validates (Kubernetes ${native_versions//,/, }, strict)" \
     "$py" scripts/check_deploy.py k8s-validate "$native_versions" "$work/native-sidecar.yaml"
+# recursiveReadOnly on a volume mount: Kubernetes 1.31 on (beta, on by default).
+rro_versions=$(versions_from 31)
+check "node render with recursiveReadOnly validates (Kubernetes ${rro_versions//,/, }, strict)" \
+    "$py" scripts/check_deploy.py k8s-validate "$rro_versions" "$work/node-netns-off.yaml"
 check "rendered sidecar: permissions, probes, downward API env, target env, native sidecar" \
     "$py" scripts/check_deploy.py sidecar "$work/all-on.yaml" "$work/sys-ptrace.yaml" \
     "$work/native-sidecar.yaml" "$work/parent.yaml"
+check "rendered node mode: hostPID, read-only host mounts, flags, capabilities, monitors" \
+    "$py" scripts/check_deploy.py node "$chart" \
+    "$work/node.yaml" "$chart/ci/node-values.yaml" \
+    "$work/node-netns-off.yaml" "$chart/ci/node-netns-off-values.yaml"
 
 # --- plain manifests -------------------------------------------------------------
 

@@ -7,7 +7,17 @@ DASHBOARD_JSON is a Grafana dashboard (the JSON model). METRICS_TEXT_FILE is a
 Prometheus text exposition: a live scrape of headroom's /metrics, or a list of
 `# TYPE name gauge` lines. Every metric name in every panel target's `expr`
 (rows and nested panels included) and in every query variable's query must
-appear in the exposition. Exits 0 when they all do, 1 when one does not or the
+appear in the exposition.
+
+It also checks what makes the dashboard work for many containers (headroom
+node, or many sidecars): the `namespace` and `pod` variables (multi-select,
+with All, their values from headroom_target_info), every headroom series of
+every panel filtered by both, every stat panel naming the pod its figure
+comes from, and the "Containers at risk" table (one row per namespace, pod
+and container, with the risk, the time to OOM, the memory against the limit
+and the causes, most at risk first).
+
+Exits 0 when all is well, 1 when a metric is unknown, a check fails or the
 dashboard has no query at all, 2 on unreadable input.
 
 Standard library only, so any python3 runs it.
@@ -147,6 +157,116 @@ def variable_queries(dashboard: dict) -> list[tuple[str, str]]:
     return found
 
 
+KEY_LABELS = ("namespace", "pod", "container")
+RISK_TABLE = "Containers at risk"
+# What the table must show, by the metric its query reads.
+RISK_TABLE_METRICS = {
+    "headroom_oom_risk": "the risk",
+    "headroom_time_to_oom_seconds": "the time to OOM",
+    "headroom_memory_limit_bytes": "the limit",
+    "headroom_memory_unreclaimable_bytes": "the memory against the limit",
+    "headroom_diagnosis": "the causes",
+}
+
+
+def all_panels(panels) -> list[dict]:
+    out: list[dict] = []
+    for panel in panels or []:
+        out.append(panel)
+        out.extend(all_panels(panel.get("panels")))
+    return out
+
+
+def variable_problems(dashboard: dict) -> list[str]:
+    problems: list[str] = []
+    variables = {v.get("name"): v for v in (dashboard.get("templating") or {}).get("list", []) or []}
+    for name in ("namespace", "pod"):
+        var = variables.get(name)
+        if var is None:
+            problems.append(f"no ${name} template variable")
+            continue
+        if var.get("type") != "query" or var.get("multi") is not True or var.get("includeAll") is not True:
+            problems.append(f"variable ${name}: should be a multi-select query variable with All")
+        if var.get("allValue") != ".*":
+            problems.append(f"variable ${name}: All should be .* (a container without a {name} label matches it), "
+                            f"not {var.get('allValue')!r}")
+        query = var.get("query")
+        if isinstance(query, dict):
+            query = query.get("query", "")
+        m = re.fullmatch(r"label_values\((.*),\s*(\w+)\s*\)", (query or "").strip(), re.S)
+        if not m or m.group(2) != name or not m.group(1).strip().startswith("headroom_target_info"):
+            problems.append(f"variable ${name}: values should be label_values(headroom_target_info..., {name}), "
+                            f"not {query!r}")
+        elif name == "pod" and 'namespace=~"$namespace"' not in m.group(1):
+            problems.append('variable $pod: should list the pods of the namespaces chosen (namespace=~"$namespace")')
+    return problems
+
+
+def filter_problems(dashboard: dict) -> list[str]:
+    """Every headroom series a panel reads is filtered by both variables."""
+    problems: list[str] = []
+    for where, expr in dashboard_queries(dashboard.get("panels", [])):
+        for m in re.finditer(r"\b(headroom_\w+)(\s*\{((?:\"(?:\\.|[^\"\\])*\"|[^}\"])*)\})?", expr):
+            matchers = m.group(3) or ""
+            for label in ("namespace", "pod"):
+                if not re.search(label + r'\s*=~\s*"\$\{?' + label + r'\}?"', matchers):
+                    problems.append(f'{where}: {m.group(1)} is not filtered by {label}=~"${label}"')
+    return problems
+
+
+def stat_problems(dashboard: dict) -> list[str]:
+    """A stat panel shows one figure of many containers: it says whose."""
+    problems: list[str] = []
+    for panel in all_panels(dashboard.get("panels")):
+        if panel.get("type") != "stat":
+            continue
+        for target in panel.get("targets", []):
+            if "{{pod}}" not in (target.get("legendFormat") or ""):
+                problems.append(f"stat panel {panel.get('title')!r} [{target.get('refId')}]: its figure does not "
+                                "say which pod (topk or bottomk, and {{pod}} in the legend)")
+    return problems
+
+
+def risk_table_problems(dashboard: dict) -> list[str]:
+    problems: list[str] = []
+    tables = [p for p in all_panels(dashboard.get("panels")) if p.get("title") == RISK_TABLE]
+    if len(tables) != 1 or tables[0].get("type") != "table":
+        return [f"no table panel titled {RISK_TABLE!r}"]
+    table = tables[0]
+    key = ", ".join(KEY_LABELS)
+    shown: dict[str, str] = {}
+    for target in table.get("targets", []):
+        ref, expr = target.get("refId"), target.get("expr", "")
+        if target.get("format") != "table" or target.get("instant") is not True:
+            problems.append(f"{RISK_TABLE} [{ref}]: should be an instant query in table format")
+        if not re.match(r"(max|min) by \(" + re.escape(key) + r"(, cause)?\) \(", expr):
+            problems.append(f"{RISK_TABLE} [{ref}]: should aggregate by ({key}) first: one row per container")
+        inner = re.match(r"(?:max|min) by \([^)]*\) \((?:clamp_max\()?(headroom_\w+)", expr)
+        if inner:
+            shown.setdefault(inner.group(1), ref)
+    for metric, what in RISK_TABLE_METRICS.items():
+        if metric not in shown:
+            problems.append(f"{RISK_TABLE}: no column of {what} ({metric})")
+    transformations = {t.get("id"): t.get("options") or {} for t in table.get("transformations", [])}
+    fields = (transformations.get("groupBy") or {}).get("fields") or {}
+    grouped = sorted(k for k, f in fields.items() if f.get("operation") == "groupby")
+    if "merge" not in transformations or grouped != sorted(KEY_LABELS):
+        problems.append(f"{RISK_TABLE}: should merge its queries and group the rows by {key}, not {grouped}")
+    if (fields.get("cause") or {}).get("operation") != "aggregate":
+        problems.append(f"{RISK_TABLE}: should list each container's causes in its one row")
+    names = {}
+    for override in (table.get("fieldConfig") or {}).get("overrides", []):
+        for prop in override.get("properties", []):
+            if prop.get("id") == "displayName":
+                names[prop.get("value")] = (override.get("matcher") or {}).get("options", "")
+    risk_ref = shown.get("headroom_oom_risk")
+    if "Risk" not in names or not risk_ref or not re.search(names["Risk"], f"Value #{risk_ref}"):
+        problems.append(f"{RISK_TABLE}: no column named Risk showing headroom_oom_risk")
+    if ((table.get("options") or {}).get("sortBy") or [{}])[0] != {"displayName": "Risk", "desc": True}:
+        problems.append(f"{RISK_TABLE}: should be sorted by Risk, the most at risk first")
+    return problems
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -174,8 +294,16 @@ def main(argv: list[str]) -> int:
         for name in sorted(names - exported):
             print(f"check_dashboard: {where}: {name} is not in {argv[2]} (expr: {expr})")
             missing += 1
+    problems = (variable_problems(dashboard) + filter_problems(dashboard) + stat_problems(dashboard)
+                + risk_table_problems(dashboard))
+    for problem in problems:
+        print(f"check_dashboard: {problem}")
     if missing:
         print(f"check_dashboard: {missing} unknown metric name(s)")
+    if problems:
+        print(f"check_dashboard: {len(problems)} problem(s) with the variables, filters, stat panels or "
+              f"the {RISK_TABLE!r} table")
+    if missing or problems:
         return 1
     print(
         f"check_dashboard: {len(queries)} queries use {len(used)} metric names, "

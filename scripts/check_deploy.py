@@ -25,6 +25,14 @@ types generated from the operator's CRDs).
                                     the container needs no flags) and native
                                     sidecar form (an init container with
                                     restartPolicy: Always)
+  node CHART RENDERED VALUES [RENDERED VALUES]...
+                                    the node mode's DaemonSet as rendered
+                                    with those values (the chart's defaults
+                                    under them): hostPID, read-only host
+                                    mounts and the flags that name them,
+                                    capabilities, probes, resources, and the
+                                    Service, PodMonitor and rules beside it;
+                                    plus renders of its other branches
   dashboard JSON WORKDIR            Grafana dashboard structure, and the
                                     PromQL of every query (Grafana variables
                                     filled in) through promtool check rules
@@ -73,6 +81,15 @@ SPEC_FLAG_VALUES = {
     "log-format": {"text", "json"},
 }
 SUBCOMMANDS = {"run", "check"}
+# The flags of `headroom node` beyond those of `run` (src/config.rs
+# NODE_FLAGS), and the flags of `run` about one target that it does not take
+# (TARGET_ONLY).
+NODE_FLAGS = {"cri-socket", "all-containers", "enter-netns", "max-targets"}
+TARGET_ONLY_FLAGS = {"pid", "process", "target-container", "cgroup", "go-url", "memory-limit", "pprof-url"}
+NODE_FLAG_VALUES = {
+    "all-containers": {"true", "false"},
+    "enter-netns": {"true", "false"},
+}
 REQUIRED_ALERTS = {
     "HeadroomOOMRiskWarning", "HeadroomOOMRiskCritical", "HeadroomLazyFreeCharged", "HeadroomGCThrash", "HeadroomTHPBloat",
     "HeadroomMisconfigured",
@@ -624,6 +641,274 @@ def cmd_sidecar(files: list[str]) -> int:
     return p.exit(f"{pods} pod(s) with the sidecar set up as headroom needs")
 
 
+# --- node mode ----------------------------------------------------------------
+
+# BENCHMARKS.md, "Node mode: 100 Go containers": headroom node's memory with
+# no container, and the most one watched container adds at a full history.
+NODE_BASE_BYTES = 6 * 2**20
+NODE_TARGET_BYTES = 265 * 2**10
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """Values as Helm merges them: maps merge, anything else replaces, null
+    removes the key."""
+    out = dict(base)
+    for k, v in over.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def quantity_bytes(q) -> float:
+    m = re.fullmatch(r"([0-9.]+)(Ki|Mi|Gi|k|M|G)?", str(q))
+    if not m:
+        raise ValueError(f"not a memory quantity: {q!r}")
+    scale = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 1e3, "M": 1e6, "G": 1e9}
+    return float(m.group(1)) * scale[m.group(2)]
+
+
+def flag_values(args: list[str]) -> dict[str, str]:
+    """--flag VALUE and --flag=VALUE pairs of an argument list."""
+    out: dict[str, str] = {}
+    for i, arg in enumerate(args):
+        if arg.startswith("--"):
+            flag, eq, inline = arg[2:].partition("=")
+            out[flag] = inline if eq else (args[i + 1] if i + 1 < len(args) else "")
+    return out
+
+
+def check_node_render(ident: str, objects: list[dict], v: dict, p: Problems) -> None:
+    n = v["node"]
+    by_kind: dict[str, list[dict]] = {}
+    for d in objects:
+        by_kind.setdefault(d.get("kind"), []).append(d)
+    for kind in ("Deployment", "StatefulSet", "Pod"):
+        if kind in by_kind:
+            p.add(f"{ident}: node mode renders a {kind}: only the DaemonSet runs headroom")
+    daemonsets = by_kind.get("DaemonSet", [])
+    if len(daemonsets) != 1:
+        p.add(f"{ident}: expected one DaemonSet, got {len(daemonsets)}")
+        return
+    ds = daemonsets[0]
+    did = f"{ident}: DaemonSet/{ds['metadata']['name']}"
+    tmpl = ds["spec"]["template"]
+    spec = tmpl["spec"]
+    pod_labels = tmpl["metadata"].get("labels") or {}
+    if not set(ds["spec"]["selector"]["matchLabels"].items()) <= set(pod_labels.items()):
+        p.add(f"{did}: the selector does not match the pod template's labels")
+
+    # The pod: the host's PID namespace, nothing else of the host's.
+    if spec.get("hostPID") is not True:
+        p.add(f"{did}: hostPID must be true (cgroup.procs lists the host's PIDs)")
+    for field in ("hostNetwork", "hostIPC"):
+        if spec.get(field):
+            p.add(f"{did}: {field} is more than headroom node needs")
+    if spec.get("automountServiceAccountToken") is not False:
+        p.add(f"{did}: automountServiceAccountToken must be false (no API server access is needed)")
+    if (spec.get("priorityClassName") or "") != (n.get("priorityClassName") or ""):
+        p.add(f"{did}: priorityClassName {spec.get('priorityClassName')!r} is not node.priorityClassName")
+    if (spec.get("tolerations") or []) != (n.get("tolerations") or []):
+        p.add(f"{did}: tolerations {spec.get('tolerations')} are not node.tolerations")
+    if {"operator": "Exists"} in (n.get("tolerations") or []) and {"operator": "Exists"} not in spec.get("tolerations", []):
+        p.add(f"{did}: the toleration of every taint is missing")
+    if (spec.get("nodeSelector") or {}) != (n.get("nodeSelector") or {}):
+        p.add(f"{did}: nodeSelector {spec.get('nodeSelector')} is not node.nodeSelector")
+
+    containers = spec.get("containers", [])
+    if len(containers) != 1 or spec.get("initContainers"):
+        p.add(f"{did}: expected headroom's container alone, got {[c['name'] for c in containers]}")
+        return
+    c = containers[0]
+    cid = f"{did} container {c['name']}"
+    if c["name"] != v["containerName"]:
+        p.add(f"{cid}: not named containerName ({v['containerName']})")
+    if c.get("image") != f"{v['image']['repository']}:{v['image']['tag']}":
+        p.add(f"{cid}: image {c.get('image')} is not image.repository:image.tag")
+    args = [str(a) for a in c.get("args", [])]
+    if not args or args[0] != "node":
+        p.add(f"{cid}: args must start with the subcommand node: {args[:1]}")
+    flags = flag_values(args)
+    for flag, value in flags.items():
+        if flag in TARGET_ONLY_FLAGS or flag not in (SPEC_FLAGS | NODE_FLAGS) - {"config"}:
+            p.add(f"{cid}: --{flag} is not a flag of headroom node")
+        allowed = NODE_FLAG_VALUES.get(flag) or SPEC_FLAG_VALUES.get(flag)
+        if allowed and value not in allowed:
+            p.add(f"{cid}: --{flag} {value!r} is not one of {sorted(allowed)}")
+    want = {
+        "enter-netns": str(n["enterNetns"]).lower(),
+        "all-containers": str(n["allContainers"]).lower(),
+        "max-targets": str(n["maxTargets"]),
+        "interval": str(n["interval"]),
+        "listen": f"0.0.0.0:{v['port']}",
+        "limit-basis": v["limitBasis"],
+        "log-format": v["logFormat"],
+    }
+    for flag, value in want.items():
+        if flags.get(flag) != value:
+            p.add(f"{cid}: --{flag} is {flags.get(flag)!r}, the values say {value!r}")
+
+    # The host's paths: read-only, and the flags name them where mounted.
+    mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+    host = {vol["name"]: vol["hostPath"] for vol in spec.get("volumes", []) if "hostPath" in vol}
+    sock = n["criSocket"]
+    want_paths = {"/sys/fs/cgroup"} | (set() if sock == "none" else {os.path.dirname(sock)})
+    got_paths = {h["path"] for h in host.values()}
+    if got_paths != want_paths:
+        p.add(f"{did}: host paths {sorted(got_paths)}, expected exactly {sorted(want_paths)}")
+    mount_of: dict[str, str] = {}
+    for name, hp in host.items():
+        m = mounts.get(name)
+        if m is None:
+            p.add(f"{cid}: host path {hp['path']} is not mounted")
+            continue
+        mount_of[hp["path"]] = m["mountPath"]
+        if m.get("readOnly") is not True:
+            p.add(f"{cid}: host path {hp['path']} must be mounted readOnly")
+        if m.get("recursiveReadOnly", "") != (n.get("recursiveReadOnly") or ""):
+            p.add(f"{cid}: {hp['path']}: recursiveReadOnly {m.get('recursiveReadOnly')!r} is not the value's")
+        if hp.get("type") != "Directory":
+            p.add(f"{did}: host path {hp['path']} should have type Directory (a missing one fails loudly)")
+    if flags.get("cgroup-root") != mount_of.get("/sys/fs/cgroup"):
+        p.add(f"{cid}: --cgroup-root {flags.get('cgroup-root')!r} is not where the host's cgroupfs is mounted "
+              f"({mount_of.get('/sys/fs/cgroup')!r})")
+    if "proc-root" in flags and flags["proc-root"] != "/proc":
+        p.add(f"{cid}: --proc-root {flags['proc-root']!r}: with hostPID the container's own /proc is the host's "
+              "PID namespace, and headroom's exit watcher (a pidfd) needs /proc")
+    if sock == "none":
+        if flags.get("cri-socket") != "none":
+            p.add(f"{cid}: --cri-socket is {flags.get('cri-socket')!r} with node.criSocket none")
+    else:
+        sock_dir = mount_of.get(os.path.dirname(sock))
+        expect = f"{sock_dir}/{os.path.basename(sock)}" if sock_dir else None
+        if not expect or flags.get("cri-socket") != expect:
+            p.add(f"{cid}: --cri-socket {flags.get('cri-socket')!r} is not the socket under its mounted "
+                  f"directory ({expect!r})")
+
+    # The security context: root with the capabilities named, nothing more.
+    sc = c.get("securityContext") or {}
+    psc = spec.get("securityContext") or {}
+    if sc.get("runAsUser") != 0 or sc.get("runAsNonRoot"):
+        p.add(f"{cid}: runAsUser must be 0: a non-root process loses added capabilities")
+    if sc.get("privileged"):
+        p.add(f"{cid}: must not be privileged")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        p.add(f"{cid}: allowPrivilegeEscalation must be false")
+    if sc.get("readOnlyRootFilesystem") is not True:
+        p.add(f"{cid}: readOnlyRootFilesystem must be true")
+    caps = sc.get("capabilities") or {}
+    if caps.get("drop") != ["ALL"]:
+        p.add(f"{cid}: capabilities must drop ALL, not {caps.get('drop')}")
+    want_caps = {"SYS_PTRACE"} | ({"SYS_ADMIN"} if n["enterNetns"] else set())
+    got_caps = set(caps.get("add") or [])
+    if got_caps != want_caps:
+        p.add(f"{cid}: capabilities add {sorted(got_caps)}, expected {sorted(want_caps)} "
+              f"(SYS_ADMIN with node.enterNetns only)")
+    seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+    if seccomp != "RuntimeDefault":
+        p.add(f"{cid}: seccompProfile must be RuntimeDefault, not {seccomp}")
+
+    ports = {pt.get("name"): pt.get("containerPort") for pt in c.get("ports", [])}
+    if ports.get("metrics") != v["port"]:
+        p.add(f"{cid}: port metrics is {ports.get('metrics')}, not port ({v['port']})")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = (c.get(probe) or {}).get("httpGet") or {}
+        if get.get("path") != path or get.get("port") not in ("metrics", v["port"]):
+            p.add(f"{cid}: {probe} should GET {path} on the metrics port, not {get}")
+    res = c.get("resources") or {}
+    for kind in ("requests", "limits"):
+        for r in ("cpu", "memory"):
+            if not (res.get(kind) or {}).get(r):
+                p.add(f"{cid}: resources.{kind}.{r} is missing")
+    limit = (res.get("limits") or {}).get("memory")
+    if limit:
+        need = NODE_BASE_BYTES + int(n["maxTargets"]) * NODE_TARGET_BYTES
+        if quantity_bytes(limit) < need:
+            p.add(f"{cid}: memory limit {limit} is below what {n['maxTargets']} targets take "
+                  f"({need / 2**20:.1f} MiB, BENCHMARKS.md): raise it with node.maxTargets")
+
+    # Beside it: the Service, the monitors, the rules.
+    services = [s for s in by_kind.get("Service", [])
+                if s["spec"].get("selector") and set(s["spec"]["selector"].items()) <= set(pod_labels.items())]
+    if len(services) != 1:
+        p.add(f"{ident}: expected one Service in front of the DaemonSet's pods, got {len(services)}")
+    else:
+        svc_ports = {pt.get("name"): pt for pt in services[0]["spec"].get("ports", [])}
+        if (svc_ports.get("metrics") or {}).get("targetPort") not in ("metrics", v["port"]):
+            p.add(f"{ident}: the Service has no port metrics that targets headroom's")
+    monitors = by_kind.get("PodMonitor", [])
+    if v["podMonitor"]["enabled"] != bool(monitors):
+        p.add(f"{ident}: podMonitor.enabled is {v['podMonitor']['enabled']}, PodMonitors rendered: {len(monitors)}")
+    for pm in monitors:
+        sel = pm["spec"]["selector"]["matchLabels"]
+        if not set(sel.items()) <= set(pod_labels.items()):
+            p.add(f"{ident}: PodMonitor selector {sel} does not select the DaemonSet's pods")
+        for ep in pm["spec"]["podMetricsEndpoints"]:
+            if ep.get("honorLabels") is not True:
+                p.add(f"{ident}: PodMonitor endpoint lacks honorLabels: true")
+            if ep.get("port") != "metrics":
+                p.add(f"{ident}: PodMonitor endpoint port {ep.get('port')} is not metrics")
+    for sm in by_kind.get("ServiceMonitor", []):
+        sel = sm["spec"]["selector"]["matchLabels"]
+        if not services or not set(sel.items()) <= set(services[0]["metadata"]["labels"].items()):
+            p.add(f"{ident}: ServiceMonitor selector {sel} does not select the metrics Service")
+    rules = by_kind.get("PrometheusRule", [])
+    if v["prometheusRule"]["enabled"] != bool(rules):
+        p.add(f"{ident}: prometheusRule.enabled is {v['prometheusRule']['enabled']}, rules rendered: {len(rules)}")
+    if rules:
+        (shipped,) = load_docs(ROOT / "deploy" / "prometheus" / "headroom-rules.yaml")
+        names = lambda groups: sorted(r.get("alert") or r.get("record") for g in groups for r in g["rules"])
+        if names(rules[0]["spec"]["groups"]) != names(shipped["groups"]):
+            p.add(f"{ident}: the PrometheusRule's rules are not deploy/prometheus/headroom-rules.yaml's")
+
+
+def render_fails(chart: str, values: dict) -> str | None:
+    """The error of a render expected to fail, or None if it rendered."""
+    try:
+        render(chart, values)
+    except Exception as e:  # helm_python's HelmValuesError, HelmRenderError
+        return str(e)
+    return None
+
+
+def cmd_node(args: list[str]) -> int:
+    p = Problems()
+    chart, pairs = args[0], args[1:]
+    if len(pairs) % 2:
+        print(__doc__)
+        return 2
+    defaults = yaml.safe_load((Path(chart) / "values.yaml").read_text(encoding="utf-8"))
+    checked = 0
+    for rendered, values_file in zip(pairs[::2], pairs[1::2]):
+        v = deep_merge(defaults, load_values(values_file) or {})
+        if v.get("mode") != "node":
+            p.add(f"{values_file}: mode is not node")
+            continue
+        check_node_render(rendered, load_docs(Path(rendered)), v, p)
+        checked += 1
+
+    # The other branches, rendered here.
+    none = deep_merge(defaults, {"mode": "node", "node": {"criSocket": "none"}})
+    check_node_render("render with node.criSocket none", [d for d in yaml.safe_load_all(render(chart, none)) if d],
+                      none, p)
+    sidecar = [d for d in yaml.safe_load_all(render(chart, None)) if d]
+    if any(d.get("kind") == "DaemonSet" for d in sidecar):
+        p.add("the default values (mode: sidecar) render a DaemonSet")
+    for values, want in (({"mode": "node", "node": {"criSocket": "run/containerd/containerd.sock"}}, "criSocket"),
+                         ({"mode": "node", "example": {"enabled": True}}, "example.enabled"),
+                         ({"mode": "daemonset"}, "mode")):
+        err = render_fails(chart, values)
+        if err is None:
+            p.add(f"values {values} rendered; expected a failure naming {want}")
+        elif want not in err:
+            p.add(f"values {values} failed without naming {want}: {err}")
+    return p.exit(f"{checked} node render(s), criSocket none, the default render and 3 bad values: "
+                  "DaemonSet, mounts, flags, capabilities, Service, monitors and rules as headroom node needs")
+
+
 # --- grafana ------------------------------------------------------------------
 
 
@@ -819,6 +1104,7 @@ def main(argv: list[str]) -> int:
         "helm-parent": (cmd_helm_parent, 2, 2, False),
         "k8s-validate": (cmd_k8s_validate, 2, None, "first"),
         "sidecar": (cmd_sidecar, 1, None, True),
+        "node": (cmd_node, 3, None, True),
         "dashboard": (cmd_dashboard, 2, 2, False),
         "dockerfile": (cmd_dockerfile, 2, 2, False),
         "prom-config": (cmd_prom_config, 2, 2, False),

@@ -35,6 +35,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: example
 {{- end }}
 
+{{- define "headroom.nodeSelectorLabels" -}}
+{{ include "headroom.selectorLabels" . }}
+app.kubernetes.io/component: node
+{{- end }}
+
+{{/*
+The selector of the pods headroom runs in, for the metrics Service and the
+PodMonitor: the given selector, else the DaemonSet's pods (mode node), else
+the example's pods; empty when there is none. As YAML, for fromYaml.
+*/}}
+{{- define "headroom.podSelector" -}}
+{{- if .selector }}
+{{- toYaml .selector }}
+{{- else if eq .root.Values.mode "node" }}
+{{- include "headroom.nodeSelectorLabels" .root }}
+{{- else if .root.Values.example.enabled }}
+{{- include "headroom.exampleSelectorLabels" .root }}
+{{- end }}
+{{- end }}
+
 {{/*
 The sidecar's values: `.Values.headroom` when the template is included from a
 chart that depends on this one (as `headroom`), else `.Values` (this chart).
