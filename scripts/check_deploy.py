@@ -74,7 +74,7 @@ SPEC_FLAGS = {
     "memory-limit", "limit-basis", "log-format", "warn-within",
     "critical-within", "alertmanager-url", "webhook-url",
     "alertmanager-auth-file", "webhook-auth-file", "alert-ca-file", "profile-dir",
-    "pprof-url", "alert-label", "runbook-base-url",
+    "pprof-url", "alert-label", "runbook-base-url", "auth-file", "auth-metrics",
 }
 SPEC_FLAG_VALUES = {
     "limit-basis": {"unreclaimable", "working_set", "usage", "rss"},

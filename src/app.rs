@@ -10,7 +10,7 @@
 
 use crate::alert::{list_profiles, AlertConfig, AlertEvent, Deliverer, Plan, Profiles};
 use crate::config::{Config, DaemonConfig, NodeConfig};
-use crate::http::router;
+use crate::http::router_with_auth;
 use crate::key::TargetKey;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
@@ -126,7 +126,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let slot = shared.insert(shared.new_slot(key, Default::default(), Some(monitor.history())));
     let mut unit = runner::start(target, monitor, slot, &common)?;
     let mut end = std::mem::replace(&mut unit.end, oneshot::channel().1);
-    serve_until_stopped(listener, shared, &mut end, || unit.stop()).await
+    let auth = endpoint_auth(&daemon);
+    serve_until_stopped(listener, shared, auth, &mut end, || unit.stop()).await
 }
 
 /// Node mode: every container on the node, found and polled by the
@@ -155,12 +156,13 @@ pub async fn run_node(cfg: NodeConfig) -> anyhow::Result<()> {
         alert_labels: cfg.daemon.alert_labels.clone(),
         runbook_base: cfg.daemon.runbook_base.clone(),
     };
+    let auth = endpoint_auth(&cfg.daemon);
     let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
     let loop_shared = shared.clone();
     let mut end = spawn_supervised("discovery", move || {
         crate::targets::node::NodeLoop::new(cfg, loop_shared, common).run(stop_rx)
     })?;
-    serve_until_stopped(listener, shared, &mut end, move || {
+    serve_until_stopped(listener, shared, auth, &mut end, move || {
         let _ = stop_tx.send(());
     })
     .await
@@ -174,9 +176,21 @@ async fn bind(daemon: &DaemonConfig) -> anyhow::Result<tokio::net::TcpListener> 
 
 /// Serves `shared` until a signal or the end of the `worker` thread (a
 /// panic: an error), then stops the worker with `stop` and drains.
+/// `--auth-file`'s guard of the endpoints, if given.
+fn endpoint_auth(daemon: &DaemonConfig) -> Option<Arc<crate::auth::EndpointAuth>> {
+    let file = daemon.auth_file.clone()?;
+    tracing::info!(
+        file = %file.display(),
+        metrics = daemon.auth_metrics,
+        "the dashboard, /api/ and /profiles/ require credentials"
+    );
+    Some(crate::auth::EndpointAuth::new(file, daemon.auth_metrics))
+}
+
 async fn serve_until_stopped(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
+    auth: Option<Arc<crate::auth::EndpointAuth>>,
     worker: &mut oneshot::Receiver<ThreadEnd>,
     stop: impl FnOnce(),
 ) -> anyhow::Result<()> {
@@ -184,9 +198,14 @@ async fn serve_until_stopped(
     // Header and idle timeouts and a cap on connections: slow or many
     // clients cost bounded memory and are refused cheaply past the cap.
     let server = tokio::spawn(async move {
-        crate::server::serve(listener, router(shared), ServerLimits::default(), async move {
-            let _ = server_stop.changed().await;
-        })
+        crate::server::serve(
+            listener,
+            router_with_auth(shared, auth),
+            ServerLimits::default(),
+            async move {
+                let _ = server_stop.changed().await;
+            },
+        )
         .await
     });
     let outcome = until_stopped(shutdown_signal(), worker).await;

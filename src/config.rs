@@ -182,6 +182,20 @@ pub const FLAGS: &[Flag] = &[
         None,
     ),
     flag(
+        "auth-file",
+        "FILE",
+        None,
+        "Credentials the dashboard, /api/ and /profiles/ require (heap profiles hold the target's memory): a file (a mounted Secret) holding `user:password` (basic auth, which a browser asks for), `Bearer TOKEN` or a bare token; read again when it changes. /healthz and /readyz stay open, /metrics too unless --auth-metrics.",
+        Some("/etc/headroom/auth/credentials"),
+    ),
+    flag(
+        "auth-metrics",
+        "BOOL",
+        Some("false"),
+        "Require --auth-file's credentials on /metrics too (then give Prometheus the same credentials).",
+        Some("true"),
+    ),
+    flag(
         "alert-label",
         "K=V,...",
         None,
@@ -571,6 +585,8 @@ pub struct Config {
     pub pprof_url: Option<String>,
     pub alert_labels: BTreeMap<String, String>,
     pub runbook_base: String,
+    pub auth_file: Option<PathBuf>,
+    pub auth_metrics: bool,
 }
 
 /// What to watch and how: one target's settings. The sidecar has one, from
@@ -642,6 +658,10 @@ pub struct DaemonConfig {
     pub alert_labels: BTreeMap<String, String>,
     /// `--runbook-base-url`, ending in `/`.
     pub runbook_base: String,
+    /// `--auth-file`: what the endpoints but the probes (and /metrics,
+    /// unless `auth_metrics`) require.
+    pub auth_file: Option<PathBuf>,
+    pub auth_metrics: bool,
 }
 
 /// Where `headroom node` asks for pod and container names.
@@ -817,7 +837,6 @@ impl Validator<'_> {
         }
     }
 
-    /// An http:// URL of the target, beside us in the pod.
     /// `K=V,K=V`: Prometheus label names, none reserved, values non-empty.
     fn alert_labels(&mut self, key: &str) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
@@ -867,6 +886,7 @@ impl Validator<'_> {
         }
     }
 
+    /// An http:// URL of the target, beside us in the pod.
     fn url(&mut self, key: &str) -> Option<String> {
         let v = self.raw(key)?.to_owned();
         match v.parse::<axum::http::Uri>() {
@@ -938,6 +958,8 @@ impl Config {
             profile_dir: self.profile_dir.clone(),
             alert_labels: self.alert_labels.clone(),
             runbook_base: self.runbook_base.clone(),
+            auth_file: self.auth_file.clone(),
+            auth_metrics: self.auth_metrics,
         }
     }
 
@@ -1065,6 +1087,28 @@ impl Config {
         let profile_dir = v.raw("profile-dir").map(PathBuf::from);
         let alert_labels = v.alert_labels("alert-label");
         let runbook_base = v.runbook_base("runbook-base-url");
+        let auth_file = v.readable_file("auth-file");
+        if let Some(f) = &auth_file {
+            if let Err(e) = crate::alert::auth::read_credential(f) {
+                v.fail(
+                    "auth-file",
+                    &f.display().to_string(),
+                    &format!("not a usable credential: {e}"),
+                );
+            }
+        }
+        let auth_metrics = match v.value("auth-metrics").as_deref() {
+            Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") | None => false,
+            Some(other) => {
+                let other = other.to_owned();
+                v.fail("auth-metrics", &other, "expected true or false");
+                false
+            }
+        };
+        if auth_metrics && auth_file.is_none() {
+            v.errors.push("--auth-metrics true needs --auth-file".into());
+        }
         if v.errors.is_empty() {
             Ok(Config {
                 listen,
@@ -1092,6 +1136,8 @@ impl Config {
                 pprof_url,
                 alert_labels,
                 runbook_base,
+                auth_file,
+                auth_metrics,
             })
         } else {
             Err(v.errors)

@@ -59,6 +59,16 @@ pub fn readiness(status: &Status) -> Result<(), String> {
     }
 }
 
+/// The routes; with `auth`, every endpoint but the probes (and
+/// `/metrics`, unless protected too) requires its credentials.
+pub fn router_with_auth(shared: Arc<Shared>, auth: Option<Arc<crate::auth::EndpointAuth>>) -> Router {
+    let r = router(shared);
+    match auth {
+        Some(a) => r.layer(axum::middleware::from_fn_with_state(a, crate::auth::guard)),
+        None => r,
+    }
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
     let downloads = Downloads {
         slots: Arc::new(Semaphore::new(MAX_DOWNLOADS)),

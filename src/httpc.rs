@@ -115,6 +115,30 @@ impl Authorization {
     }
 
     /// The scheme (`Bearer`, `Basic`), for logs.
+    /// Whether a request's `Authorization` header carries this credential:
+    /// the scheme compared without case, the rest byte for byte in
+    /// constant time.
+    pub fn matches(&self, got: &HeaderValue) -> bool {
+        let (want, got) = (self.0.as_bytes(), got.as_bytes());
+        let split = |v: &[u8]| -> Option<(Vec<u8>, Vec<u8>)> {
+            let i = v.iter().position(|b| *b == b' ')?;
+            let rest: Vec<u8> = v[i..].iter().copied().skip_while(|b| *b == b' ').collect();
+            Some((v[..i].to_ascii_lowercase(), rest))
+        };
+        let (Some((ws, wr)), Some((gs, gr))) = (split(want), split(got)) else {
+            return false;
+        };
+        if ws != gs || wr.len() != gr.len() {
+            return false;
+        }
+        wr.iter().zip(&gr).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+
+    /// The header value sent.
+    pub fn header(&self) -> &HeaderValue {
+        &self.0
+    }
+
     pub fn scheme(&self) -> &str {
         self.0.to_str().ok().and_then(|v| v.split(' ').next()).unwrap_or("")
     }
