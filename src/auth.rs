@@ -25,8 +25,11 @@ pub struct EndpointAuth {
     protect_metrics: bool,
     /// The credential as of the file's (mtime ns, size, inode), or why the
     /// file could not be used.
-    cached: Mutex<Option<((i64, u64, u64), Result<Authorization, String>)>>,
+    cached: Mutex<Option<(Stamp, Result<Authorization, String>)>>,
 }
+
+/// A file's modification time (ns), size and inode: any change re-reads it.
+type Stamp = (i64, u64, u64);
 
 /// Paths answered without credentials.
 fn is_open(path: &str, protect_metrics: bool) -> bool {
