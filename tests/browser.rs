@@ -359,6 +359,22 @@ fn check_page(hr: &Headroom, case: &str) -> (String, serde_json::Value) {
     // The verdict: risk and time to OOM as the status says.
     let risk = a["risk"].as_str().expect("analysis.risk");
     assert_eq!(text_of(&dom, "risk"), risk);
+    // The tab's title says the risk when it is not ok.
+    let raw = std::fs::read_to_string(artifacts().join(format!("{case}.html"))).unwrap();
+    let title = raw
+        .split("<title>")
+        .nth(1)
+        .and_then(|t| t.split("</title>").next())
+        .unwrap_or("");
+    let want = if risk == "ok" {
+        String::new()
+    } else {
+        format!("{} · ", risk.to_uppercase())
+    };
+    assert!(
+        title.starts_with(&want) && title.ends_with("headroom"),
+        "title {title:?} for risk {risk}"
+    );
     assert_eq!(attr_of(&dom, "id=\"verdict\"", "data-risk").as_deref(), Some(risk));
     assert_eq!(
         attr_of(&dom, "id=\"verdict\"", "class").as_deref(),
@@ -783,10 +799,7 @@ fn node_mode_opens_on_the_targets_table_and_a_row_opens_that_targets_page() {
     let dom = dump_dom(&format!("{base}?target={leak_path}"));
     let page = markup(&dom);
     let name = format!("{LEAK_POD}/{}", &LEAK_ID[..12]);
-    assert!(
-        dom.contains(&format!("<title>{name} · headroom</title>")),
-        "title:\n{page}"
-    );
+    assert!(dom.contains(&format!("{name} · headroom</title>")), "title:\n{page}");
     assert!(
         attr_of(page, "id=\"targetsview\"", "hidden").is_some(),
         "the table is hidden"
