@@ -333,7 +333,7 @@ fn node_args() -> Vec<Arg> {
 /// The command line, built from [`FLAGS`].
 pub fn command() -> clap::Command {
     clap::Command::new("headroom")
-        .version(env!("CARGO_PKG_VERSION"))
+        .version(crate::build_info::VERSION_LINE)
         .about(ABOUT)
         .long_about(LONG_ABOUT)
         .args(setting_args())

@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod analysis;
 pub mod app;
+pub mod build_info;
 pub mod check;
 pub mod collector;
 pub mod config;

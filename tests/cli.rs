@@ -119,3 +119,21 @@ fn a_mistyped_flag_is_a_usage_error_not_a_risk_level() {
     assert_eq!(code, 0);
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
 }
+
+#[test]
+fn version_names_the_commit() {
+    let (code, out, _) = headroom(&["--version"], &[]);
+    assert_eq!(code, 0);
+    // `headroom 0.1.0 (commit 0123456789ab)`, or `(commit unknown)` when
+    // built without git.
+    let line = out.trim();
+    let prefix = format!("headroom {} (commit ", env!("CARGO_PKG_VERSION"));
+    let commit = line
+        .strip_prefix(&prefix)
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("unexpected --version: {line:?}"));
+    assert!(
+        commit == "unknown" || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "not a commit: {commit:?}"
+    );
+}
