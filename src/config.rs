@@ -141,8 +141,15 @@ pub const FLAGS: &[Flag] = &[
         "log-format",
         "FORMAT",
         Some("text"),
-        "Log format: text or json. The level comes from RUST_LOG (default info).",
+        "Log format: text or json.",
         None,
+    ),
+    flag(
+        "log-level",
+        "LEVEL",
+        None,
+        "Log level: error, warn, info, debug or trace. Default info (warn for check). When given (as the flag, HEADROOM_LOG_LEVEL or in the file) it wins over RUST_LOG; without it, RUST_LOG, when set, filters the logs as usual (per-module directives: headroom=debug,hyper=warn).",
+        Some("debug"),
     ),
     flag("warn-within", "DUR", Some("30m"), "Warn when OOM is predicted within this.", None),
     flag("critical-within", "DUR", Some("5m"), "Critical when OOM is predicted within this.", None),
@@ -512,6 +519,42 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--log-level`: the level of every log line (as `RUST_LOG=LEVEL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub const NAMES: &'static str = "error, warn, info, debug, trace";
+
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Some(LogLevel::Error),
+            "warn" => Some(LogLevel::Warn),
+            "info" => Some(LogLevel::Info),
+            "debug" => Some(LogLevel::Debug),
+            "trace" => Some(LogLevel::Trace),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
 /// Which process to watch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -540,6 +583,8 @@ pub struct Config {
     pub memory_limit: Option<Limit>,
     pub limit_basis: LimitBasis,
     pub log_format: LogFormat,
+    /// `--log-level`; `None` when not given (RUST_LOG, else the mode's default).
+    pub log_level: Option<LogLevel>,
     pub warn_within: Duration,
     pub critical_within: Duration,
     pub alertmanager_url: Option<String>,
@@ -610,6 +655,7 @@ pub struct DaemonConfig {
     /// The poll period; `/healthz` fails after a few of them without a poll.
     pub interval: Duration,
     pub log_format: LogFormat,
+    pub log_level: Option<LogLevel>,
     pub alertmanager_url: Option<String>,
     pub webhook_url: Option<String>,
     pub alertmanager_auth_file: Option<PathBuf>,
@@ -855,6 +901,7 @@ impl Config {
             listen: self.listen,
             interval: self.interval,
             log_format: self.log_format,
+            log_level: self.log_level,
             alertmanager_url: self.alertmanager_url.clone(),
             webhook_url: self.webhook_url.clone(),
             alertmanager_auth_file: self.alertmanager_auth_file.clone(),
@@ -965,6 +1012,17 @@ impl Config {
                 LogFormat::Text
             }
         };
+        let log_level = v
+            .raw("log-level")
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .and_then(|l| {
+                let level = LogLevel::parse(&l);
+                if level.is_none() {
+                    v.fail("log-level", &l, &format!("expected one of {}", LogLevel::NAMES));
+                }
+                level
+            });
         let warn_within = v.duration("warn-within", ms(1000));
         let critical_within = v.duration("critical-within", ms(1000));
         if !warn_within.is_zero() && critical_within > warn_within {
@@ -1002,6 +1060,7 @@ impl Config {
                 memory_limit,
                 limit_basis,
                 log_format,
+                log_level,
                 warn_within,
                 critical_within,
                 alertmanager_url,
@@ -1158,6 +1217,19 @@ mod tests {
             Err(CliError::Invalid(errs)) => assert_eq!(errs.len(), 2, "{errs:?}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn log_level_given_or_not() {
+        assert_eq!(Config::default().log_level, None);
+        let c = Config::from_map(&map(&[("log-level", "DEBUG")])).unwrap();
+        assert_eq!(c.log_level, Some(LogLevel::Debug));
+        assert_eq!(c.daemon_config().log_level, Some(LogLevel::Debug));
+        let errs = Config::from_map(&map(&[("log-level", "loud")])).unwrap_err();
+        assert_eq!(
+            errs,
+            ["--log-level \"loud\": expected one of error, warn, info, debug, trace"]
+        );
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! The `headroom` binary: parse config, init tracing, run until a signal.
 
-use headroom::config::{parse_args, CliError, Invocation, LogFormat, EXIT_CONFIG};
+use headroom::config::{parse_args, CliError, Invocation, LogFormat, LogLevel, EXIT_CONFIG};
 use std::process::ExitCode;
 
-fn init_tracing(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+/// Logs to stderr at `--log-level` when given, else as `RUST_LOG` says,
+/// else at `default_level`.
+fn init_tracing(format: LogFormat, level: Option<LogLevel>, default_level: &str) {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::new(l.as_str()),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -54,16 +59,16 @@ fn main() -> ExitCode {
             sample_for,
             json,
         } => {
-            init_tracing(config.log_format, "warn");
+            init_tracing(config.log_format, config.log_level, "warn");
             let code = runtime.block_on(headroom::check::run(config, sample_for, json));
             ExitCode::from(code as u8)
         }
         Invocation::Run(config) => {
-            init_tracing(config.log_format, "info");
+            init_tracing(config.log_format, config.log_level, "info");
             daemon_exit(runtime.block_on(headroom::app::run(config)))
         }
         Invocation::Node(config) => {
-            init_tracing(config.daemon.log_format, "info");
+            init_tracing(config.daemon.log_format, config.daemon.log_level, "info");
             daemon_exit(runtime.block_on(headroom::app::run_node(config)))
         }
     }

@@ -137,3 +137,44 @@ fn version_names_the_commit() {
         "not a commit: {commit:?}"
     );
 }
+
+#[test]
+fn log_level_is_checked_and_named() {
+    let (code, _, err) = headroom(&["run", "--log-level", "loud"], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("--log-level \"loud\": expected one of error, warn, info, debug, trace"),
+        "{err}"
+    );
+    let (code, _, err) = headroom(&["node", "--log-level", "verbose"], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--log-level \"verbose\""), "{err}");
+    let (code, _, err) = headroom(&["check", "--for", "0s"], &[("HEADROOM_LOG_LEVEL", "chatty")]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--log-level \"chatty\""), "{err}");
+    // Given, it wins over RUST_LOG; not given, RUST_LOG filters.
+    let info_lines = |extra: &[&str]| {
+        let tree = common::fixture("v2");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_headroom"))
+            .args(["run", "--listen", "127.0.0.1:0", "--pid", "4242", "--interval", "100ms"])
+            .arg("--cgroup-root")
+            .arg(tree.join("sys/fs/cgroup"))
+            .arg("--proc-root")
+            .arg(tree.join("proc"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("HEADROOM_LOG_LEVEL")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start headroom");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("headroom's stderr");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (err.lines().filter(|l| l.contains(" INFO ")).count(), err)
+    };
+    let (n, err) = info_lines(&[]);
+    assert!(n > 0 && err.contains("addr="), "RUST_LOG=info logs info:\n{err}");
+    let (n, err) = info_lines(&["--log-level", "warn"]);
+    assert_eq!(n, 0, "--log-level warn wins over RUST_LOG=info:\n{err}");
+}
