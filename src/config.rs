@@ -376,7 +376,36 @@ pub fn command() -> clap::Command {
                         .help("Print JSON instead of the table."),
                 ),
         )
+        .subcommand(
+            clap::Command::new("completions")
+                .about("Print shell completions to stdout: bash, zsh, fish, elvish or powershell.")
+                .long_about(COMPLETIONS_ABOUT)
+                .arg(
+                    Arg::new("shell")
+                        .value_name("SHELL")
+                        .required(true)
+                        .value_parser(clap::value_parser!(clap_complete::Shell))
+                        .help("The shell to complete for."),
+                ),
+        )
+        .subcommand(
+            clap::Command::new("man")
+                .about("Print the man page (roff) to stdout; with a COMMAND, that subcommand's page.")
+                .long_about(MAN_ABOUT)
+                .arg(
+                    Arg::new("command")
+                        .value_name("COMMAND")
+                        .help("A subcommand (run, node, check, ...): its page, headroom-COMMAND(1)."),
+                ),
+        )
 }
+
+const COMPLETIONS_ABOUT: &str = "Print shell completions to stdout: bash, zsh, fish, elvish or powershell.\n\n\
+Examples:\n  headroom completions bash > /etc/bash_completion.d/headroom\n  \
+headroom completions zsh > \"${fpath[1]}/_headroom\"\n  headroom completions fish > ~/.config/fish/completions/headroom.fish";
+const MAN_ABOUT: &str = "Print the man page (roff) to stdout: headroom(1), or with a COMMAND that subcommand's page, \
+headroom-COMMAND(1).\n\nExamples:\n  headroom man | man -l -\n  \
+headroom man node > /usr/local/share/man/man1/headroom-node.1";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -390,6 +419,11 @@ pub enum Invocation {
         sample_for: Duration,
         json: bool,
     },
+    /// `headroom completions SHELL`.
+    Completions(clap_complete::Shell),
+    /// `headroom man [COMMAND]`: the command's name (`headroom` or a
+    /// subcommand's).
+    Man(Option<String>),
 }
 
 /// Why the command line was not accepted.
@@ -409,6 +443,24 @@ where
 {
     let m = command().try_get_matches_from(args).map_err(CliError::Clap)?;
     let (sub, check) = match m.subcommand() {
+        Some(("completions", sub)) => {
+            let shell = sub.get_one::<clap_complete::Shell>("shell").expect("required by clap");
+            return Ok(Invocation::Completions(*shell));
+        }
+        Some(("man", sub)) => {
+            let name = sub.get_one::<String>("command").cloned();
+            if let Some(n) = &name {
+                let cmd = command();
+                if cmd.find_subcommand(n).is_none() {
+                    let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+                    return Err(CliError::Invalid(vec![format!(
+                        "man {n:?}: no such command; one of {}",
+                        names.join(", ")
+                    )]));
+                }
+            }
+            return Ok(Invocation::Man(name));
+        }
         Some(("check", sub)) => (sub, true),
         Some(("node", sub)) => {
             let mut map = merged_map(sub).map_err(CliError::Invalid)?;

@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod app;
 pub mod build_info;
 pub mod check;
+pub mod cli;
 pub mod collector;
 pub mod config;
 pub mod dashboard;

@@ -49,10 +49,13 @@ fn main() -> ExitCode {
         Ok(i) => i,
         Err(e) => return usage_error(e),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // A current-thread runtime, for the commands that need one.
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    };
     match invocation {
         Invocation::Check {
             config,
@@ -60,16 +63,34 @@ fn main() -> ExitCode {
             json,
         } => {
             init_tracing(config.log_format, config.log_level, "warn");
-            let code = runtime.block_on(headroom::check::run(config, sample_for, json));
+            let code = runtime().block_on(headroom::check::run(config, sample_for, json));
             ExitCode::from(code as u8)
         }
         Invocation::Run(config) => {
             init_tracing(config.log_format, config.log_level, "info");
-            daemon_exit(runtime.block_on(headroom::app::run(config)))
+            daemon_exit(runtime().block_on(headroom::app::run(config)))
         }
         Invocation::Node(config) => {
             init_tracing(config.daemon.log_format, config.daemon.log_level, "info");
-            daemon_exit(runtime.block_on(headroom::app::run_node(config)))
+            daemon_exit(runtime().block_on(headroom::app::run_node(config)))
+        }
+        Invocation::Completions(shell) => print_out(&headroom::cli::completions(shell)),
+        Invocation::Man(name) => match headroom::cli::man(name.as_deref()) {
+            Some(page) => print_out(page.as_bytes()),
+            None => ExitCode::from(EXIT_CONFIG as u8),
+        },
+    }
+}
+
+/// Writes to stdout; a reader that stopped early (`| head`) is no error.
+fn print_out(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("headroom: writing to stdout: {e}");
+            ExitCode::FAILURE
         }
     }
 }

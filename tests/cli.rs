@@ -139,6 +139,50 @@ fn version_names_the_commit() {
 }
 
 #[test]
+fn completions_know_the_subcommands() {
+    let (code, out, err) = headroom(&["completions", "bash"], &[]);
+    assert_eq!(code, 0, "{err}");
+    for sub in ["run", "node", "check", "completions", "man"] {
+        assert!(out.contains(sub), "bash completions lack {sub}");
+    }
+    assert!(out.contains("--log-level") && out.contains("--go-url"), "flags missing");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let (code, out, err) = headroom(&["completions", shell], &[]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(out.contains("check"), "{shell}");
+    }
+    let (code, _, err) = headroom(&["completions", "tcsh"], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("tcsh"), "{err}");
+}
+
+#[test]
+fn the_man_page_mentions_every_flag() {
+    let (code, page, err) = headroom(&["man"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(page.starts_with(".ie") && page.contains(".TH headroom 1"), "{page}");
+    for f in headroom::config::FLAGS {
+        // roff escapes the dashes: \-\-go\-url.
+        let flag = format!("\\-\\-{}", f.name.replace('-', "\\-"));
+        assert!(page.contains(&flag), "the man page lacks --{}", f.name);
+        assert!(page.contains(&f.env()), "the man page lacks {}", f.env());
+    }
+    assert!(page.contains("EXIT STATUS"), "{page}");
+    let (code, page, _) = headroom(&["man", "node"], &[]);
+    assert_eq!(code, 0);
+    for f in headroom::config::NODE_FLAGS {
+        assert!(
+            page.contains(&f.name.replace('-', "\\-")),
+            "headroom-node(1) lacks --{}",
+            f.name
+        );
+    }
+    let (code, _, err) = headroom(&["man", "nope"], &[]);
+    assert_eq!(code, 64);
+    assert!(err.contains("\"nope\"") && err.contains("check"), "{err}");
+}
+
+#[test]
 fn log_level_is_checked_and_named() {
     let (code, _, err) = headroom(&["run", "--log-level", "loud"], &[]);
     assert_eq!(code, 64, "{err}");
