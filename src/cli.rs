@@ -47,17 +47,11 @@ fn main_page_sections() -> String {
     let mut roff = Roff::default();
     roff.control("SH", ["EXIT STATUS"]);
     for (code, meaning) in [
-        ("0", "run and node: stopped by a signal; check: no risk."),
-        (
-            "1",
-            "run and node: could not start (the port is taken, the target is unusable); check: warning.",
-        ),
-        ("2", "check: critical, an OOM kill is close."),
-        ("3", "check: the target or its cgroup could not be read."),
-        (
-            "64",
-            "a usage error: a bad flag, value or configuration file (EX_USAGE).",
-        ),
+        ("0", "run and node: stopped by a signal; check and status: no risk."),
+        ("1", "run and node: could not start (the port is taken, the target is unusable); check and status: warning."),
+        ("2", "check and status: critical, an OOM kill is close."),
+        ("3", "check: the target or its cgroup could not be read; status: the daemon could not be reached, answered an error, or is not headroom."),
+        ("64", "a usage error: a bad flag, value or configuration file (EX_USAGE)."),
     ] {
         roff.control("TP", []);
         roff.text([bold(code)]);
@@ -70,11 +64,20 @@ fn main_page_sections() -> String {
         FLAGS[0].env(),
         FLAGS[0].name
     ))]);
-    roff.control("TP", []);
-    roff.text([bold("RUST_LOG")]);
-    roff.text([roman(
-        "The log filter (tracing's EnvFilter directives, such as headroom=debug,hyper=warn) when --log-level is not given.",
-    )]);
+    for (env, meaning) in [
+        (
+            "RUST_LOG",
+            "The log filter (tracing's EnvFilter directives, such as headroom=debug,hyper=warn) when --log-level is not given.",
+        ),
+        (
+            "HEADROOM_LISTEN, HEADROOM_CONFIG",
+            "Also read by headroom status: the local daemon is asked at the port of its --listen.",
+        ),
+    ] {
+        roff.control("TP", []);
+        roff.text([bold(env)]);
+        roff.text([roman(meaning)]);
+    }
     roff.control("SH", ["SEE ALSO"]);
     let subs: Vec<String> = man_subcommands().map(|n| format!("headroom-{n}(1)")).collect();
     roff.text([roman(subs.join(", "))]);

@@ -20,4 +20,5 @@ pub mod sample;
 pub mod server;
 pub mod source;
 pub mod status;
+pub mod status_cmd;
 pub mod targets;

@@ -74,6 +74,10 @@ fn main() -> ExitCode {
             init_tracing(config.daemon.log_format, config.daemon.log_level, "info");
             daemon_exit(runtime().block_on(headroom::app::run_node(config)))
         }
+        Invocation::Status(args) => {
+            let code = runtime().block_on(headroom::status_cmd::run(args));
+            ExitCode::from(code as u8)
+        }
         Invocation::Completions(shell) => print_out(&headroom::cli::completions(shell)),
         Invocation::Man(name) => match headroom::cli::man(name.as_deref()) {
             Some(page) => print_out(page.as_bytes()),

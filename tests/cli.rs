@@ -142,14 +142,14 @@ fn version_names_the_commit() {
 fn completions_know_the_subcommands() {
     let (code, out, err) = headroom(&["completions", "bash"], &[]);
     assert_eq!(code, 0, "{err}");
-    for sub in ["run", "node", "check", "completions", "man"] {
+    for sub in ["run", "node", "check", "status", "completions", "man"] {
         assert!(out.contains(sub), "bash completions lack {sub}");
     }
     assert!(out.contains("--log-level") && out.contains("--go-url"), "flags missing");
     for shell in ["zsh", "fish", "elvish", "powershell"] {
         let (code, out, err) = headroom(&["completions", shell], &[]);
         assert_eq!(code, 0, "{shell}: {err}");
-        assert!(out.contains("check"), "{shell}");
+        assert!(out.contains("status"), "{shell}");
     }
     let (code, _, err) = headroom(&["completions", "tcsh"], &[]);
     assert_eq!(code, 64, "{err}");
