@@ -411,7 +411,7 @@ By default it asks the local daemon: http://127.0.0.1 at the port of the daemon'
 Against a node agent (`headroom node`) it lists the node's targets, most at risk first (--json: /api/v1/targets); \
 --target NAMESPACE/POD/CONTAINER shows one of them.\n\n\
 Exit status: 0 no risk; 1 warning; 2 critical (the daemon's risk; for a node agent without --target, the highest of its \
-targets'); 3 the daemon cannot be reached, answered an error, or is not headroom; 64 bad flags.\n\n\
+targets' that are not gone); 3 the daemon cannot be reached, answered an error, or is not headroom; 64 bad flags.\n\n\
 Examples:\n  headroom status\n  headroom status --json\n  headroom status --url http://10.0.0.7:9184 --target shop/cart-7d9f8b6c5-x2x9q/app";
 const COMPLETIONS_ABOUT: &str = "Print shell completions to stdout: bash, zsh, fish, elvish or powershell.\n\n\
 Examples:\n  headroom completions bash > /etc/bash_completion.d/headroom\n  \

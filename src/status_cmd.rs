@@ -151,7 +151,7 @@ fn show_status(body: &[u8], url: &str, args: &StatusArgs, key: Option<&str>) -> 
 
 fn show_targets(body: &[u8], url: &str, args: &StatusArgs) -> Result<Shown, String> {
     let list: TargetsView = parse(body, url, args, "targets list")?;
-    let code = list.targets.iter().filter_map(|t| t.risk).max().map_or(0, |r| r as i32);
+    let code = list.exit_code();
     let text = if args.json {
         json_text(body)
     } else {
@@ -511,6 +511,19 @@ pub struct TargetRow {
     pub go: Option<String>,
 }
 
+impl TargetsView {
+    /// The highest risk of the targets still there: a `gone` container
+    /// stays listed for a window with the risk it had.
+    pub fn exit_code(&self) -> i32 {
+        self.targets
+            .iter()
+            .filter(|t| t.state != "gone")
+            .filter_map(|t| t.risk)
+            .max()
+            .map_or(0, |r| r as i32)
+    }
+}
+
 /// A node agent's targets, most at risk first (the daemon's order).
 pub fn render_targets(list: &TargetsView, url: &str) -> String {
     let mut out = String::new();
@@ -679,6 +692,7 @@ mod tests {
             ]
         }))
         .unwrap();
+        assert_eq!(list.exit_code(), 2);
         let text = render_targets(&list, "http://h:9184");
         let lines: Vec<&str> = text.lines().collect();
         assert!(
@@ -699,5 +713,9 @@ mod tests {
             lines[3].contains("unlimited") && lines[3].contains("_/0f1e/3b1f9d7c5a2e"),
             "{text}"
         );
+        // A container gone since, with the risk it had, does not count.
+        let mut list = list;
+        list.targets[0].state = "gone".into();
+        assert_eq!(list.exit_code(), 0);
     }
 }
