@@ -2,7 +2,7 @@
 #
 # headroom: the sidecar that predicts a Go service's OOM kill.
 #
-#   docker build -t headroom:0.1.0 .
+#   docker build --build-arg HEADROOM_GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t headroom:0.1.0 .
 #   docker run --rm --read-only --pid=container:GO_APP headroom:0.1.0 --process app
 #
 # Two stages. The build stage compiles the release binary with the Rust
@@ -15,15 +15,21 @@
 # slower allocator and a cross target per architecture; docs/deploying.md
 # shows how.
 #
+# .git is not in the build context: the commit that `headroom --version` and
+# headroom_build_info show is the build argument HEADROOM_GIT_COMMIT, else
+# "unknown".
+#
 # At run time headroom writes nothing (except --profile-dir, a volume), so it
 # runs with a read-only root filesystem, as the numeric non-root UID 65532.
 
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
+# Read by build.rs (as the environment of the RUN below).
+ARG HEADROOM_GIT_COMMIT=
 WORKDIR /src
 # Only what `cargo build` reads (.dockerignore keeps everything else out).
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 # Registry and target caches survive between builds (BuildKit). Debug info is

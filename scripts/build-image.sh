@@ -211,7 +211,7 @@ build_headroom() {
     # rebuild runs with --no-cache, and the Dockerfile's cargo cache mount
     # keeps the compile incremental.)
     local hash have
-    hash=$(cd "$context" && find Cargo.toml Cargo.lock Dockerfile src benches -type f -print0 \
+    hash=$(cd "$context" && find Cargo.toml Cargo.lock build.rs Dockerfile src benches -type f -print0 \
         | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
     have=$(podman image inspect --format '{{index .Labels "org.headroom.source-sha256"}}' "$headroom_image" 2>/dev/null || true)
     if [[ $have == "$hash" ]]; then
@@ -220,8 +220,16 @@ build_headroom() {
     out=$(mktemp)
     # --pull=never: the FROM images are the stand-ins above. The host network
     # for the RUN steps: cargo reaches crates.io the way it does on the host.
+    # The commit for `headroom --version` (.git is not in the context): this
+    # checkout's, or $HEADROOM_GIT_COMMIT for another context. It is not in
+    # the hash: a new commit with the same sources keeps the image.
+    local commit=${HEADROOM_GIT_COMMIT:-}
+    if [[ -z $commit && $context == "$root" ]]; then
+        commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || true)
+    fi
     if ! podman build --pull=never --network=host --no-cache \
         --label "org.headroom.source-sha256=$hash" \
+        --build-arg "HEADROOM_GIT_COMMIT=$commit" \
         -f "$context/Dockerfile" -t "$headroom_image" "$context" >"$out" 2>&1; then
         cat "$out" >&2
         rm -f "$out"

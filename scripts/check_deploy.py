@@ -71,7 +71,7 @@ SPEC_FLAGS = {
     "config", "listen", "interval", "window", "pid", "process",
     "target-container", "cgroup",
     "cgroup-root", "proc-root", "go-url", "go-interval", "smaps-interval",
-    "memory-limit", "limit-basis", "log-format", "warn-within",
+    "memory-limit", "limit-basis", "log-format", "log-level", "warn-within",
     "critical-within", "alertmanager-url", "webhook-url",
     "alertmanager-auth-file", "webhook-auth-file", "alert-ca-file", "profile-dir",
     "pprof-url", "alert-label", "runbook-base-url", "auth-file", "auth-metrics",
@@ -79,6 +79,7 @@ SPEC_FLAGS = {
 SPEC_FLAG_VALUES = {
     "limit-basis": {"unreclaimable", "working_set", "usage", "rss"},
     "log-format": {"text", "json"},
+    "log-level": {"error", "warn", "info", "debug", "trace"},
 }
 SUBCOMMANDS = {"run", "check"}
 # The flags of `headroom node` beyond those of `run` (src/config.rs

@@ -31,16 +31,94 @@ pub struct Report {
     pub status: Status,
 }
 
-fn mib(v: Option<u64>) -> String {
+pub fn mib(v: Option<u64>) -> String {
     v.map_or("–".into(), |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)))
 }
 
-fn limit_text(l: Option<Limit>) -> String {
+pub fn limit_text(l: Option<Limit>) -> String {
     match l {
         None => "–".into(),
         Some(Limit::Unlimited) => "unlimited".into(),
         Some(Limit::Bytes(b)) => mib(Some(b)),
     }
+}
+
+/// What the verdict sentence is made of: the limit-basis value against
+/// the limit, the prediction and the level. `check` and `headroom status`
+/// say it the same way.
+#[derive(Debug, Clone, Copy)]
+pub struct VerdictInputs<'a> {
+    pub basis_name: &'a str,
+    pub basis: Option<u64>,
+    pub limit: Option<Limit>,
+    pub usage: Option<u64>,
+    pub high: Option<Limit>,
+    pub risk: Risk,
+    pub time_to_oom_s: Option<f64>,
+    pub warming_up: bool,
+    /// What to say while warming up without a prediction.
+    pub warming_up_hint: &'a str,
+}
+
+/// The verdict in one sentence.
+pub fn verdict(v: &VerdictInputs) -> String {
+    let mut verdict = match (v.basis, v.limit) {
+        (None, _) => "could not read the target's memory: see the sources below".to_owned(),
+        (Some(_), Some(Limit::Unlimited)) | (Some(_), None) => {
+            "no memory limit is set on the cgroup's path: nothing to run out of but the node".to_owned()
+        }
+        (Some(b), Some(Limit::Bytes(l))) => {
+            let pct = 100.0 * b as f64 / l.max(1) as f64;
+            let when = match v.time_to_oom_s {
+                Some(t) => format!("OOM kill predicted in {}", duration_text(t)),
+                None if v.warming_up => v.warming_up_hint.to_owned(),
+                None => "not growing toward the limit".to_owned(),
+            };
+            let level = match v.risk {
+                Risk::Ok => "no immediate risk",
+                Risk::Warning => "at risk",
+                Risk::Critical => "an OOM kill is close",
+            };
+            format!("{} is at {pct:.1} % of the limit, {when}: {level}", v.basis_name)
+        }
+    };
+    if let (Some(Limit::Bytes(h)), Some(u)) = (v.high, v.usage) {
+        if u >= h {
+            verdict.push_str(&format!(
+                "; usage is above memory.high ({}), so the kernel is throttling and reclaiming",
+                mib(Some(h))
+            ));
+        }
+    }
+    verdict
+}
+
+/// Whole seconds, as humantime writes them (`6m 52s`).
+pub fn duration_text(seconds: f64) -> String {
+    humantime::format_duration(Duration::from_secs(seconds.max(0.0) as u64)).to_string()
+}
+
+/// The verdict line.
+pub fn verdict_line(risk: Risk, verdict: &str) -> String {
+    format!("verdict  {risk:?}: {verdict}\n")
+}
+
+/// Each cause with its evidence and advice, then each failing
+/// misconfiguration check with its fix: `[name, evidence, advice]`.
+pub fn causes_text<'a>(
+    findings: impl IntoIterator<Item = [&'a str; 3]>,
+    misconfigurations: impl IntoIterator<Item = [&'a str; 3]>,
+) -> String {
+    let mut out = String::new();
+    for [cause, evidence, advice] in findings {
+        let _ = writeln!(out, "cause    {cause}: {evidence}");
+        let _ = writeln!(out, "advice   {advice}");
+    }
+    for [check, evidence, fix] in misconfigurations {
+        let _ = writeln!(out, "misconf  {check}: {evidence}");
+        let _ = writeln!(out, "fix      {fix}");
+    }
+    out
 }
 
 /// Builds the report from the first and the last poll. The risk is the
@@ -55,38 +133,17 @@ pub fn build_report(first: &Status, last: Status, seconds: f64) -> Report {
         (Some(a), Some(b)) if seconds > 0.0 => Some((b as f64 - a as f64) / seconds),
         _ => None,
     };
-    let basis_name = last.limit_basis.map_or("basis", |b| b.as_str());
-    let mut verdict = match (basis, last.memory.limit) {
-        (None, _) => "could not read the target's memory: see the sources below".to_owned(),
-        (Some(_), Some(Limit::Unlimited)) | (Some(_), None) => {
-            "no memory limit is set on the cgroup's path: nothing to run out of but the node".to_owned()
-        }
-        (Some(b), Some(Limit::Bytes(l))) => {
-            let pct = 100.0 * b as f64 / l.max(1) as f64;
-            let when = match analysis.time_to_oom_s {
-                Some(t) => format!(
-                    "OOM kill predicted in {}",
-                    humantime::format_duration(Duration::from_secs(t as u64))
-                ),
-                None if analysis.warming_up => "sample longer (--for 60s) to see whether it grows".to_owned(),
-                None => "not growing toward the limit".to_owned(),
-            };
-            let level = match risk {
-                Risk::Ok => "no immediate risk",
-                Risk::Warning => "at risk",
-                Risk::Critical => "an OOM kill is close",
-            };
-            format!("{basis_name} is at {pct:.1} % of the limit, {when}: {level}")
-        }
-    };
-    if let (Some(Limit::Bytes(h)), Some(u)) = (last.memory.high, last.memory.usage) {
-        if u >= h {
-            verdict.push_str(&format!(
-                "; usage is above memory.high ({}), so the kernel is throttling and reclaiming",
-                mib(Some(h))
-            ));
-        }
-    }
+    let verdict = verdict(&VerdictInputs {
+        basis_name: last.limit_basis.map_or("basis", |b| b.as_str()),
+        basis,
+        limit: last.memory.limit,
+        usage: last.memory.usage,
+        high: last.memory.high,
+        risk,
+        time_to_oom_s: analysis.time_to_oom_s,
+        warming_up: analysis.warming_up,
+        warming_up_hint: "sample longer (--for 60s) to see whether it grows",
+    });
     Report {
         risk,
         verdict,
@@ -125,7 +182,10 @@ pub fn render_table(r: &Report) -> String {
         ("RSS (VmRSS)".into(), mib(m.rss)),
         ("LazyFree".into(), mib(m.lazy_free)),
         ("kernel memory".into(), mib(s.breakdown.kernel_total)),
-        ("OOM kills".into(), oom_kills_text(m)),
+        (
+            "OOM kills".into(),
+            oom_kills_text(m.oom_kills_total, m.oom_kills_before_start),
+        ),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
@@ -185,15 +245,15 @@ pub fn render_table(r: &Report) -> String {
             let _ = writeln!(out, "  source {} down: {e}", name.as_str());
         }
     }
-    let _ = writeln!(out, "verdict  {:?}: {}", r.risk, r.verdict);
-    for f in &r.findings {
-        let _ = writeln!(out, "cause    {}: {}", f.cause.as_str(), f.evidence);
-        let _ = writeln!(out, "advice   {}", f.advice);
-    }
-    for m in &s.misconfigurations {
-        let _ = writeln!(out, "misconf  {}: {}", m.check.as_str(), m.evidence);
-        let _ = writeln!(out, "fix      {}", m.fix);
-    }
+    out.push_str(&verdict_line(r.risk, &r.verdict));
+    out.push_str(&causes_text(
+        r.findings
+            .iter()
+            .map(|f| [f.cause.as_str(), f.evidence.as_str(), f.advice.as_str()]),
+        s.misconfigurations
+            .iter()
+            .map(|m| [m.check.as_str(), m.evidence.as_str(), m.fix.as_str()]),
+    ));
     out.push_str(&recommendation_text(
         s.analysis.as_ref().and_then(|a| a.recommendation.as_ref()),
     ));
@@ -341,10 +401,10 @@ async fn next_poll(slot: &Slot, after: u64) -> (u64, Status) {
 }
 
 /// The kills counted, and those from before headroom started.
-fn oom_kills_text(m: &crate::status::Memory) -> String {
-    match m.oom_kills_before_start.filter(|&n| n > 0) {
-        Some(before) => format!("{} (and {before} before headroom started)", m.oom_kills_total),
-        None => m.oom_kills_total.to_string(),
+pub fn oom_kills_text(total: u64, before_start: Option<u64>) -> String {
+    match before_start.filter(|&n| n > 0) {
+        Some(before) => format!("{total} (and {before} before headroom started)"),
+        None => total.to_string(),
     }
 }
 

@@ -141,8 +141,15 @@ pub const FLAGS: &[Flag] = &[
         "log-format",
         "FORMAT",
         Some("text"),
-        "Log format: text or json. The level comes from RUST_LOG (default info).",
+        "Log format: text or json.",
         None,
+    ),
+    flag(
+        "log-level",
+        "LEVEL",
+        None,
+        "Log level: error, warn, info, debug or trace. Default info (warn for check). When given (as the flag, HEADROOM_LOG_LEVEL or in the file) it wins over RUST_LOG; without it, RUST_LOG, when set, filters the logs as usual (per-module directives: headroom=debug,hyper=warn).",
+        Some("debug"),
     ),
     flag("warn-within", "DUR", Some("30m"), "Warn when OOM is predicted within this.", None),
     flag("critical-within", "DUR", Some("5m"), "Critical when OOM is predicted within this.", None),
@@ -367,7 +374,7 @@ fn node_args() -> Vec<Arg> {
 /// The command line, built from [`FLAGS`].
 pub fn command() -> clap::Command {
     clap::Command::new("headroom")
-        .version(env!("CARGO_PKG_VERSION"))
+        .version(crate::build_info::VERSION_LINE)
         .about(ABOUT)
         .long_about(LONG_ABOUT)
         .args(setting_args())
@@ -403,6 +410,171 @@ pub fn command() -> clap::Command {
                         .help("Print JSON instead of the table."),
                 ),
         )
+        .subcommand(status_command())
+        .subcommand(
+            clap::Command::new("completions")
+                .about("Print shell completions to stdout: bash, zsh, fish, elvish or powershell.")
+                .long_about(COMPLETIONS_ABOUT)
+                .arg(
+                    Arg::new("shell")
+                        .value_name("SHELL")
+                        .required(true)
+                        .value_parser(clap::value_parser!(clap_complete::Shell))
+                        .help("The shell to complete for."),
+                ),
+        )
+        .subcommand(
+            clap::Command::new("man")
+                .about("Print the man page (roff) to stdout; with a COMMAND, that subcommand's page.")
+                .long_about(MAN_ABOUT)
+                .arg(
+                    Arg::new("command")
+                        .value_name("COMMAND")
+                        .help("A subcommand (run, node, check, ...): its page, headroom-COMMAND(1)."),
+                ),
+        )
+}
+
+const STATUS_ABOUT: &str = "A running daemon's view: verdict, time to OOM, causes with advice, OOM kills, limits to \
+set. Exit 0: ok; 1: warning; 2: critical; 3: cannot reach it, or not headroom; 64: bad flags.";
+const STATUS_LONG_ABOUT: &str = "Ask a running headroom daemon for its view: the verdict, the time to OOM, the causes \
+with their advice, the OOM kills and the limits to set, as a table, or the daemon's status JSON with --json.\n\n\
+By default it asks the local daemon: http://127.0.0.1 at the port of the daemon's --listen as this environment sets it \
+(HEADROOM_LISTEN, else the `listen` key of the HEADROOM_CONFIG file), else port 9184. So in a pod, \
+`kubectl exec POD -c headroom -- headroom status` asks the sidecar beside it.\n\n\
+Against a node agent (`headroom node`) it lists the node's targets, most at risk first (--json: /api/v1/targets); \
+--target NAMESPACE/POD/CONTAINER shows one of them.\n\n\
+Exit status: 0 no risk; 1 warning; 2 critical (the daemon's risk; for a node agent without --target, the highest of its \
+targets' that are not gone); 3 the daemon cannot be reached, answered an error, or is not headroom; 64 bad flags.\n\n\
+Examples:\n  headroom status\n  headroom status --json\n  headroom status --url http://10.0.0.7:9184 --target shop/cart-7d9f8b6c5-x2x9q/app";
+const COMPLETIONS_ABOUT: &str = "Print shell completions to stdout: bash, zsh, fish, elvish or powershell.\n\n\
+Examples:\n  headroom completions bash > /etc/bash_completion.d/headroom\n  \
+headroom completions zsh > \"${fpath[1]}/_headroom\"\n  headroom completions fish > ~/.config/fish/completions/headroom.fish";
+const MAN_ABOUT: &str = "Print the man page (roff) to stdout: headroom(1), or with a COMMAND that subcommand's page, \
+headroom-COMMAND(1).\n\nExamples:\n  headroom man | man -l -\n  \
+headroom man node > /usr/local/share/man/man1/headroom-node.1";
+
+/// The default address `headroom status` asks, when the environment does
+/// not say where the daemon listens.
+pub const STATUS_DEFAULT_URL: &str = "http://127.0.0.1:9184";
+
+fn status_command() -> clap::Command {
+    clap::Command::new("status")
+        .about(STATUS_ABOUT)
+        .long_about(STATUS_LONG_ABOUT)
+        .arg(
+            Arg::new("url")
+                .long("url")
+                .value_name("URL")
+                .help("The daemon's address. Default: the local daemon, http://127.0.0.1 at the port of HEADROOM_LISTEN (else 9184). Example: --url http://10.0.0.7:9184"),
+        )
+        .arg(
+            Arg::new("json")
+                .long("json")
+                .action(ArgAction::SetTrue)
+                .help("Print the daemon's JSON (/api/v1/status; for a node agent /api/v1/targets) instead of the table."),
+        )
+        .arg(
+            Arg::new("target")
+                .long("target")
+                .value_name("NAMESPACE/POD/CONTAINER")
+                .help("One target of a node agent, as its targets table names it (an empty namespace as _). Example: --target shop/cart-7d9f8b6c5-x2x9q/app"),
+        )
+}
+
+/// What `headroom status` asks, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusArgs {
+    /// The daemon's base URL, without a trailing slash.
+    pub url: String,
+    /// Where the URL came from, for error messages (`--url`, the default,
+    /// `HEADROOM_LISTEN=...`).
+    pub url_from: String,
+    pub json: bool,
+    pub target: Option<crate::key::TargetKey>,
+}
+
+/// `headroom status`'s arguments; `env` reads the environment (tests pass
+/// a map). Every bad argument is reported at once.
+fn status_args(m: &ArgMatches, env: impl Fn(&str) -> Option<String>) -> Result<StatusArgs, Vec<String>> {
+    let mut errors = Vec::new();
+    let (url, url_from) = match m.get_one::<String>("url") {
+        Some(u) => match base_url(u) {
+            Some(b) => (b, "--url".to_owned()),
+            None => {
+                errors.push(format!(
+                    "--url {u:?}: expected the daemon's http:// or https:// address such as http://127.0.0.1:9184"
+                ));
+                (String::new(), String::new())
+            }
+        },
+        None => local_daemon_url(env).unwrap_or_else(|e| {
+            errors.push(e);
+            (String::new(), String::new())
+        }),
+    };
+    let target = m.get_one::<String>("target").and_then(|t| {
+        let parts: Vec<&str> = t.split('/').collect();
+        match parts[..] {
+            [ns, pod, container] if !ns.is_empty() && !pod.is_empty() && !container.is_empty() => {
+                Some(crate::key::TargetKey::from_segments(ns, pod, container))
+            }
+            _ => {
+                errors.push(format!(
+                    "--target {t:?}: expected NAMESPACE/POD/CONTAINER as `headroom status` lists them (an empty namespace as _)"
+                ));
+                None
+            }
+        }
+    });
+    if errors.is_empty() {
+        Ok(StatusArgs {
+            url,
+            url_from,
+            json: m.get_flag("json"),
+            target,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// An http(s) URL with a host, without trailing slashes; `None` otherwise.
+fn base_url(u: &str) -> Option<String> {
+    let u = u.trim().trim_end_matches('/');
+    match u.parse::<axum::http::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => Some(u.to_owned()),
+        _ => None,
+    }
+}
+
+/// The local daemon's URL and where it came from: the port of its
+/// `--listen` as the environment sets it (HEADROOM_LISTEN, else the
+/// `listen` key of the HEADROOM_CONFIG file), on loopback when it listens
+/// on every address; else [`STATUS_DEFAULT_URL`].
+fn local_daemon_url(env: impl Fn(&str) -> Option<String>) -> Result<(String, String), String> {
+    let (listen, from) = match env("HEADROOM_LISTEN").filter(|l| !l.trim().is_empty()) {
+        Some(l) => (l.trim().to_owned(), "HEADROOM_LISTEN".to_owned()),
+        None => match env("HEADROOM_CONFIG").and_then(|f| {
+            let map = read_config_file(Path::new(&f)).ok()?;
+            Some((map.get("listen")?.trim().to_owned(), format!("listen in {f}")))
+        }) {
+            Some(found) => found,
+            None => return Ok((STATUS_DEFAULT_URL.to_owned(), "the default".to_owned())),
+        },
+    };
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        format!("{from} {listen:?}: expected HOST:PORT such as 0.0.0.0:9184; or give the daemon's address with --url")
+    })?;
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Ok((
+        format!("http://{}", SocketAddr::new(ip, addr.port())),
+        format!("{from}={listen}"),
+    ))
 }
 
 /// What the command line asks for.
@@ -417,6 +589,13 @@ pub enum Invocation {
         sample_for: Duration,
         json: bool,
     },
+    /// `headroom status`: ask a running daemon.
+    Status(StatusArgs),
+    /// `headroom completions SHELL`.
+    Completions(clap_complete::Shell),
+    /// `headroom man [COMMAND]`: the command's name (`headroom` or a
+    /// subcommand's).
+    Man(Option<String>),
 }
 
 /// Why the command line was not accepted.
@@ -436,6 +615,29 @@ where
 {
     let m = command().try_get_matches_from(args).map_err(CliError::Clap)?;
     let (sub, check) = match m.subcommand() {
+        Some(("status", sub)) => {
+            return status_args(sub, |k| std::env::var(k).ok())
+                .map(Invocation::Status)
+                .map_err(CliError::Invalid)
+        }
+        Some(("completions", sub)) => {
+            let shell = sub.get_one::<clap_complete::Shell>("shell").expect("required by clap");
+            return Ok(Invocation::Completions(*shell));
+        }
+        Some(("man", sub)) => {
+            let name = sub.get_one::<String>("command").cloned();
+            if let Some(n) = &name {
+                let cmd = command();
+                if cmd.find_subcommand(n).is_none() {
+                    let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+                    return Err(CliError::Invalid(vec![format!(
+                        "man {n:?}: no such command; one of {}",
+                        names.join(", ")
+                    )]));
+                }
+            }
+            return Ok(Invocation::Man(name));
+        }
         Some(("check", sub)) => (sub, true),
         Some(("node", sub)) => {
             let mut map = merged_map(sub).map_err(CliError::Invalid)?;
@@ -546,6 +748,42 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--log-level`: the level of every log line (as `RUST_LOG=LEVEL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub const NAMES: &'static str = "error, warn, info, debug, trace";
+
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Some(LogLevel::Error),
+            "warn" => Some(LogLevel::Warn),
+            "info" => Some(LogLevel::Info),
+            "debug" => Some(LogLevel::Debug),
+            "trace" => Some(LogLevel::Trace),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
 /// Which process to watch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -574,6 +812,8 @@ pub struct Config {
     pub memory_limit: Option<Limit>,
     pub limit_basis: LimitBasis,
     pub log_format: LogFormat,
+    /// `--log-level`; `None` when not given (RUST_LOG, else the mode's default).
+    pub log_level: Option<LogLevel>,
     pub warn_within: Duration,
     pub critical_within: Duration,
     pub alertmanager_url: Option<String>,
@@ -648,6 +888,7 @@ pub struct DaemonConfig {
     /// The poll period; `/healthz` fails after a few of them without a poll.
     pub interval: Duration,
     pub log_format: LogFormat,
+    pub log_level: Option<LogLevel>,
     pub alertmanager_url: Option<String>,
     pub webhook_url: Option<String>,
     pub alertmanager_auth_file: Option<PathBuf>,
@@ -950,6 +1191,7 @@ impl Config {
             listen: self.listen,
             interval: self.interval,
             log_format: self.log_format,
+            log_level: self.log_level,
             alertmanager_url: self.alertmanager_url.clone(),
             webhook_url: self.webhook_url.clone(),
             alertmanager_auth_file: self.alertmanager_auth_file.clone(),
@@ -1064,6 +1306,17 @@ impl Config {
                 LogFormat::Text
             }
         };
+        let log_level = v
+            .raw("log-level")
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .and_then(|l| {
+                let level = LogLevel::parse(&l);
+                if level.is_none() {
+                    v.fail("log-level", &l, &format!("expected one of {}", LogLevel::NAMES));
+                }
+                level
+            });
         let warn_within = v.duration("warn-within", ms(1000));
         let critical_within = v.duration("critical-within", ms(1000));
         if !warn_within.is_zero() && critical_within > warn_within {
@@ -1125,6 +1378,7 @@ impl Config {
                 memory_limit,
                 limit_basis,
                 log_format,
+                log_level,
                 warn_within,
                 critical_within,
                 alertmanager_url,
@@ -1311,6 +1565,71 @@ mod tests {
             Err(CliError::Invalid(errs)) => assert_eq!(errs.len(), 2, "{errs:?}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// `headroom status ARGS` with `env` as the environment.
+    fn status_with(args: &[&str], env: &[(&str, &str)]) -> Result<StatusArgs, Vec<String>> {
+        let m = command()
+            .try_get_matches_from(["headroom", "status"].iter().chain(args))
+            .unwrap();
+        let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        status_args(m.subcommand_matches("status").unwrap(), |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn status_asks_the_local_daemon_where_the_environment_says_it_listens() {
+        let url = |env: &[(&str, &str)]| status_with(&[], env).map(|a| (a.url, a.url_from));
+        assert_eq!(url(&[]), Ok(("http://127.0.0.1:9184".into(), "the default".into())));
+        assert_eq!(
+            url(&[("HEADROOM_LISTEN", "0.0.0.0:9300")]),
+            Ok(("http://127.0.0.1:9300".into(), "HEADROOM_LISTEN=0.0.0.0:9300".into()))
+        );
+        assert_eq!(url(&[("HEADROOM_LISTEN", "[::]:9300")]).unwrap().0, "http://[::1]:9300");
+        assert_eq!(
+            url(&[("HEADROOM_LISTEN", "10.1.2.3:9300")]).unwrap().0,
+            "http://10.1.2.3:9300"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9400\"\n").unwrap();
+        let f = file.to_str().unwrap();
+        assert_eq!(url(&[("HEADROOM_CONFIG", f)]).unwrap().0, "http://127.0.0.1:9400");
+        // The environment wins over the file, as for the daemon.
+        let both = [("HEADROOM_CONFIG", f), ("HEADROOM_LISTEN", "0.0.0.0:9500")];
+        assert_eq!(url(&both).unwrap().0, "http://127.0.0.1:9500");
+        // --url wins over both, without its trailing slash.
+        let a = status_with(&["--url", "https://h.example:9184/", "--json"], &both).unwrap();
+        assert_eq!(
+            (a.url.as_str(), a.url_from.as_str(), a.json),
+            ("https://h.example:9184", "--url", true)
+        );
+    }
+
+    #[test]
+    fn status_target_and_url_are_checked() {
+        let a = status_with(&["--target", "_/0f1e/3b1f9d7c5a2e"], &[]).unwrap();
+        assert_eq!(a.target, Some(crate::key::TargetKey::new("", "0f1e", "3b1f9d7c5a2e")));
+        let errs = status_with(&["--target", "a/b", "--url", "localhost:9184"], &[]).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].contains("--url \"localhost:9184\"") && errs[1].contains("--target \"a/b\""),
+            "{errs:?}"
+        );
+        let errs = status_with(&[], &[("HEADROOM_LISTEN", "9184")]).unwrap_err();
+        assert!(errs[0].starts_with("HEADROOM_LISTEN \"9184\""), "{errs:?}");
+    }
+
+    #[test]
+    fn log_level_given_or_not() {
+        assert_eq!(Config::default().log_level, None);
+        let c = Config::from_map(&map(&[("log-level", "DEBUG")])).unwrap();
+        assert_eq!(c.log_level, Some(LogLevel::Debug));
+        assert_eq!(c.daemon_config().log_level, Some(LogLevel::Debug));
+        let errs = Config::from_map(&map(&[("log-level", "loud")])).unwrap_err();
+        assert_eq!(
+            errs,
+            ["--log-level \"loud\": expected one of error, warn, info, debug, trace"]
+        );
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! The `headroom` binary: parse config, init tracing, run until a signal.
 
-use headroom::config::{parse_args, CliError, Invocation, LogFormat, EXIT_CONFIG};
+use headroom::config::{parse_args, CliError, Invocation, LogFormat, LogLevel, EXIT_CONFIG};
 use std::process::ExitCode;
 
-fn init_tracing(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+/// Logs to stderr at `--log-level` when given, else as `RUST_LOG` says,
+/// else at `default_level`.
+fn init_tracing(format: LogFormat, level: Option<LogLevel>, default_level: &str) {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::new(l.as_str()),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -44,27 +49,52 @@ fn main() -> ExitCode {
         Ok(i) => i,
         Err(e) => return usage_error(e),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // A current-thread runtime, for the commands that need one.
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    };
     match invocation {
         Invocation::Check {
             config,
             sample_for,
             json,
         } => {
-            init_tracing(config.log_format, "warn");
-            let code = runtime.block_on(headroom::check::run(config, sample_for, json));
+            init_tracing(config.log_format, config.log_level, "warn");
+            let code = runtime().block_on(headroom::check::run(config, sample_for, json));
             ExitCode::from(code as u8)
         }
         Invocation::Run(config) => {
-            init_tracing(config.log_format, "info");
-            daemon_exit(runtime.block_on(headroom::app::run(config)))
+            init_tracing(config.log_format, config.log_level, "info");
+            daemon_exit(runtime().block_on(headroom::app::run(config)))
         }
         Invocation::Node(config) => {
-            init_tracing(config.daemon.log_format, "info");
-            daemon_exit(runtime.block_on(headroom::app::run_node(config)))
+            init_tracing(config.daemon.log_format, config.daemon.log_level, "info");
+            daemon_exit(runtime().block_on(headroom::app::run_node(config)))
+        }
+        Invocation::Status(args) => {
+            let code = runtime().block_on(headroom::status_cmd::run(args));
+            ExitCode::from(code as u8)
+        }
+        Invocation::Completions(shell) => print_out(&headroom::cli::completions(shell)),
+        Invocation::Man(name) => match headroom::cli::man(name.as_deref()) {
+            Some(page) => print_out(page.as_bytes()),
+            None => ExitCode::from(EXIT_CONFIG as u8),
+        },
+    }
+}
+
+/// Writes to stdout; a reader that stopped early (`| head`) is no error.
+fn print_out(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("headroom: writing to stdout: {e}");
+            ExitCode::FAILURE
         }
     }
 }

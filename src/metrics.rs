@@ -318,11 +318,20 @@ impl Metrics {
         )
         .expect("valid metric");
         let build_info = IntGaugeVec::new(
-            Opts::new("headroom_build_info", "The running build of headroom: always 1."),
-            &["version"],
+            Opts::new(
+                "headroom_build_info",
+                "The running build of headroom: always 1. Labels: version, commit (the git commit's first 12 hex digits, unknown when built without git), rustc (the compiler's version).",
+            ),
+            &["version", "commit", "rustc"],
         )
         .expect("valid metric");
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[
+                crate::build_info::VERSION,
+                crate::build_info::COMMIT,
+                crate::build_info::RUSTC,
+            ])
+            .set(1);
         let target_info = IntGaugeVec::new(
             Opts::new(
                 "headroom_target_info",

@@ -138,7 +138,7 @@ pub struct SmapsSample {
 }
 
 /// What the killer measures (`--limit-basis`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitBasis {
     #[default]

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The scrape without what changes from run to run (our own process
-/// metrics, poll timings; the time of the last poll is pinned to `T`).
+/// metrics, poll timings; the time of the last poll is pinned to `T`, and
+/// the build's commit and compiler to `C` and `R`).
 fn stable(scrape: &str) -> String {
     scrape
         .lines()
@@ -19,9 +20,22 @@ fn stable(scrape: &str) -> String {
         })
         .map(|l| match l.strip_prefix("headroom_last_poll_timestamp_seconds ") {
             Some(_) => "headroom_last_poll_timestamp_seconds T\n".to_owned(),
+            None if l.starts_with("headroom_build_info{") => {
+                format!("{}\n", pin_label(&pin_label(l, "commit", "C"), "rustc", "R"))
+            }
             None => format!("{l}\n"),
         })
         .collect()
+}
+
+/// `line` with the value of label `name` replaced by `to`.
+fn pin_label(line: &str, name: &str, to: &str) -> String {
+    let key = format!("{name}=\"");
+    let Some(start) = line.find(&key).map(|i| i + key.len()) else {
+        return line.to_owned();
+    };
+    let end = start + line[start..].find('"').expect("a closing quote");
+    format!("{}{to}{}", &line[..start], &line[end..])
 }
 
 fn golden(name: &str, scrape: &str) {

@@ -53,7 +53,7 @@ pub const MIN_HISTORY_S: f64 = 30.0;
 const MIB: u64 = 1 << 20;
 
 /// What the recommendation was made from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecommendationBasis {
     /// The Go heap's goal (NextGC) before each GC, from the runtime.
@@ -77,7 +77,7 @@ impl RecommendationBasis {
 
 /// The limit and the GOMEMLIMIT to set, with what they were made from
 /// (bytes; the formula in the module's header and docs/metrics.md).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Recommendation {
     pub basis: RecommendationBasis,
     /// The memory limit to set, whole MiB.

@@ -1,9 +1,9 @@
 //! OOM risk with hysteresis: raised after two polls in a row, lowered only
 //! after the lower level has held for [`CLEAR_AFTER_MS`], so it does not flap.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     #[default]

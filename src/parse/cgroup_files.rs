@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 /// A memory limit. `max` (v2) and v1's page-rounded "unlimited" are
 /// [`Limit::Unlimited`], never a number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
     Bytes(u64),
