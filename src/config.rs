@@ -369,6 +369,7 @@ pub fn command() -> clap::Command {
                         .help("Print JSON instead of the table."),
                 ),
         )
+        .subcommand(crate::inject::command())
 }
 
 /// What the command line asks for.
@@ -383,6 +384,8 @@ pub enum Invocation {
         sample_for: Duration,
         json: bool,
     },
+    /// `headroom inject`: Kubernetes YAML in, with the sidecar out.
+    Inject(crate::inject::InjectCommand),
 }
 
 /// Why the command line was not accepted.
@@ -403,6 +406,11 @@ where
     let m = command().try_get_matches_from(args).map_err(CliError::Clap)?;
     let (sub, check) = match m.subcommand() {
         Some(("check", sub)) => (sub, true),
+        Some(("inject", sub)) => {
+            return crate::inject::InjectCommand::from_matches(sub)
+                .map(Invocation::Inject)
+                .map_err(CliError::Invalid);
+        }
         Some(("node", sub)) => {
             let mut map = merged_map(sub).map_err(CliError::Invalid)?;
             return NodeConfig::from_map(&mut map)

@@ -10,6 +10,7 @@ pub mod config;
 pub mod dashboard;
 pub mod http;
 pub mod httpc;
+pub mod inject;
 pub mod key;
 pub mod metrics;
 pub mod monitor;

@@ -62,6 +62,7 @@ fn main() -> ExitCode {
             init_tracing(config.log_format, "info");
             daemon_exit(runtime.block_on(headroom::app::run(config)))
         }
+        Invocation::Inject(cmd) => ExitCode::from(headroom::inject::run(&cmd)),
         Invocation::Node(config) => {
             init_tracing(config.daemon.log_format, "info");
             daemon_exit(runtime.block_on(headroom::app::run_node(config)))
