@@ -341,7 +341,10 @@ fn inject_document(doc: &mut Node, opts: &InjectOptions, place: &Place, log: &mu
     if doc.get("kind").and_then(Node::as_str) != Some("List") {
         return inject_object(doc, opts, place, log);
     }
-    let list = place.named(format!("List/{}", object_name(doc)));
+    let list = match object_name(doc).as_str() {
+        "(no name)" => place.named("List".into()),
+        name => place.named(format!("List/{name}")),
+    };
     match doc.get_mut("items") {
         Some(Node::Seq(items, _)) => {
             let mut changed = false;
