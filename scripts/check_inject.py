@@ -60,8 +60,8 @@ VARIANTS = [
     ),
 ]
 
-# The overlay patch that points the component at the Go container
-# (docs/deploying.md, "Adding the sidecar").
+# The overlay patch that points the component at the Go container: the one
+# docs/deploying.md shows ("Adding the sidecar"), with the example's names.
 OVERLAY_PATCH = """\
 apiVersion: apps/v1
 kind: Deployment
