@@ -392,10 +392,21 @@ fn inject_object(obj: &mut Node, opts: &InjectOptions, place: &Place, log: &mut 
     }
     let kind = obj.get("kind").and_then(Node::as_str).unwrap_or_default().to_owned();
     let api = obj.get("apiVersion").and_then(Node::as_str).unwrap_or_default();
+    let named = place.named(format!("{kind}/{}", object_name(obj)));
     let Some(path) = pod_spec_path(&kind, api) else {
+        if pod_spec_path(&kind, "apps/v1")
+            .or(pod_spec_path(&kind, "v1"))
+            .or(pod_spec_path(&kind, "batch/v1"))
+            .is_some()
+        {
+            log.note(
+                &named,
+                format!("apiVersion {api:?} is not a {kind}'s that inject knows: left as it is"),
+            );
+        }
         return false;
     };
-    let place = place.named(format!("{kind}/{}", object_name(obj)));
+    let place = named;
     // The pod template's metadata: the pod's annotations.
     let mut meta_path = path[..path.len() - 1].to_vec();
     meta_path.push("metadata");
@@ -444,7 +455,12 @@ fn walk_mut<'a>(mut node: &'a mut Node, path: &[&str]) -> Result<&'a mut Node, S
         node = match node.get_mut(key) {
             Some(n @ Node::Map(..)) => n,
             Some(other) => return Err(format!("{at} is {}, not a mapping", other.describe())),
-            None => return Err(format!("has no {at}: is it a complete {}?", path.join("."))),
+            None => {
+                return Err(format!(
+                    "has no {at}, so no pod spec at {}: is the object complete?",
+                    path.join(".")
+                ))
+            }
         };
     }
     Ok(node)
@@ -1736,7 +1752,12 @@ spec:
         assert_eq!(inject(input, &opts()).unwrap(), input);
         // Not a core/apps/batch group: a custom resource named Deployment.
         let custom = APP.replace("apps/v1", "example.com/v1");
-        assert_eq!(inject(&custom, &opts()).unwrap(), custom);
+        let done = inject_with_notes(&custom, &opts()).unwrap();
+        assert_eq!(done.output, custom);
+        assert_eq!(
+            done.notes,
+            ["document 1 (Deployment/web, line 1): apiVersion \"example.com/v1\" is not a Deployment's that inject knows: left as it is"]
+        );
     }
 
     #[test]
