@@ -540,6 +540,13 @@ fn own_ids(container: &Node) -> Vec<(&'static str, Node)> {
         .collect()
 }
 
+/// A pod's or container's `securityContext.runAsUser`, as written.
+fn run_as_user(n: &Node) -> Option<&str> {
+    n.get("securityContext")
+        .and_then(|sc| sc.get("runAsUser"))
+        .and_then(Node::as_str)
+}
+
 fn is_true(node: Option<&Node>) -> bool {
     matches!(node, Some(Node::Scalar(s)) if s.style == ScalarStyle::Plain
         && matches!(s.value.as_str(), "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y"))
@@ -634,12 +641,7 @@ fn inject_pod(spec: &mut Node, w: &Workload, opts: &InjectOptions) -> Result<Pod
     let mut ids = Vec::new();
     if opts.proc_access == ProcAccess::SameUser {
         ids = own_ids(&container);
-        let root = container
-            .get("securityContext")
-            .and_then(|sc| sc.get("runAsUser"))
-            .and_then(Node::as_str)
-            == Some("0");
-        if root {
+        if run_as_user(&container).or_else(|| run_as_user(spec)) == Some("0") {
             lines.push(format!(
                 "warning: container {target:?} runs as root, which headroom cannot read as a non-root user: \
                  use --proc-access sys-ptrace"
@@ -1921,6 +1923,13 @@ spec:
         let c = sidecar(pod_spec(&json_of(&inject(APP, &opts()).unwrap())[0])).clone();
         assert_eq!(c["securityContext"]["runAsNonRoot"], true);
         assert_eq!(c["securityContext"]["capabilities"], json!({"drop": ["ALL"]}));
+        // A root Go service needs sys-ptrace: said.
+        let root = APP.replace("    spec:\n", "    spec:\n      securityContext: {runAsUser: 0}\n");
+        let notes = inject_with_notes(&root, &opts()).unwrap().notes.join("\n");
+        assert!(
+            notes.contains("runs as root") && notes.contains("--proc-access sys-ptrace"),
+            "{notes}"
+        );
         // The target's own UID and GID are the sidecar's.
         let own = format!("{APP}          securityContext: {{runAsUser: 10001, runAsGroup: 10002}}\n");
         let c = sidecar(pod_spec(&json_of(&inject(&own, &opts()).unwrap())[0])).clone();
