@@ -1242,7 +1242,7 @@ fn with_tag(s: &Scalar, text: String) -> String {
 /// double-quoted.
 fn scalar_text(s: &Scalar, indent: usize) -> String {
     let text = match s.style {
-        ScalarStyle::Plain if !s.value.contains('\n') => s.value.clone(),
+        ScalarStyle::Plain if s.value.is_empty() || plain_writable(&s.value) => s.value.clone(),
         ScalarStyle::SingleQuoted if !needs_escapes(&s.value) => format!("'{}'", s.value.replace('\'', "''")),
         ScalarStyle::Literal | ScalarStyle::Folded if literal_holds(&s.value) => {
             let body = s.value.strip_suffix('\n');
@@ -1259,6 +1259,27 @@ fn scalar_text(s: &Scalar, indent: usize) -> String {
         _ => double_quoted(&s.value),
     };
     with_tag(s, text)
+}
+
+/// Whether a plain scalar of the input reads back the same when written
+/// plain in block style. The parser takes a few plain scalars in flow
+/// style that block style reads otherwise (`{app: >x}`): those are quoted.
+fn plain_writable(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    let first_ok = match first {
+        '-' | '?' | ':' => chars.next().is_some_and(|c| !c.is_whitespace()),
+        ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@' | '`' => false,
+        c => !c.is_whitespace(),
+    };
+    first_ok
+        && !s.ends_with(|c: char| c.is_whitespace() || c == ':')
+        && ![": ", ":\t", " #", "\t#"].iter().any(|p| s.contains(p))
+        && !s.starts_with("---")
+        && !s.starts_with("...")
+        && !s.chars().any(|c| matches!(c, '\n' | '\r' | '\t') || is_special(c))
 }
 
 /// Characters that only a double-quoted scalar can hold.
@@ -2151,6 +2172,31 @@ spec:
                 );
                 assert_eq!(entries[3].1.as_str(), Some("2"), "{text}");
             }
+        }
+    }
+
+    /// Found by fuzzing: the parser reads `>>>>legacy` in flow style as a
+    /// plain scalar, which block style would read as a folded block.
+    #[test]
+    fn plain_scalars_that_block_style_reads_otherwise_are_quoted() {
+        let input = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: >>>>legacy, b: |x, c: -1, d: a:b, e: 1:20}}\nspec: {containers: [{name: a, image: x}]}\n";
+        let out = inject(input, &opts()).unwrap();
+        assert_eq!(inject(&out, &opts()).as_ref(), Ok(&out));
+        let labels = &json_of(&out)[0]["metadata"]["labels"];
+        assert_eq!(labels, &json_of(input)[0]["metadata"]["labels"]);
+        assert_eq!(labels["app"], ">>>>legacy");
+        // Numbers and other plain scalars keep their text.
+        assert!(
+            out.contains("c: -1\n") && out.contains("d: a:b\n") && out.contains("e: 1:20\n"),
+            "{out}"
+        );
+        for s in ["a", "-1", "a:b", "http://x:1/y", "1.5", "a b", "~", "x#y"] {
+            assert!(plain_writable(s), "{s}");
+        }
+        for s in [
+            "", ">x", "|x", "- x", "-", "a: b", "a #b", "x:", " a", "a ", "--- x", "@x", "a\tb",
+        ] {
+            assert!(!plain_writable(s), "{s:?}");
         }
     }
 
