@@ -246,13 +246,18 @@ pub fn inject_with_notes(input: &str, opts: &InjectOptions) -> Result<Injected, 
             output.push_str(chunk.text);
             continue;
         }
-        output.push_str(&leading_lines(chunk.text));
+        let (header, marked) = leading_lines(chunk.text);
+        output.push_str(&header);
         for (i, (place, node)) in rewritten.iter().enumerate() {
-            if i > 0 {
-                output.push_str("---\n");
-            }
             match emit_document(node) {
-                Ok(text) => output.push_str(&text),
+                Ok(text) => {
+                    // Each document after the first starts with a marker, and
+                    // so does an empty one (else it would not be a document).
+                    if i > 0 || (!marked && text.is_empty()) {
+                        output.push_str("---\n");
+                    }
+                    output.push_str(&text);
+                }
                 Err(message) => log.problem(place, message),
             }
         }
@@ -282,10 +287,29 @@ fn is_document_start(line: &str) -> bool {
     line.starts_with("---") && matches!(line.as_bytes().get(3), None | Some(b' ' | b'\t'))
 }
 
+/// The lines of `text`, each with its line break: `\n`, `\r\n`, or a lone
+/// `\r`, which YAML reads as a line break too.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = match rest.find(['\n', '\r']) {
+            None => rest.len(),
+            Some(i) if rest[i..].starts_with("\r\n") => i + 2,
+            Some(i) => i + 1,
+        };
+        let (line, tail) = rest.split_at(end);
+        rest = tail;
+        Some(line)
+    })
+}
+
 fn split_documents(input: &str) -> Vec<Chunk<'_>> {
     let mut chunks = Vec::new();
     let (mut start, mut start_line, mut pos, mut line_no) = (0, 1, 0, 1);
-    for line in input.split_inclusive('\n') {
+    for line in lines(input) {
         if pos > start && is_document_start(line) {
             chunks.push(Chunk {
                 text: &input[start..pos],
@@ -307,17 +331,21 @@ fn split_documents(input: &str) -> Vec<Chunk<'_>> {
 }
 
 /// The lines of a rewritten document that are kept as they were: the
-/// comments and blank lines above it and its `---` line.
-fn leading_lines(text: &str) -> String {
+/// comments and blank lines above it, and its `---` line (the content
+/// after a `---` goes to the next line); and whether there was a `---`.
+fn leading_lines(text: &str) -> (String, bool) {
     let mut kept = String::new();
-    for line in text.split_inclusive('\n') {
+    let mut marked = false;
+    for line in lines(text) {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('%') {
             kept.push_str(line);
-        } else if is_document_start(line) {
+        } else if is_document_start(line) && !marked {
+            marked = true;
             let rest = line[3..].trim();
             if rest.is_empty() || rest.starts_with('#') {
-                kept.push_str(line);
+                kept.push_str(line.trim_end_matches(['\n', '\r']));
+                kept.push('\n');
             } else {
                 kept.push_str("---\n");
                 break;
@@ -326,10 +354,10 @@ fn leading_lines(text: &str) -> String {
             break;
         }
     }
-    if !kept.is_empty() && !kept.ends_with('\n') {
+    if !kept.is_empty() && !kept.ends_with(['\n', '\r']) {
         kept.push('\n');
     }
-    kept
+    (kept, marked)
 }
 
 /// Injects one document: an object or a `kind: List` of them. Anything
@@ -1116,10 +1144,13 @@ fn emit_document(node: &Node) -> Result<String, String> {
             emit_items(items, 0, false, &mut out)?;
         }
         other => {
-            // A scalar or an empty collection: written after a `---`.
-            let mut text = String::from("---");
+            // A scalar or an empty collection on a line of its own; nothing
+            // for an empty document.
+            let mut text = String::new();
             emit_value(other, 0, false, &mut text)?;
-            out.push_str(&text);
+            if text != "\n" {
+                out.push_str(text.strip_prefix(' ').unwrap_or(&text));
+            }
         }
     }
     Ok(out)
@@ -2242,6 +2273,39 @@ spec:
             docs[0],
             json!({"a": 420, "b": 31, "c": true, "d": false, "e": null, "f": 1.5, "g": -3, "h": "12", "i": 1000, "j": "08", "k": "5", "l": "1.2.3"})
         );
+    }
+
+    /// Found by fuzzing: a lone `\r` is a line break, so `\r---` starts a
+    /// document; and a chunk of several documents is written with one
+    /// marker between them.
+    #[test]
+    fn documents_split_at_any_line_break_and_stay_as_many() {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a, image: x}]}\n";
+        for tail in [
+            "\r---\napiV",
+            "...\n--- text\n",
+            "...\n---\n...\n",
+            "\r--- |\n  block\n",
+            "\r---\r[]\r",
+        ] {
+            let input = format!("{pod}{tail}");
+            let out = inject(&input, &opts()).unwrap_or_else(|e| panic!("{tail:?}: {e}"));
+            assert_eq!(inject(&out, &opts()).as_ref(), Ok(&out), "{tail:?}");
+            let (before, after) = (json_of(&input), json_of(&out));
+            assert_eq!(before.len(), after.len(), "{tail:?}:\n{out}");
+            assert_eq!(before[1..], after[1..], "{tail:?}:\n{out}");
+        }
+        // A `---` line with a comment keeps it; content after `---` moves down.
+        let marked = format!("--- # the pod\n{pod}");
+        assert!(inject(&marked, &opts())
+            .unwrap()
+            .starts_with("--- # the pod\napiVersion: v1\n"));
+        let inline = format!(
+            "--- {{apiVersion: v1, kind: Pod, metadata: {{name: p}}, spec: {{containers: [{{name: a, image: x}}]}}}}\n"
+        );
+        let out = inject(&inline, &opts()).unwrap();
+        assert!(out.starts_with("---\napiVersion: v1\n"), "{out}");
+        assert_eq!(json_of(&out).len(), 1);
     }
 
     #[test]
