@@ -2300,10 +2300,9 @@ spec:
         assert!(inject(&marked, &opts())
             .unwrap()
             .starts_with("--- # the pod\napiVersion: v1\n"));
-        let inline = format!(
-            "--- {{apiVersion: v1, kind: Pod, metadata: {{name: p}}, spec: {{containers: [{{name: a, image: x}}]}}}}\n"
-        );
-        let out = inject(&inline, &opts()).unwrap();
+        let inline =
+            "--- {apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containers: [{name: a, image: x}]}}\n";
+        let out = inject(inline, &opts()).unwrap();
         assert!(out.starts_with("---\napiVersion: v1\n"), "{out}");
         assert_eq!(json_of(&out).len(), 1);
     }
