@@ -23,8 +23,8 @@
 //! keeping each scalar as it was written (its text, quoting and tag), and
 //! writes that tree back itself. A document that gets the sidecar keeps its
 //! values and the order of its keys, and the comments above it; its other
-//! comments are lost. A document that needs no change is copied byte for
-//! byte.
+//! comments are lost, and its aliases are written out in full. A document
+//! that needs no change is copied byte for byte.
 
 use crate::sample::LimitBasis;
 use clap::{Arg, ArgAction, ArgMatches};
