@@ -237,6 +237,7 @@ check "deploy/kubernetes validates (kubernetes-validate --strict)" \
     "$py" scripts/check_deploy.py k8s-validate "${kube_versions// /,}" deploy/kubernetes/*.yaml
 check "deploy/kubernetes sidecar: permissions, probes, downward API env, flags" \
     "$py" scripts/check_deploy.py sidecar deploy/kubernetes/*.yaml
+check "headroom inject and deploy/kustomize give the chart's sidecar; Kubernetes 1.29, 1.30 (check_inject.py)" "$py" scripts/check_inject.py "$work/inject"
 
 # --- Grafana ---------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 flags=(--sanitizer none --debug-assertions)
 
-all_targets=(cgroup_values flat_keyed psi proc_status smaps_rollup proc_cgroup mountinfo expvar prometheus pprof_heap config_toml go_buildinfo)
+all_targets=(cgroup_values flat_keyed psi proc_status smaps_rollup proc_cgroup mountinfo expvar prometheus pprof_heap config_toml go_buildinfo inject)
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
@@ -61,6 +61,7 @@ seed_files() {
     expvar) find "$f/go" -type f -name '*.json' ;;
     prometheus) find "$f/go" scripts/testdata -type f -name '*.prom' ;;
     pprof_heap) find "$f/go" -type f -name 'pprof-heap-*.txt' ;;
+    inject) find "$f/inject" deploy/kubernetes deploy/kustomize -type f -name '*.yaml' ;;
     config_toml | go_buildinfo) ;;
   esac
 }

@@ -433,6 +433,7 @@ pub fn command() -> clap::Command {
                         .help("A subcommand (run, node, check, ...): its page, headroom-COMMAND(1)."),
                 ),
         )
+        .subcommand(crate::inject::command())
 }
 
 const STATUS_ABOUT: &str = "A running daemon's view: verdict, time to OOM, causes with advice, OOM kills, limits to \
@@ -596,6 +597,8 @@ pub enum Invocation {
     /// `headroom man [COMMAND]`: the command's name (`headroom` or a
     /// subcommand's).
     Man(Option<String>),
+    /// `headroom inject`: Kubernetes YAML in, with the sidecar out.
+    Inject(crate::inject::InjectCommand),
 }
 
 /// Why the command line was not accepted.
@@ -639,6 +642,11 @@ where
             return Ok(Invocation::Man(name));
         }
         Some(("check", sub)) => (sub, true),
+        Some(("inject", sub)) => {
+            return crate::inject::InjectCommand::from_matches(sub)
+                .map(Invocation::Inject)
+                .map_err(CliError::Invalid);
+        }
         Some(("node", sub)) => {
             let mut map = merged_map(sub).map_err(CliError::Invalid)?;
             return NodeConfig::from_map(&mut map)

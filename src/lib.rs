@@ -13,6 +13,7 @@ pub mod config;
 pub mod dashboard;
 pub mod http;
 pub mod httpc;
+pub mod inject;
 pub mod key;
 pub mod metrics;
 pub mod monitor;

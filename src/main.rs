@@ -70,6 +70,7 @@ fn main() -> ExitCode {
             init_tracing(config.log_format, config.log_level, "info");
             daemon_exit(runtime().block_on(headroom::app::run(config)))
         }
+        Invocation::Inject(cmd) => ExitCode::from(headroom::inject::run(&cmd)),
         Invocation::Node(config) => {
             init_tracing(config.daemon.log_format, config.daemon.log_level, "info");
             daemon_exit(runtime().block_on(headroom::app::run_node(config)))
