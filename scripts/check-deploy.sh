@@ -169,8 +169,10 @@ check "rules use only headroom metrics; labels, annotations, runbook anchors" \
 
 # --- Helm ------------------------------------------------------------------------
 
-check "chart appVersion, image tag, crate version and rules copy agree" \
+check "chart appVersion, image tag and crate version agree" \
     "$py" scripts/check_deploy.py consistency
+check "charts are self-contained: no symlink leaves a chart, copies of deploy/ identical" \
+    "$py" scripts/check_deploy.py chart-files helm
 check "helm lint --strict (default values)" \
     "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube"
 check "helm lint --strict (ci/all-on-values.yaml)" \

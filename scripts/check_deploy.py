@@ -13,7 +13,10 @@ types generated from the operator's CRDs).
   rules RULES METRICS TROUBLESHOOTING
                                     alert conventions, metric names, runbooks
   consistency                       chart appVersion = Cargo.toml version =
-                                    image tags; the chart's rules = deploy's
+                                    image tags
+  chart-files HELM_DIR              no symlink under HELM_DIR leaves its
+                                    chart; the chart's copies of deploy/'s
+                                    rules (and dashboard) are identical
   helm-lint CHART KUBE_VERSION [VALUES]
   helm-render CHART OUT [VALUES]    render to one multi-document file
   helm-parent CHART OUT             render a Go service's chart that depends
@@ -266,10 +269,6 @@ def cmd_consistency() -> int:
         p.add(f"Chart.yaml appVersion {chart.get('appVersion')!r} != Cargo.toml version {crate_version!r}")
     if str(values["image"]["tag"]) != str(chart.get("appVersion")):
         p.add(f"values.yaml image.tag {values['image']['tag']!r} != appVersion {chart.get('appVersion')!r}")
-    rules = ROOT / "deploy" / "prometheus" / "headroom-rules.yaml"
-    copy = chart_dir / "files" / "headroom-rules.yaml"
-    if not copy.exists() or copy.read_bytes() != rules.read_bytes():
-        p.add(f"{copy} is not the same as {rules} (it should be a symlink to it)")
     plain = ROOT / "deploy" / "kubernetes"
     for path in sorted(plain.glob("*.yaml")):
         for d in load_docs(path):
@@ -279,9 +278,53 @@ def cmd_consistency() -> int:
                     image = c.get("image", "")
                     if not image.endswith(":" + str(values["image"]["tag"])):
                         p.add(f"{path}: image {image} is not tag {values['image']['tag']}")
-    return p.exit(
-        f"appVersion = crate version = image tag = {crate_version}; rules copy identical"
-    )
+    return p.exit(f"appVersion = crate version = image tag = {crate_version}")
+
+
+# --- the chart's own files ------------------------------------------------------
+
+# Files the chart ships as copies of deploy/'s (a chart loaded from git, as
+# Argo CD does, or packaged, must hold them itself): (source, copy).
+CHART_COPIES = [
+    ("deploy/prometheus/headroom-rules.yaml", "helm/headroom/files/headroom-rules.yaml"),
+]
+
+
+def cmd_chart_files(helm_dir: str) -> int:
+    """No symlink under helm/ leaves its chart, and the chart's copies of
+    deploy/'s files are identical to them."""
+    p = Problems()
+    base = (ROOT / helm_dir).resolve()
+    links = 0
+    for dirpath, dirnames, filenames in os.walk(base):
+        here = Path(dirpath)
+        for name in dirnames + filenames:
+            path = here / name
+            if not path.is_symlink():
+                continue
+            links += 1
+            rel = path.relative_to(base)
+            chart = base / rel.parts[0]
+            target = path.resolve()
+            if chart != target and chart not in target.parents:
+                p.add(f"{helm_dir}/{rel} is a symlink to {os.readlink(path)}, outside the chart "
+                      f"{helm_dir}/{rel.parts[0]}: Argo CD and `helm package` refuse it; commit a copy instead")
+    stale = []
+    for source, copy in CHART_COPIES:
+        src, dst = ROOT / source, ROOT / copy
+        if dst.is_symlink():
+            p.add(f"{copy} is a symlink: the chart needs a copy of {source}")
+            stale.append((source, copy))
+        elif not dst.is_file():
+            p.add(f"{copy} is missing: the chart needs a copy of {source}")
+            stale.append((source, copy))
+        elif dst.read_bytes() != src.read_bytes():
+            p.add(f"{copy} differs from {source}")
+            stale.append((source, copy))
+    if stale:
+        p.add("sync the chart's copies: " + " && ".join(f"cp {s} {c}" for s, c in stale))
+    return p.exit(f"no symlink under {helm_dir}/ leaves its chart ({links} symlink(s)); "
+                  f"{len(CHART_COPIES)} copied file(s) identical to deploy/'s")
 
 
 # --- helm -------------------------------------------------------------------
@@ -1099,6 +1142,7 @@ def main(argv: list[str]) -> int:
         "parse-yaml": (cmd_parse_yaml, 1, None, True),
         "rules": (cmd_rules, 3, 3, False),
         "consistency": (cmd_consistency, 0, 0, False),
+        "chart-files": (cmd_chart_files, 1, 1, False),
         "helm-lint": (cmd_helm_lint, 2, 3, False),
         "helm-render": (cmd_helm_render, 2, 3, False),
         "helm-parent": (cmd_helm_parent, 2, 2, False),
