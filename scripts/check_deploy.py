@@ -1418,7 +1418,7 @@ def all_panels(panels: list) -> list[dict]:
 
 GRAFANA_VARS = {
     "$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h",
-    "$namespace": ".*", "$pod": ".*", "$horizon": "1800",
+    "$cluster": ".*", "$namespace": ".*", "$pod": ".*", "$horizon": "1800",
 }
 
 
@@ -1429,7 +1429,7 @@ def fill_grafana_vars(expr: str) -> str:
 
 
 def cmd_dashboard(path: str, workdir: str) -> int:
-    from check_dashboard import dashboard_queries, variable_queries
+    from check_dashboard import annotation_queries, dashboard_queries, variable_queries
 
     p = Problems()
     dash = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -1459,7 +1459,12 @@ def cmd_dashboard(path: str, workdir: str) -> int:
                 p.add(f"panel {title}: datasource {uid!r} is not ${{datasource}}")
 
     # PromQL syntax: every query as a recording rule, for promtool.
-    queries = dashboard_queries(dash.get("panels", [])) + variable_queries(dash)
+    for ann in (dash.get("annotations") or {}).get("list", []):
+        if ann.get("builtIn"):
+            continue
+        if (ann.get("datasource") or {}).get("uid") != "${datasource}":
+            p.add(f"annotation {ann.get('name')}: datasource is not ${{datasource}}")
+    queries = dashboard_queries(dash.get("panels", [])) + variable_queries(dash) + annotation_queries(dash)
     for where, expr in queries:
         left = re.findall(r"\$\{?\w+", fill_grafana_vars(expr))
         if left:
