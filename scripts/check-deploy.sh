@@ -169,38 +169,36 @@ check "rules use only headroom metrics; labels, annotations, runbook anchors" \
 
 # --- Helm ------------------------------------------------------------------------
 
-check "chart appVersion, image tag, crate version and rules copy agree" \
+check "chart appVersion, image tag and crate version agree" \
     "$py" scripts/check_deploy.py consistency
+check "charts are self-contained: no symlink leaves a chart, copies of deploy/ identical" \
+    "$py" scripts/check_deploy.py chart-files helm
 check "helm lint --strict (default values)" \
     "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube"
-check "helm lint --strict (ci/all-on-values.yaml)" \
-    "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube" "$chart/ci/all-on-values.yaml"
 check "helm render (default values)" \
     "$py" scripts/check_deploy.py helm-render "$chart" "$work/default.yaml"
-check "helm render (every switch on)" \
-    "$py" scripts/check_deploy.py helm-render "$chart" "$work/all-on.yaml" "$chart/ci/all-on-values.yaml"
-check "helm lint --strict (ci/sys-ptrace-values.yaml)" \
-    "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube" "$chart/ci/sys-ptrace-values.yaml"
-check "helm render (sysPtrace mode, other port, no readiness probe)" \
-    "$py" scripts/check_deploy.py helm-render "$chart" "$work/sys-ptrace.yaml" "$chart/ci/sys-ptrace-values.yaml"
-check "helm lint --strict (ci/native-sidecar-values.yaml)" \
-    "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube" "$chart/ci/native-sidecar-values.yaml"
-check "helm render (native sidecar: an init container with restartPolicy Always)" \
-    "$py" scripts/check_deploy.py helm-render "$chart" "$work/native-sidecar.yaml" "$chart/ci/native-sidecar-values.yaml"
+
+# Every ci/*-values.yaml (chart-testing reads the same files): linted
+# strictly and rendered. The renders are then validated and checked by mode.
+# (render values) pairs, of every mode and of each:
+all_pairs=("$work/default.yaml" "")
+sidecar_renders=()
+node_pairs=()
+for values in "$chart"/ci/*-values.yaml; do
+    name=$(basename "$values" -values.yaml)
+    mode=$(sed -n 's/^mode: *//p' "$values")
+    check "helm lint --strict (ci/$name-values.yaml)" \
+        "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube" "$values"
+    check "helm render (ci/$name-values.yaml, mode ${mode:-sidecar})" \
+        "$py" scripts/check_deploy.py helm-render "$chart" "$work/$name.yaml" "$values"
+    all_pairs+=("$work/$name.yaml" "$values")
+    case ${mode:-sidecar} in
+        sidecar) sidecar_renders+=("$work/$name.yaml") ;;
+        node) node_pairs+=("$work/$name.yaml" "$values") ;;
+    esac
+done
 check "helm render a Go service's chart that includes headroom.container" \
     "$py" scripts/check_deploy.py helm-parent "$chart" "$work/parent.yaml"
-check "helm lint --strict (ci/node-values.yaml)" \
-    "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube" "$chart/ci/node-values.yaml"
-check "helm render (node mode: DaemonSet, Service, PodMonitor, ServiceMonitor, rules)" \
-    "$py" scripts/check_deploy.py helm-render "$chart" "$work/node.yaml" "$chart/ci/node-values.yaml"
-check "helm lint --strict (ci/node-netns-off-values.yaml)" \
-    "$py" scripts/check_deploy.py helm-lint "$chart" "v$newest_kube" "$chart/ci/node-netns-off-values.yaml"
-check "helm render (node mode without netns entry, CRI-O, recursively read-only mounts)" \
-    "$py" scripts/check_deploy.py helm-render "$chart" "$work/node-netns-off.yaml" "$chart/ci/node-netns-off-values.yaml"
-check "rendered objects validate (kubernetes-validate --strict; CRDs: operator models)" \
-    "$py" scripts/check_deploy.py k8s-validate "${kube_versions// /,}" \
-    "$work/default.yaml" "$work/all-on.yaml" "$work/sys-ptrace.yaml" "$work/parent.yaml" \
-    "$work/node.yaml"
 
 # versions_from MINOR: the versions of $kube_versions from 1.MINOR on (that
 # version alone if none is), comma-separated.
@@ -214,22 +212,33 @@ versions_from() {
     done
     echo "${out:-1.$1.0}"
 }
-# Native sidecars (restartPolicy on an init container) exist from Kubernetes
-# 1.29 on: that render is validated against the versions that have them.
+# The renders that use a field of a later Kubernetes than the chart's oldest
+# are validated against the versions that have it: native sidecars
+# (restartPolicy on an init container) from 1.29, recursiveReadOnly on a
+# volume mount from 1.31 (beta, on by default).
 native_versions=$(versions_from 29)
+rro_versions=$(versions_from 31)
+every_version=()
+for ((i = 0; i < ${#all_pairs[@]}; i += 2)); do
+    rendered=${all_pairs[i]}
+    case $(basename "$rendered" .yaml) in
+        native-sidecar) ;;
+        node-netns-off) ;;
+        *) every_version+=("$rendered") ;;
+    esac
+done
+check "rendered objects validate (kubernetes-validate --strict; CRDs: operator models)" \
+    "$py" scripts/check_deploy.py k8s-validate "${kube_versions// /,}" "${every_version[@]}" "$work/parent.yaml"
 check "native sidecar render validates (Kubernetes ${native_versions//,/, }, strict)" \
     "$py" scripts/check_deploy.py k8s-validate "$native_versions" "$work/native-sidecar.yaml"
-# recursiveReadOnly on a volume mount: Kubernetes 1.31 on (beta, on by default).
-rro_versions=$(versions_from 31)
 check "node render with recursiveReadOnly validates (Kubernetes ${rro_versions//,/, }, strict)" \
     "$py" scripts/check_deploy.py k8s-validate "$rro_versions" "$work/node-netns-off.yaml"
-check "rendered sidecar: permissions, probes, downward API env, target env, native sidecar" \
-    "$py" scripts/check_deploy.py sidecar "$work/all-on.yaml" "$work/sys-ptrace.yaml" \
-    "$work/native-sidecar.yaml" "$work/parent.yaml"
+check "rendered sidecar: permissions, probes, downward API env, target env, native sidecar, pod label" \
+    "$py" scripts/check_deploy.py sidecar "${sidecar_renders[@]}" "$work/parent.yaml"
 check "rendered node mode: hostPID, read-only host mounts, flags, capabilities, monitors" \
-    "$py" scripts/check_deploy.py node "$chart" \
-    "$work/node.yaml" "$chart/ci/node-values.yaml" \
-    "$work/node-netns-off.yaml" "$chart/ci/node-netns-off-values.yaml"
+    "$py" scripts/check_deploy.py node "$chart" "${node_pairs[@]}"
+check "every mode: objects per mode, monitors' job matches HeadroomDown, honorLabels, auth, NetworkPolicy" \
+    "$py" scripts/check_deploy.py chart "$chart" "${all_pairs[@]}"
 
 # --- plain manifests -------------------------------------------------------------
 

@@ -10,12 +10,16 @@ Prometheus text exposition: a live scrape of headroom's /metrics, or a list of
 appear in the exposition.
 
 It also checks what makes the dashboard work for many containers (headroom
-node, or many sidecars): the `namespace` and `pod` variables (multi-select,
-with All, their values from headroom_target_info), every headroom series of
-every panel filtered by both, every stat panel naming the pod its figure
-comes from, and the "Containers at risk" table (one row per namespace, pod
-and container, with the risk, the time to OOM, the memory against the limit
-and the causes, most at risk first).
+node, or many sidecars) in many clusters: the `cluster`, `namespace` and
+`pod` variables (multi-select, with All, their values from
+headroom_target_info, each list narrowed by the variables before it), every
+headroom series of every panel and annotation filtered by all three, every
+stat panel naming the pod its figure comes from, the "Containers at risk"
+table (one row per namespace, pod and container, with the risk, the time to
+OOM, the memory against the limit and the causes, most at risk first), and
+the OOM-kill annotations (a rise of headroom_oom_kills_total, naming the
+namespace, pod and container). Annotation queries are checked for unknown
+metric names like the panels'.
 
 Exits 0 when all is well, 1 when a metric is unknown, a check fails or the
 dashboard has no query at all, 2 on unreadable input.
@@ -144,6 +148,16 @@ def dashboard_queries(node, where: str = "") -> list[tuple[str, str]]:
     return found
 
 
+def annotation_queries(dashboard: dict) -> list[tuple[str, str]]:
+    """(where, expr) for every Prometheus annotation query."""
+    found: list[tuple[str, str]] = []
+    for ann in (dashboard.get("annotations") or {}).get("list", []) or []:
+        expr = ann.get("expr") or (ann.get("target") or {}).get("expr")
+        if expr:
+            found.append((f"annotation {ann.get('name')!r}", expr))
+    return found
+
+
 def variable_queries(dashboard: dict) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for var in (dashboard.get("templating") or {}).get("list", []) or []:
@@ -158,6 +172,9 @@ def variable_queries(dashboard: dict) -> list[tuple[str, str]]:
 
 
 KEY_LABELS = ("namespace", "pod", "container")
+# The variables every headroom series is filtered by, each list of values
+# narrowed by the ones before it.
+FILTER_VARIABLES = ("cluster", "namespace", "pod")
 RISK_TABLE = "Containers at risk"
 # What the table must show, by the metric its query reads.
 RISK_TABLE_METRICS = {
@@ -180,7 +197,7 @@ def all_panels(panels) -> list[dict]:
 def variable_problems(dashboard: dict) -> list[str]:
     problems: list[str] = []
     variables = {v.get("name"): v for v in (dashboard.get("templating") or {}).get("list", []) or []}
-    for name in ("namespace", "pod"):
+    for i, name in enumerate(FILTER_VARIABLES):
         var = variables.get(name)
         if var is None:
             problems.append(f"no ${name} template variable")
@@ -197,18 +214,22 @@ def variable_problems(dashboard: dict) -> list[str]:
         if not m or m.group(2) != name or not m.group(1).strip().startswith("headroom_target_info"):
             problems.append(f"variable ${name}: values should be label_values(headroom_target_info..., {name}), "
                             f"not {query!r}")
-        elif name == "pod" and 'namespace=~"$namespace"' not in m.group(1):
-            problems.append('variable $pod: should list the pods of the namespaces chosen (namespace=~"$namespace")')
+            continue
+        for before in FILTER_VARIABLES[:i]:
+            if f'{before}=~"${before}"' not in m.group(1):
+                problems.append(f"variable ${name}: should list the {name}s of the {before}s chosen "
+                                f'({before}=~"${before}")')
     return problems
 
 
 def filter_problems(dashboard: dict) -> list[str]:
-    """Every headroom series a panel reads is filtered by both variables."""
+    """Every headroom series a panel or an annotation reads is filtered by
+    every variable."""
     problems: list[str] = []
-    for where, expr in dashboard_queries(dashboard.get("panels", [])):
+    for where, expr in dashboard_queries(dashboard.get("panels", [])) + annotation_queries(dashboard):
         for m in re.finditer(r"\b(headroom_\w+)(\s*\{((?:\"(?:\\.|[^\"\\])*\"|[^}\"])*)\})?", expr):
             matchers = m.group(3) or ""
-            for label in ("namespace", "pod"):
+            for label in FILTER_VARIABLES:
                 if not re.search(label + r'\s*=~\s*"\$\{?' + label + r'\}?"', matchers):
                     problems.append(f'{where}: {m.group(1)} is not filtered by {label}=~"${label}"')
     return problems
@@ -267,6 +288,36 @@ def risk_table_problems(dashboard: dict) -> list[str]:
     return problems
 
 
+def oom_annotation_problems(dashboard: dict) -> list[str]:
+    """An annotation marks every OOM kill on the time series, and names the
+    container killed."""
+    found = []
+    for ann in (dashboard.get("annotations") or {}).get("list", []) or []:
+        expr = ann.get("expr") or (ann.get("target") or {}).get("expr") or ""
+        if "headroom_oom_kills_total" in expr:
+            found.append((ann, expr))
+    if not found:
+        return ["no annotation query of headroom_oom_kills_total: OOM kills are not marked on the panels"]
+    problems = []
+    for ann, expr in found:
+        name = ann.get("name")
+        if not re.search(r"\b(increase|changes)\(headroom_oom_kills_total\b", expr) or not re.search(r">\s*0\s*$", expr):
+            problems.append(f"annotation {name!r}: should mark a rise of the counter: "
+                            "increase(headroom_oom_kills_total{...}[...]) > 0 (or changes)")
+        if (ann.get("datasource") or {}).get("uid") != "${datasource}":
+            problems.append(f"annotation {name!r}: datasource should be ${{datasource}}")
+        if ann.get("enable") is not True:
+            problems.append(f"annotation {name!r}: should be on (enable: true)")
+        text = (ann.get("titleFormat") or "") + " " + (ann.get("textFormat") or "")
+        for label in KEY_LABELS:
+            if "{{" + label + "}}" not in text:
+                problems.append(f"annotation {name!r}: its title or text should name the {label} ({{{{{label}}}}})")
+            m = re.match(r"\s*\w+ by \(([^)]*)\)", expr)
+            if m and label not in [x.strip() for x in m.group(1).split(",")]:
+                problems.append(f"annotation {name!r}: aggregates {label} away")
+    return problems
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -280,7 +331,8 @@ def main(argv: list[str]) -> int:
         print(f"check_dashboard: {e}", file=sys.stderr)
         return 2
 
-    queries = dashboard_queries(dashboard.get("panels", [])) + variable_queries(dashboard)
+    queries = (dashboard_queries(dashboard.get("panels", [])) + variable_queries(dashboard)
+               + annotation_queries(dashboard))
     if not queries:
         print(f"check_dashboard: no queries found in {argv[1]}")
         return 1
@@ -295,14 +347,14 @@ def main(argv: list[str]) -> int:
             print(f"check_dashboard: {where}: {name} is not in {argv[2]} (expr: {expr})")
             missing += 1
     problems = (variable_problems(dashboard) + filter_problems(dashboard) + stat_problems(dashboard)
-                + risk_table_problems(dashboard))
+                + risk_table_problems(dashboard) + oom_annotation_problems(dashboard))
     for problem in problems:
         print(f"check_dashboard: {problem}")
     if missing:
         print(f"check_dashboard: {missing} unknown metric name(s)")
     if problems:
-        print(f"check_dashboard: {len(problems)} problem(s) with the variables, filters, stat panels or "
-              f"the {RISK_TABLE!r} table")
+        print(f"check_dashboard: {len(problems)} problem(s) with the variables, filters, stat panels, "
+              f"the {RISK_TABLE!r} table or the OOM-kill annotations")
     if missing or problems:
         return 1
     print(

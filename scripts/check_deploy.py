@@ -13,7 +13,10 @@ types generated from the operator's CRDs).
   rules RULES METRICS TROUBLESHOOTING
                                     alert conventions, metric names, runbooks
   consistency                       chart appVersion = Cargo.toml version =
-                                    image tags; the chart's rules = deploy's
+                                    image tags
+  chart-files HELM_DIR              no symlink under HELM_DIR leaves its
+                                    chart; the chart's copies of deploy/'s
+                                    rules (and dashboard) are identical
   helm-lint CHART KUBE_VERSION [VALUES]
   helm-render CHART OUT [VALUES]    render to one multi-document file
   helm-parent CHART OUT             render a Go service's chart that depends
@@ -33,6 +36,16 @@ types generated from the operator's CRDs).
                                     capabilities, probes, resources, and the
                                     Service, PodMonitor and rules beside it;
                                     plus renders of its other branches
+  chart CHART RENDERED VALUES [RENDERED VALUES]...
+                                    any mode: the objects it renders (rules
+                                    and dashboard once per cluster only),
+                                    their copies of deploy/'s files, every
+                                    monitor's honorLabels, auth and the job
+                                    the Prometheus Operator gives it, which
+                                    HeadroomDown's job matcher must match;
+                                    image, auth mounts, extra volumes,
+                                    securityContext merge, NetworkPolicy;
+                                    plus values that must fail to render
   dashboard JSON WORKDIR            Grafana dashboard structure, and the
                                     PromQL of every query (Grafana variables
                                     filled in) through promtool check rules
@@ -80,6 +93,7 @@ SPEC_FLAG_VALUES = {
     "limit-basis": {"unreclaimable", "working_set", "usage", "rss"},
     "log-format": {"text", "json"},
     "log-level": {"error", "warn", "info", "debug", "trace"},
+    "auth-metrics": {"true", "false"},
 }
 SUBCOMMANDS = {"run", "check"}
 # The flags of `headroom node` beyond those of `run` (src/config.rs
@@ -265,12 +279,10 @@ def cmd_consistency() -> int:
     crate_version = m.group(1) if m else None
     if str(chart.get("appVersion")) != crate_version:
         p.add(f"Chart.yaml appVersion {chart.get('appVersion')!r} != Cargo.toml version {crate_version!r}")
-    if str(values["image"]["tag"]) != str(chart.get("appVersion")):
-        p.add(f"values.yaml image.tag {values['image']['tag']!r} != appVersion {chart.get('appVersion')!r}")
-    rules = ROOT / "deploy" / "prometheus" / "headroom-rules.yaml"
-    copy = chart_dir / "files" / "headroom-rules.yaml"
-    if not copy.exists() or copy.read_bytes() != rules.read_bytes():
-        p.add(f"{copy} is not the same as {rules} (it should be a symlink to it)")
+    app_version = str(chart.get("appVersion"))
+    if values["image"].get("tag") not in ("", None):
+        p.add(f"values.yaml image.tag is {values['image']['tag']!r}: leave it empty, the templates take "
+              f"the chart's appVersion ({app_version}), so that it is written once")
     plain = ROOT / "deploy" / "kubernetes"
     for path in sorted(plain.glob("*.yaml")):
         for d in load_docs(path):
@@ -278,11 +290,57 @@ def cmd_consistency() -> int:
             for c in spec.get("containers", []):
                 if c.get("name") == values["containerName"]:
                     image = c.get("image", "")
-                    if not image.endswith(":" + str(values["image"]["tag"])):
-                        p.add(f"{path}: image {image} is not tag {values['image']['tag']}")
-    return p.exit(
-        f"appVersion = crate version = image tag = {crate_version}; rules copy identical"
-    )
+                    if not image.endswith(":" + app_version):
+                        p.add(f"{path}: image {image} is not tag {app_version} (the chart's appVersion)")
+    return p.exit(f"appVersion = crate version = plain manifests' image tag = {crate_version}; "
+                  "values.yaml's image.tag left to appVersion")
+
+
+# --- the chart's own files ------------------------------------------------------
+
+# Files the chart ships as copies of deploy/'s (a chart loaded from git, as
+# Argo CD does, or packaged, must hold them itself): (source, copy).
+CHART_COPIES = [
+    ("deploy/prometheus/headroom-rules.yaml", "helm/headroom/files/headroom-rules.yaml"),
+    ("deploy/grafana/headroom-dashboard.json", "helm/headroom/files/headroom-dashboard.json"),
+]
+
+
+def cmd_chart_files(helm_dir: str) -> int:
+    """No symlink under helm/ leaves its chart, and the chart's copies of
+    deploy/'s files are identical to them."""
+    p = Problems()
+    base = (ROOT / helm_dir).resolve()
+    links = 0
+    for dirpath, dirnames, filenames in os.walk(base):
+        here = Path(dirpath)
+        for name in dirnames + filenames:
+            path = here / name
+            if not path.is_symlink():
+                continue
+            links += 1
+            rel = path.relative_to(base)
+            chart = base / rel.parts[0]
+            target = path.resolve()
+            if chart != target and chart not in target.parents:
+                p.add(f"{helm_dir}/{rel} is a symlink to {os.readlink(path)}, outside the chart "
+                      f"{helm_dir}/{rel.parts[0]}: Argo CD and `helm package` refuse it; commit a copy instead")
+    stale = []
+    for source, copy in CHART_COPIES:
+        src, dst = ROOT / source, ROOT / copy
+        if dst.is_symlink():
+            p.add(f"{copy} is a symlink: the chart needs a copy of {source}")
+            stale.append((source, copy))
+        elif not dst.is_file():
+            p.add(f"{copy} is missing: the chart needs a copy of {source}")
+            stale.append((source, copy))
+        elif dst.read_bytes() != src.read_bytes():
+            p.add(f"{copy} differs from {source}")
+            stale.append((source, copy))
+    if stale:
+        p.add("sync the chart's copies: " + " && ".join(f"cp {s} {c}" for s, c in stale))
+    return p.exit(f"no symlink under {helm_dir}/ leaves its chart ({links} symlink(s)); "
+                  f"{len(CHART_COPIES)} copied file(s) identical to deploy/'s")
 
 
 # --- helm -------------------------------------------------------------------
@@ -316,9 +374,28 @@ def cmd_helm_lint(chart: str, kube_version: str, values_file: str | None = None)
     return p.exit(f"helm lint --strict ({kube_version}, {values_file or 'default values'}): clean")
 
 
-def render(chart_dir: str, values: dict | None) -> str:
-    with helm().Chart.load(chart_dir) as chart:
-        out = chart.render(values, name="demo", namespace="headroom-check", is_install=True)
+# The namespace render() installs into: one without "headroom" in its name, so
+# that a job of NAMESPACE/NAME matches HeadroomDown by the name alone.
+RELEASE_NAMESPACE = "observability"
+
+
+def render(chart_dir: str, values: dict | None, kube_version: str | None = None) -> str:
+    """The chart rendered as one multi-document YAML text (NOTES.txt left
+    out). kube_version (v1.28.0) is .Capabilities.KubeVersion, else Helm's
+    default; helm-python-sdk 0.2.2 takes it as a render option that its
+    Python wrapper does not expose, so that call goes to its native layer."""
+    h = helm()
+    with h.Chart.load(chart_dir) as chart:
+        if kube_version is None:
+            out = chart.render(values, name="demo", namespace=RELEASE_NAMESPACE, is_install=True)
+        else:
+            from helm_python import _native
+
+            opts = {"name": "demo", "namespace": RELEASE_NAMESPACE, "is_install": True,
+                    "kube_version": kube_version}
+            out = json.loads(_native.call_string("helm_render", chart._raw(),
+                                                 json.dumps(values) if values is not None else None,
+                                                 json.dumps(opts)))
     docs = []
     for name in sorted(out):
         if name.endswith("NOTES.txt"):
@@ -361,6 +438,8 @@ PARENT_VALUES = {
         "runAsUser": 10001,
         "runAsGroup": 10001,
         "profiles": {"enabled": True},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "auth": {"existingSecret": "checkout-headroom-auth"},
     }
 }
 
@@ -377,8 +456,13 @@ spec:
     metadata:
       labels:
         app: checkout
+        {{- include "headroom.podLabels" . | nindent 8 }}
     spec:
       shareProcessNamespace: true
+      {{- with include "headroom.imagePullSecrets" . }}
+      imagePullSecrets:
+        {{- . | nindent 8 }}
+      {{- end }}
       securityContext:
         runAsNonRoot: true
         runAsUser: 10001
@@ -405,9 +489,12 @@ def cmd_helm_parent(chart: str, out: str) -> int:
         (parent / "templates").mkdir(parents=True)
         (parent / "charts").mkdir()
         shutil.copytree(chart, parent / "charts" / "headroom", symlinks=False)
+        headroom_chart = yaml.safe_load((Path(chart) / "Chart.yaml").read_text(encoding="utf-8"))
+        # The parent's own appVersion differs from headroom's: the sidecar's
+        # image must take headroom's.
         (parent / "Chart.yaml").write_text(
-            "apiVersion: v2\nname: checkout\nversion: 1.0.0\n"
-            "dependencies:\n  - name: headroom\n    version: 0.1.0\n", encoding="utf-8")
+            "apiVersion: v2\nname: checkout\nversion: 1.0.0\nappVersion: 7.7.7\n"
+            f"dependencies:\n  - name: headroom\n    version: {headroom_chart['version']}\n", encoding="utf-8")
         (parent / "values.yaml").write_text(yaml.safe_dump(PARENT_VALUES), encoding="utf-8")
         (parent / "templates" / "deployment.yaml").write_text(PARENT_DEPLOYMENT, encoding="utf-8")
         text = render(str(parent), None)
@@ -432,8 +519,20 @@ def cmd_helm_parent(chart: str, out: str) -> int:
         p.add(f"HEADROOM_MEMORY_LIMIT is not the checkout container's limits.memory: {ref}")
     if sidecar.get("securityContext", {}).get("runAsUser") != 10001:
         p.add("the parent's headroom.runAsUser did not reach the sidecar")
-    if not deployments[0]["spec"]["template"]["spec"].get("volumes"):
-        p.add("headroom.volumes rendered no volume with profiles on")
+    pod = deployments[0]["spec"]["template"]
+    volumes = {vol["name"]: vol for vol in pod["spec"].get("volumes") or []}
+    if "headroom-profiles" not in volumes:
+        p.add("headroom.volumes rendered no profiles volume with profiles on")
+    if (volumes.get("headroom-auth") or {}).get("secret", {}).get("secretName") != "checkout-headroom-auth":
+        p.add(f"headroom.volumes rendered no volume of the auth Secret: {sorted(volumes)}")
+    want_image = expected_image({"repository": "headroom"}, str(headroom_chart["appVersion"]))
+    if sidecar.get("image") != want_image:
+        p.add(f"sidecar image {sidecar.get('image')}: expected {want_image}, headroom's appVersion "
+              "(not the parent chart's)")
+    if pod["metadata"]["labels"].get("headroom.dev/sidecar") != "true":
+        p.add("headroom.podLabels did not label the pod headroom.dev/sidecar: \"true\"")
+    if pod["spec"].get("imagePullSecrets") != [{"name": "regcred"}]:
+        p.add(f"headroom.imagePullSecrets rendered {pod['spec'].get('imagePullSecrets')}")
     return p.exit("a dependent chart's include of headroom.container takes its headroom: values")
 
 
@@ -578,6 +677,10 @@ def cmd_sidecar(files: list[str]) -> int:
             ident = f"{file}: {doc['kind']}/{doc['metadata']['name']}"
             if spec.get("shareProcessNamespace") is not True:
                 p.add(f"{ident}: shareProcessNamespace must be true")
+            labels = ((doc.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
+            if doc["kind"] != "Pod" and labels.get("headroom.dev/sidecar") != "true":
+                p.add(f'{ident}: the pod lacks the label headroom.dev/sidecar: "true" ("headroom.podLabels"), '
+                      "by which the PodMonitor of the chart's mode cluster finds every sidecar")
             for c in native:
                 if c.get("restartPolicy") != "Always":
                     p.add(f"{ident} init container {c['name']}: a headroom init container "
@@ -664,6 +767,27 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+def switch_on(v: dict, section: str) -> bool:
+    """A switch of the chart that may be left null: on in mode cluster."""
+    value = (v.get(section) or {}).get("enabled")
+    return value if isinstance(value, bool) else v.get("mode") == "cluster"
+
+
+def chart_app_version(chart: str) -> str:
+    return str(yaml.safe_load((Path(chart) / "Chart.yaml").read_text(encoding="utf-8"))["appVersion"])
+
+
+def expected_image(image: dict, app_version: str) -> str:
+    """The image reference the values give: [registry/]repository@digest,
+    else [registry/]repository:tag, the tag defaulting to appVersion."""
+    repo = image["repository"]
+    if image.get("registry"):
+        repo = image["registry"].rstrip("/") + "/" + repo
+    if image.get("digest"):
+        return f"{repo}@{image['digest']}"
+    return f"{repo}:{image.get('tag') or app_version}"
+
+
 def quantity_bytes(q) -> float:
     m = re.fullmatch(r"([0-9.]+)(Ki|Mi|Gi|k|M|G)?", str(q))
     if not m:
@@ -682,7 +806,7 @@ def flag_values(args: list[str]) -> dict[str, str]:
     return out
 
 
-def check_node_render(ident: str, objects: list[dict], v: dict, p: Problems) -> None:
+def check_node_render(ident: str, objects: list[dict], v: dict, p: Problems, app_version: str) -> None:
     n = v["node"]
     by_kind: dict[str, list[dict]] = {}
     for d in objects:
@@ -727,8 +851,9 @@ def check_node_render(ident: str, objects: list[dict], v: dict, p: Problems) -> 
     cid = f"{did} container {c['name']}"
     if c["name"] != v["containerName"]:
         p.add(f"{cid}: not named containerName ({v['containerName']})")
-    if c.get("image") != f"{v['image']['repository']}:{v['image']['tag']}":
-        p.add(f"{cid}: image {c.get('image')} is not image.repository:image.tag")
+    if c.get("image") != expected_image(v["image"], app_version):
+        p.add(f"{cid}: image {c.get('image')} is not {expected_image(v['image'], app_version)}, "
+              "what the image values give")
     args = [str(a) for a in c.get("args", [])]
     if not args or args[0] != "node":
         p.add(f"{cid}: args must start with the subcommand node: {args[:1]}")
@@ -748,6 +873,12 @@ def check_node_render(ident: str, objects: list[dict], v: dict, p: Problems) -> 
         "limit-basis": v["limitBasis"],
         "log-format": v["logFormat"],
     }
+    if v["auth"]["existingSecret"]:
+        want["auth-file"] = f"/etc/headroom/auth/{v['auth']['key']}"
+        want["auth-metrics"] = str(v["auth"]["metrics"]).lower()
+    for flag in ("auth-file", "auth-metrics"):
+        if flag in flags and flag not in want:
+            p.add(f"{cid}: --{flag} without auth.existingSecret")
     for flag, value in want.items():
         if flags.get(flag) != value:
             p.add(f"{cid}: --{flag} is {flags.get(flag)!r}, the values say {value!r}")
@@ -758,6 +889,8 @@ def check_node_render(ident: str, objects: list[dict], v: dict, p: Problems) -> 
     sock = n["criSocket"]
     want_paths = {"/sys/fs/cgroup"} | (set() if sock == "none" else {os.path.dirname(sock)})
     got_paths = {h["path"] for h in host.values()}
+    got_paths |= {vol["hostPath"]["path"] for vol in v.get("extraVolumes") or [] if "hostPath" in vol}
+    want_paths |= {vol["hostPath"]["path"] for vol in v.get("extraVolumes") or [] if "hostPath" in vol}
     if got_paths != want_paths:
         p.add(f"{did}: host paths {sorted(got_paths)}, expected exactly {sorted(want_paths)}")
     mount_of: dict[str, str] = {}
@@ -841,7 +974,7 @@ def check_node_render(ident: str, objects: list[dict], v: dict, p: Problems) -> 
         if (svc_ports.get("metrics") or {}).get("targetPort") not in ("metrics", v["port"]):
             p.add(f"{ident}: the Service has no port metrics that targets headroom's")
     monitors = by_kind.get("PodMonitor", [])
-    if v["podMonitor"]["enabled"] != bool(monitors):
+    if switch_on(v, "podMonitor") != bool(monitors):
         p.add(f"{ident}: podMonitor.enabled is {v['podMonitor']['enabled']}, PodMonitors rendered: {len(monitors)}")
     for pm in monitors:
         sel = pm["spec"]["selector"]["matchLabels"]
@@ -857,7 +990,7 @@ def check_node_render(ident: str, objects: list[dict], v: dict, p: Problems) -> 
         if not services or not set(sel.items()) <= set(services[0]["metadata"]["labels"].items()):
             p.add(f"{ident}: ServiceMonitor selector {sel} does not select the metrics Service")
     rules = by_kind.get("PrometheusRule", [])
-    if v["prometheusRule"]["enabled"] != bool(rules):
+    if switch_on(v, "prometheusRule") != bool(rules):
         p.add(f"{ident}: prometheusRule.enabled is {v['prometheusRule']['enabled']}, rules rendered: {len(rules)}")
     if rules:
         (shipped,) = load_docs(ROOT / "deploy" / "prometheus" / "headroom-rules.yaml")
@@ -888,13 +1021,13 @@ def cmd_node(args: list[str]) -> int:
         if v.get("mode") != "node":
             p.add(f"{values_file}: mode is not node")
             continue
-        check_node_render(rendered, load_docs(Path(rendered)), v, p)
+        check_node_render(rendered, load_docs(Path(rendered)), v, p, chart_app_version(chart))
         checked += 1
 
     # The other branches, rendered here.
     none = deep_merge(defaults, {"mode": "node", "node": {"criSocket": "none"}})
     check_node_render("render with node.criSocket none", [d for d in yaml.safe_load_all(render(chart, none)) if d],
-                      none, p)
+                      none, p, chart_app_version(chart))
     sidecar = [d for d in yaml.safe_load_all(render(chart, None)) if d]
     if any(d.get("kind") == "DaemonSet" for d in sidecar):
         p.add("the default values (mode: sidecar) render a DaemonSet")
@@ -910,6 +1043,369 @@ def cmd_node(args: list[str]) -> int:
                   "DaemonSet, mounts, flags, capabilities, Service, monitors and rules as headroom node needs")
 
 
+# --- every mode: the objects of a fleet ------------------------------------------
+
+SIDECAR_POD_LABELS = {"headroom.dev/sidecar": "true"}  # the "headroom.podLabels" template
+AUTH_DIR = "/etc/headroom/auth"
+
+
+def headroom_down_job_regex() -> str:
+    """The job matcher of the shipped HeadroomDown rule: up{job=~"REGEX"}."""
+    (doc,) = load_docs(ROOT / "deploy" / "prometheus" / "headroom-rules.yaml")
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == "HeadroomDown":
+                m = re.search(r'\bjob\s*=~\s*"((?:\\.|[^"\\])*)"', rule["expr"])
+                if not m:
+                    raise ValueError(f"HeadroomDown's expression has no job=~ matcher: {rule['expr']}")
+                return m.group(1).encode().decode("unicode_escape")
+    raise ValueError("no HeadroomDown rule in deploy/prometheus/headroom-rules.yaml")
+
+
+def operator_jobs(monitor: dict, objects: list[dict]) -> tuple[list[str], list[str]]:
+    """The job label the Prometheus Operator gives the targets of a monitor,
+    and what could not be computed. As the Operator's generator does: a
+    PodMonitor's targets get NAMESPACE/NAME, a ServiceMonitor's the Service's
+    name; then the value of spec.jobLabel (a label of the pod or the
+    Service) where it is set and not empty; then the endpoint's relabelings
+    (the monitor's own, which come after the Operator's)."""
+    kind, spec = monitor["kind"], monitor["spec"]
+    ns = monitor["metadata"].get("namespace") or RELEASE_NAMESPACE
+    selector = spec["selector"].get("matchLabels") or {}
+    unknown: list[str] = []
+    if kind == "PodMonitor":
+        pods = [pod_template(d)["metadata"].get("labels") or {} for d in objects if pod_template(d)]
+        pods = [labels for labels in pods if set(selector.items()) <= set(labels.items())]
+        if not pods:
+            pods = [dict(selector)]  # pods of other releases: all that is known is the selector
+        jobs = [f"{ns}/{monitor['metadata']['name']}" for _ in pods]
+        label_sets = pods
+        endpoints = spec.get("podMetricsEndpoints") or []
+    else:
+        services = [d for d in objects if d.get("kind") == "Service"
+                    and set(selector.items()) <= set((d["metadata"].get("labels") or {}).items())]
+        if not services:
+            return [], [f"ServiceMonitor/{monitor['metadata']['name']}: selects no Service of the render"]
+        jobs = [svc["metadata"]["name"] for svc in services]
+        label_sets = [svc["metadata"].get("labels") or {} for svc in services]
+        endpoints = spec.get("endpoints") or []
+    if spec.get("jobLabel"):
+        for i, labels in enumerate(label_sets):
+            if spec["jobLabel"] in labels:
+                jobs[i] = labels[spec["jobLabel"]] or jobs[i]
+            elif kind == "PodMonitor" and labels == selector:
+                unknown.append(f"jobLabel {spec['jobLabel']}: the pods' value is not known here")
+    out = []
+    for ep in endpoints:
+        for job in jobs:
+            for r in ep.get("relabelings") or []:
+                if r.get("targetLabel") != "job" or r.get("action", "replace") != "replace":
+                    continue
+                if r.get("sourceLabels"):
+                    unknown.append(f"a relabeling sets job from {r['sourceLabels']}")
+                    continue
+                job = r.get("replacement", "$1")
+            out.append(job)
+    return out, unknown
+
+
+def pod_template(doc: dict) -> dict | None:
+    if doc.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        return doc["spec"]["template"]
+    return None
+
+
+def is_subset(want, got) -> bool:
+    """Whether every key of `want` is in `got` with the same value (maps
+    compared the same way, all else by equality)."""
+    if isinstance(want, dict):
+        return isinstance(got, dict) and all(k in got and is_subset(x, got[k]) for k, x in want.items())
+    return want == got
+
+
+def headroom_containers(doc: dict) -> list[dict]:
+    spec = pod_spec(doc) or {}
+    return [c for c in spec.get("containers", []) + spec.get("initContainers", []) if is_sidecar(c)]
+
+
+def container_settings(c: dict) -> dict[str, str]:
+    """headroom's settings in a container: its flags, and its HEADROOM_* env
+    as the flags they stand for."""
+    out = flag_values([str(a) for a in c.get("args", [])])
+    for e in c.get("env", []):
+        if e["name"].startswith("HEADROOM_") and "value" in e:
+            out[e["name"][len("HEADROOM_"):].lower().replace("_", "-")] = str(e["value"])
+    return out
+
+
+def check_monitor(ident: str, mon: dict, v: dict, objects: list[dict], job_regex: str, p: Problems) -> list[str]:
+    kind = mon["kind"]
+    mid = f"{ident}: {kind}/{mon['metadata']['name']}"
+    values = v["podMonitor"] if kind == "PodMonitor" else v["serviceMonitor"]
+    field = "podMetricsEndpoints" if kind == "PodMonitor" else "endpoints"
+    endpoints = mon["spec"].get(field) or []
+    if len(endpoints) != 1:
+        p.add(f"{mid}: expected one endpoint, got {len(endpoints)}")
+    auth = v["auth"]
+    for ep in endpoints:
+        if ep.get("honorLabels") is not True:
+            p.add(f"{mid}: honorLabels must be true: headroom's namespace, pod and container are the target's")
+        if ep.get("port") != "metrics" or ep.get("path") != "/metrics":
+            p.add(f"{mid}: endpoint {ep.get('port')} {ep.get('path')} is not port metrics, path /metrics")
+        relabelings = ep.get("relabelings") or []
+        drop = {"action": "labeldrop", "regex": "container"}
+        if drop not in relabelings:
+            p.add(f"{mid}: the Operator's container target label (headroom's own container) is not dropped")
+        user = values.get("relabelings") or []
+        if user and relabelings[-len(user):] != user:
+            p.add(f"{mid}: relabelings do not end with {kind}'s relabelings values")
+        if (ep.get("metricRelabelings") or []) != (values.get("metricRelabelings") or []):
+            p.add(f"{mid}: metricRelabelings {ep.get('metricRelabelings')} are not the values'")
+        if ep.get("interval") != values["interval"] or ep.get("scrapeTimeout") != values["scrapeTimeout"]:
+            p.add(f"{mid}: interval and scrapeTimeout are not the values'")
+        want_auth = {}
+        if auth["metrics"] and auth["type"] == "basic":
+            want_auth = {"basicAuth": {
+                "username": {"name": auth["existingSecret"], "key": auth["usernameKey"]},
+                "password": {"name": auth["existingSecret"], "key": auth["passwordKey"]}}}
+        elif auth["metrics"]:
+            want_auth = {"authorization": {"type": "Bearer", "credentials": {
+                "name": auth["existingSecret"], "key": auth["key"]}}}
+        got_auth = {k: ep[k] for k in ("basicAuth", "authorization", "bearerTokenSecret") if k in ep}
+        if got_auth != want_auth:
+            p.add(f"{mid}: scrape credentials {got_auth}, expected {want_auth} (auth.metrics "
+                  f"{auth['metrics']}, type {auth['type']})")
+    jobs, unknown = operator_jobs(mon, objects)
+    for u in unknown:
+        p.add(f"{mid}: cannot tell the job: {u}")
+    for job in jobs:
+        if not re.fullmatch(job_regex, job):
+            p.add(f"{mid}: the Operator gives its targets job={job!r}, which HeadroomDown's "
+                  f'up{{job=~"{job_regex}"}} does not match: the alert would never fire')
+    return [f"{kind}/{mon['metadata']['name']} job={job}" for job in jobs]
+
+
+def check_headroom_pod(ident: str, doc: dict, v: dict, app_version: str, p: Problems) -> None:
+    """The values every headroom container takes, in either mode."""
+    spec = pod_spec(doc)
+    did = f"{ident}: {doc['kind']}/{doc['metadata']['name']}"
+    for c in headroom_containers(doc):
+        cid = f"{did} container {c['name']}"
+        want = expected_image(v["image"], app_version)
+        if c.get("image") != want:
+            p.add(f"{cid}: image {c.get('image')}, the image values give {want}")
+        if (c.get("envFrom") or []) != (v.get("envFrom") or []):
+            p.add(f"{cid}: envFrom {c.get('envFrom')} is not the values' {v.get('envFrom')}")
+        mounts = {m["name"]: m for m in c.get("volumeMounts") or []}
+        volumes = {vol["name"]: vol for vol in spec.get("volumes") or []}
+        for m in v.get("extraVolumeMounts") or []:
+            if mounts.get(m["name"]) != m:
+                p.add(f"{cid}: extraVolumeMounts item {m['name']} is not mounted as given")
+        for vol in v.get("extraVolumes") or []:
+            if volumes.get(vol["name"]) != vol:
+                p.add(f"{did}: extraVolumes item {vol['name']} is not in the pod as given")
+        if not is_subset(v.get("securityContext") or {}, c.get("securityContext") or {}):
+            p.add(f"{cid}: securityContext {c.get('securityContext')} lacks the values' {v['securityContext']}")
+        sc = c.get("securityContext") or {}
+        for key, value in (("readOnlyRootFilesystem", True), ("allowPrivilegeEscalation", False)):
+            if key not in (v.get("securityContext") or {}) and sc.get(key) is not value:
+                p.add(f"{cid}: the default {key}: {value} was lost in the merge")
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            p.add(f"{cid}: capabilities drop ALL was lost in the merge")
+        settings = container_settings(c)
+        auth = v["auth"]
+        if auth["existingSecret"]:
+            vol = volumes.get("headroom-auth") or {}
+            secret = vol.get("secret") or {}
+            if secret.get("secretName") != auth["existingSecret"]:
+                p.add(f"{did}: no volume of the auth Secret {auth['existingSecret']}")
+            if [i.get("key") for i in secret.get("items") or [{"key": auth["key"]}]] != [auth["key"]]:
+                p.add(f"{did}: the auth volume does not hold the Secret's key {auth['key']}")
+            m = mounts.get("headroom-auth") or {}
+            if m.get("readOnly") is not True or m.get("subPath") or m.get("mountPath") != AUTH_DIR:
+                p.add(f"{cid}: the auth Secret must be mounted whole (no subPath: the kubelet updates only "
+                      f"those), read-only, at {AUTH_DIR}: {m}")
+            if settings.get("auth-file") != f"{AUTH_DIR}/{auth['key']}":
+                p.add(f"{cid}: --auth-file is {settings.get('auth-file')!r}, not the mounted key")
+            if settings.get("auth-metrics") != str(auth["metrics"]).lower():
+                p.add(f"{cid}: --auth-metrics is {settings.get('auth-metrics')!r}, auth.metrics is {auth['metrics']}")
+        elif "auth-file" in settings or "headroom-auth" in volumes:
+            p.add(f"{cid}: auth is set up without auth.existingSecret")
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            got = ((c.get(probe) or {}).get("httpGet") or {}).get("path")
+            if got not in (None, path):
+                p.add(f"{cid}: {probe} GETs {got}: the probes use the open {path}")
+    secrets = spec.get("imagePullSecrets") or []
+    for s in v.get("imagePullSecrets") or []:
+        if s not in secrets:
+            p.add(f"{did}: imagePullSecrets lacks {s}")
+
+
+def check_network_policy(ident: str, objects: list[dict], v: dict, p: Problems) -> None:
+    policies = [d for d in objects if d.get("kind") == "NetworkPolicy"]
+    if v["networkPolicy"]["enabled"] != bool(policies):
+        p.add(f"{ident}: networkPolicy.enabled is {v['networkPolicy']['enabled']}, NetworkPolicies: {len(policies)}")
+    np = v["networkPolicy"]
+    pods = [pod_template(d) for d in objects if pod_template(d) and headroom_containers(d)]
+    for pol in policies:
+        pid = f"{ident}: NetworkPolicy/{pol['metadata']['name']}"
+        spec = pol["spec"]
+        sel = spec["podSelector"].get("matchLabels") or {}
+        if not sel:
+            p.add(f"{pid}: selects every pod of the namespace")
+        want_sel = np.get("podSelector") or None
+        if want_sel and sel != want_sel:
+            p.add(f"{pid}: podSelector {sel} is not networkPolicy.podSelector {want_sel}")
+        if not want_sel and not any(set(sel.items()) <= set((t["metadata"].get("labels") or {}).items()) for t in pods):
+            p.add(f"{pid}: podSelector {sel} selects none of headroom's pods")
+        if spec.get("policyTypes") != ["Ingress"]:
+            p.add(f"{pid}: policyTypes {spec.get('policyTypes')}: Ingress only (egress stays open for the "
+                  "Go endpoints and the alert receivers)")
+        rules = spec.get("ingress") or []
+        metrics = [{"port": v["port"], "protocol": "TCP"}]
+        want = [{"ports": metrics, **({"from": np["from"]} if np.get("from") else {})}]
+        if np.get("nodeCidrs"):
+            want.append({"ports": metrics, "from": [{"ipBlock": {"cidr": c}} for c in np["nodeCidrs"]]})
+        want += np.get("extraIngress") or []
+        if rules != want:
+            p.add(f"{pid}: ingress {rules}, expected {want}: the metrics port from networkPolicy.from, "
+                  "the probes' nodeCidrs, then extraIngress")
+
+
+def check_chart_render(ident: str, objects: list[dict], v: dict, chart: str, job_regex: str,
+                       p: Problems) -> list[str]:
+    """What every render of the chart must hold, whatever its mode."""
+    mode = v["mode"]
+    app_version = chart_app_version(chart)
+    by_kind: dict[str, list[dict]] = {}
+    for d in objects:
+        by_kind.setdefault(d.get("kind"), []).append(d)
+    allowed = {
+        "sidecar": {"Deployment", "Service", "ServiceMonitor", "PodMonitor", "NetworkPolicy"},
+        "node": {"DaemonSet", "Service", "ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap",
+                 "NetworkPolicy"},
+        "cluster": {"PrometheusRule", "ConfigMap", "PodMonitor"},
+    }[mode]
+    for kind in sorted(set(by_kind) - allowed):
+        p.add(f"{ident}: mode {mode} renders a {kind}; it renders only {sorted(allowed)}")
+
+    # Once per cluster: the rules, the dashboard, and in mode cluster one
+    # PodMonitor of every sidecar in every namespace.
+    rules = by_kind.get("PrometheusRule", [])
+    if len(rules) != (1 if switch_on(v, "prometheusRule") and mode != "sidecar" else 0):
+        p.add(f"{ident}: {len(rules)} PrometheusRule(s) with mode {mode}, prometheusRule.enabled "
+              f"{v['prometheusRule']['enabled']}")
+    (shipped,) = load_docs(ROOT / "deploy" / "prometheus" / "headroom-rules.yaml")
+    base = v["prometheusRule"].get("runbookBaseUrl")
+    if base:
+        shipped = json.loads(json.dumps(shipped).replace(RUNBOOK_BASE, base.rstrip("/") + "/"))
+    for r in rules:
+        if r["spec"]["groups"] != shipped["groups"]:
+            p.add(f"{ident}: PrometheusRule/{r['metadata']['name']} is not deploy/prometheus/headroom-rules.yaml"
+                  + (f" with runbooks under {base}" if base else ""))
+    g = v["grafanaDashboard"]
+    dashboards = [d for d in by_kind.get("ConfigMap", []) if "headroom-dashboard.json" in (d.get("data") or {})]
+    if len(dashboards) != len(by_kind.get("ConfigMap", [])):
+        p.add(f"{ident}: a ConfigMap other than the dashboard's")
+    if len(dashboards) != (1 if switch_on(v, "grafanaDashboard") and mode != "sidecar" else 0):
+        p.add(f"{ident}: {len(dashboards)} dashboard ConfigMap(s) with mode {mode}, grafanaDashboard.enabled "
+              f"{g['enabled']}")
+    shipped_dash = json.loads((ROOT / "deploy" / "grafana" / "headroom-dashboard.json").read_text(encoding="utf-8"))
+    for cm in dashboards:
+        cid = f"{ident}: ConfigMap/{cm['metadata']['name']}"
+        meta = cm["metadata"]
+        if (meta.get("labels") or {}).get(g["label"]) != str(g["labelValue"]):
+            p.add(f"{cid}: no label {g['label']}: {g['labelValue']!r}, which Grafana's sidecar looks for")
+        folder = (meta.get("annotations") or {}).get(g["folderAnnotation"])
+        if (folder or "") != (g.get("folder") or ""):
+            p.add(f"{cid}: folder annotation {g['folderAnnotation']} is {folder!r}, not {g.get('folder')!r}")
+        if meta.get("namespace", RELEASE_NAMESPACE) != (g.get("namespace") or RELEASE_NAMESPACE):
+            p.add(f"{cid}: in namespace {meta.get('namespace')}, not grafanaDashboard.namespace")
+        if json.loads(cm["data"]["headroom-dashboard.json"]) != shipped_dash:
+            p.add(f"{cid}: the JSON is not deploy/grafana/headroom-dashboard.json")
+
+    # The monitors: honorLabels, the job HeadroomDown matches, auth.
+    monitors = by_kind.get("PodMonitor", []) + by_kind.get("ServiceMonitor", [])
+    jobs = []
+    for mon in monitors:
+        jobs += check_monitor(ident, mon, v, objects, job_regex, p)
+    if mode == "cluster":
+        pms = by_kind.get("PodMonitor", [])
+        if len(pms) != (1 if switch_on(v, "podMonitor") else 0):
+            p.add(f"{ident}: {len(pms)} PodMonitor(s) in mode cluster, podMonitor.enabled {v['podMonitor']['enabled']}")
+        for pm in pms:
+            if pm["spec"].get("namespaceSelector") != {"any": True}:
+                p.add(f"{ident}: the cluster's PodMonitor must look in every namespace (namespaceSelector any)")
+            want = v["podMonitor"].get("selector") or SIDECAR_POD_LABELS
+            if pm["spec"]["selector"].get("matchLabels") != want:
+                p.add(f"{ident}: the cluster's PodMonitor selects {pm['spec']['selector']}, not {want}")
+
+    # headroom's pods, and who may reach them.
+    for d in objects:
+        if headroom_containers(d):
+            check_headroom_pod(ident, d, v, app_version, p)
+            if mode == "sidecar":
+                labels = pod_template(d)["metadata"].get("labels") or {}
+                if not set(SIDECAR_POD_LABELS.items()) <= set(labels.items()):
+                    p.add(f"{ident}: {d['kind']}/{d['metadata']['name']}: the pod lacks {SIDECAR_POD_LABELS}, "
+                          "which the cluster's PodMonitor selects")
+    check_network_policy(ident, objects, v, p)
+    return jobs
+
+
+# Values that must not render, and what the failure must name.
+BAD_CHART_VALUES = [
+    ({"prometheusRule": {"enabled": True}}, None, "prometheusRule.enabled"),
+    ({"grafanaDashboard": {"enabled": True}}, None, "grafanaDashboard.enabled"),
+    ({"mode": "cluster", "example": {"enabled": True}}, None, "example.enabled"),
+    ({"mode": "cluster", "serviceMonitor": {"enabled": True}}, None, "serviceMonitor.enabled"),
+    ({"mode": "cluster", "networkPolicy": {"enabled": True}}, None, "networkPolicy.enabled"),
+    ({"mode": "node", "auth": {"metrics": True}}, None, "auth.existingSecret"),
+    ({"example": {"enabled": True}, "nativeSidecar": True}, "v1.28.9", "nativeSidecar"),
+    ({"example": {"enabled": True}, "fullnameOverride": "memwatch", "podMonitor": {"enabled": True}},
+     None, "HeadroomDown"),
+    ({"mode": "cluster", "nameOverride": "memwatch"}, None, "HeadroomDown"),
+]
+
+
+def cmd_chart(args: list[str]) -> int:
+    p = Problems()
+    chart, pairs = args[0], args[1:]
+    if len(pairs) % 2:
+        print(__doc__)
+        return 2
+    defaults = yaml.safe_load((Path(chart) / "values.yaml").read_text(encoding="utf-8"))
+    job_regex = headroom_down_job_regex()
+    modes: dict[str, int] = {}
+    for rendered, values_file in zip(pairs[::2], pairs[1::2]):
+        v = deep_merge(defaults, load_values(values_file) or {})
+        jobs = check_chart_render(rendered, load_docs(Path(rendered)), v, chart, job_regex, p)
+        modes[v["mode"]] = modes.get(v["mode"], 0) + 1
+        print(f"{values_file or 'default values'} (mode {v['mode']}): " + (", ".join(jobs) or "no monitor"))
+    for want in ("sidecar", "node", "cluster"):
+        if not modes.get(want):
+            p.add(f"no render of mode {want} was checked")
+    for values, kube, want in BAD_CHART_VALUES:
+        err = None
+        try:
+            render(chart, values, kube)
+        except Exception as e:  # helm_python's HelmValuesError, HelmRenderError
+            err = str(e)
+        if err is None:
+            p.add(f"values {values}{f' on Kubernetes {kube}' if kube else ''} rendered; expected a failure "
+                  f"naming {want}")
+        elif want not in err:
+            p.add(f"values {values} failed without naming {want}: {err}")
+    try:
+        render(chart, {"example": {"enabled": True}, "nativeSidecar": True}, "v1.29.0")
+    except Exception as e:
+        p.add(f"nativeSidecar on Kubernetes 1.29.0 failed to render: {e}")
+    return p.exit(f"{sum(modes.values())} render(s) ({', '.join(f'{m}: {n}' for m, n in sorted(modes.items()))}): "
+                  f"objects per mode, rules and dashboard copies, monitors (honorLabels, a job that "
+                  f"HeadroomDown's job=~\"{job_regex}\" matches, auth), image, auth mounts, NetworkPolicy; "
+                  f"{len(BAD_CHART_VALUES)} bad values refused")
+
+
 # --- grafana ------------------------------------------------------------------
 
 
@@ -923,7 +1419,7 @@ def all_panels(panels: list) -> list[dict]:
 
 GRAFANA_VARS = {
     "$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h",
-    "$namespace": ".*", "$pod": ".*", "$horizon": "1800",
+    "$cluster": ".*", "$namespace": ".*", "$pod": ".*", "$horizon": "1800",
 }
 
 
@@ -934,7 +1430,7 @@ def fill_grafana_vars(expr: str) -> str:
 
 
 def cmd_dashboard(path: str, workdir: str) -> int:
-    from check_dashboard import dashboard_queries, variable_queries
+    from check_dashboard import annotation_queries, dashboard_queries, variable_queries
 
     p = Problems()
     dash = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -964,7 +1460,12 @@ def cmd_dashboard(path: str, workdir: str) -> int:
                 p.add(f"panel {title}: datasource {uid!r} is not ${{datasource}}")
 
     # PromQL syntax: every query as a recording rule, for promtool.
-    queries = dashboard_queries(dash.get("panels", [])) + variable_queries(dash)
+    for ann in (dash.get("annotations") or {}).get("list", []):
+        if ann.get("builtIn"):
+            continue
+        if (ann.get("datasource") or {}).get("uid") != "${datasource}":
+            p.add(f"annotation {ann.get('name')}: datasource is not ${{datasource}}")
+    queries = dashboard_queries(dash.get("panels", [])) + variable_queries(dash) + annotation_queries(dash)
     for where, expr in queries:
         left = re.findall(r"\$\{?\w+", fill_grafana_vars(expr))
         if left:
@@ -1100,12 +1601,14 @@ def main(argv: list[str]) -> int:
         "parse-yaml": (cmd_parse_yaml, 1, None, True),
         "rules": (cmd_rules, 3, 3, False),
         "consistency": (cmd_consistency, 0, 0, False),
+        "chart-files": (cmd_chart_files, 1, 1, False),
         "helm-lint": (cmd_helm_lint, 2, 3, False),
         "helm-render": (cmd_helm_render, 2, 3, False),
         "helm-parent": (cmd_helm_parent, 2, 2, False),
         "k8s-validate": (cmd_k8s_validate, 2, None, "first"),
         "sidecar": (cmd_sidecar, 1, None, True),
         "node": (cmd_node, 3, None, True),
+        "chart": (cmd_chart, 3, None, True),
         "dashboard": (cmd_dashboard, 2, 2, False),
         "dockerfile": (cmd_dockerfile, 2, 2, False),
         "prom-config": (cmd_prom_config, 2, 2, False),
