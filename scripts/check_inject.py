@@ -210,7 +210,31 @@ def strip_injected(after: dict, before: dict) -> dict:
         a["shareProcessNamespace"] = b["shareProcessNamespace"]
     else:
         a.pop("shareProcessNamespace", None)
+    # The pod label the chart's cluster install selects sidecars by.
+    ta, tb = pod_template(after), pod_template(before)
+    meta_a, meta_b = ta.get("metadata") or {}, tb.get("metadata")
+    labels = meta_a.get("labels") or {}
+    if SIDECAR_LABEL not in ((meta_b or {}).get("labels") or {}):
+        labels.pop(SIDECAR_LABEL, None)
+    if meta_b is None:
+        if not labels and set(meta_a) <= {"labels"}:
+            ta.pop("metadata", None)
+    elif "labels" not in meta_b and not labels:
+        meta_a.pop("labels", None)
     return after
+
+
+SIDECAR_LABEL = "headroom.dev/sidecar"
+
+
+def pod_template(doc: dict) -> dict:
+    """The object that holds the pod's metadata and spec."""
+    kind = doc.get("kind")
+    if kind == "Pod":
+        return doc
+    if kind == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]
+    return doc["spec"]["template"]
 
 
 def check_outputs(binary: str, workdir: Path, versions: str, p: Problems) -> None:

@@ -461,6 +461,9 @@ fn inject_object(obj: &mut Node, opts: &InjectOptions, place: &Place, log: &mut 
             for n in notes.lines {
                 log.note(&place, n);
             }
+            if changed {
+                label_pod(obj, &path[..path.len() - 1]);
+            }
             changed
         }
         Err(message) => {
@@ -475,6 +478,29 @@ fn walk<'a>(mut node: &'a Node, path: &[&str]) -> Option<&'a Node> {
         node = node.get(key)?;
     }
     Some(node)
+}
+
+/// The pod label by which the chart's cluster install finds every sidecar.
+pub const SIDECAR_LABEL: &str = "headroom.dev/sidecar";
+
+/// Labels the pod template at `template` (its metadata made where missing)
+/// with [`SIDECAR_LABEL`].
+fn label_pod(obj: &mut Node, template: &[&str]) {
+    let Ok(t) = walk_mut(obj, template) else {
+        return;
+    };
+    if t.get("metadata").is_none() {
+        t.insert_before("metadata", Node::map(Vec::new()), "spec");
+    }
+    let Some(meta @ Node::Map(..)) = t.get_mut("metadata") else {
+        return;
+    };
+    if meta.get("labels").is_none() {
+        meta.set("labels", Node::map(Vec::new()));
+    }
+    if let Some(labels @ Node::Map(..)) = meta.get_mut("labels") {
+        labels.set(SIDECAR_LABEL, Node::str("true"));
+    }
 }
 
 fn walk_mut<'a>(mut node: &'a mut Node, path: &[&str]) -> Result<&'a mut Node, String> {
@@ -2213,7 +2239,10 @@ spec:
         let input = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: >>>>legacy, b: |x, c: -1, d: a:b, e: 1:20}}\nspec: {containers: [{name: a, image: x}]}\n";
         let out = inject(input, &opts()).unwrap();
         assert_eq!(inject(&out, &opts()).as_ref(), Ok(&out));
-        let labels = &json_of(&out)[0]["metadata"]["labels"];
+        let mut labels = json_of(&out)[0]["metadata"]["labels"].clone();
+        assert_eq!(labels[super::SIDECAR_LABEL], "true", "the pod labelled");
+        labels.as_object_mut().unwrap().remove(super::SIDECAR_LABEL);
+        let labels = &labels;
         assert_eq!(labels, &json_of(input)[0]["metadata"]["labels"]);
         assert_eq!(labels["app"], ">>>>legacy");
         // Numbers and other plain scalars keep their text.

@@ -131,6 +131,22 @@ fn strip_injected(mut after: Value, before: &Value) -> Value {
             a.as_object_mut().unwrap().remove("shareProcessNamespace");
         }
     }
+    // The pod label of the chart's cluster install, and the metadata and
+    // labels made for it.
+    let path = pod_path(before["kind"].as_str().unwrap_or("")).unwrap();
+    let meta_path = [&path[..path.len() - 1], &["metadata"][..]].concat();
+    let had = meta_path.iter().fold(before, |v, k| &v[*k]).clone();
+    let meta = meta_path.iter().fold(&mut after, |v, k| &mut v[*k]);
+    assert_eq!(meta["labels"]["headroom.dev/sidecar"], "true", "the pod is labelled");
+    if had.is_null() {
+        *meta = Value::Null;
+        let parent = path[..path.len() - 1].iter().fold(&mut after, |v, k| &mut v[*k]);
+        parent.as_object_mut().unwrap().remove("metadata");
+    } else if had.get("labels").is_none() {
+        meta.as_object_mut().unwrap().remove("labels");
+    } else {
+        meta["labels"].as_object_mut().unwrap().remove("headroom.dev/sidecar");
+    }
     after
 }
 
@@ -264,10 +280,17 @@ fn the_native_sidecar_is_an_init_container_with_restart_policy_always() {
 fn the_sidecar_is_the_charts_and_the_kustomize_components() {
     let values = json(&read(&root().join("helm/headroom/values.yaml"))).remove(0);
     let version = env!("CARGO_PKG_VERSION");
-    assert_eq!(
-        values["image"]["tag"], version,
-        "the chart's image tag is the crate's version"
-    );
+    let chart = read(&root().join("helm/headroom/Chart.yaml"));
+    let tag = match values["image"]["tag"].as_str() {
+        Some(t) if !t.is_empty() => t.to_owned(),
+        // Empty: the chart's appVersion.
+        _ => chart
+            .lines()
+            .find_map(|l| l.strip_prefix("appVersion:"))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .unwrap_or_default(),
+    };
+    assert_eq!(tag, version, "the chart's image tag is the crate's version");
     let app = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  template:\n    spec:\n      containers:\n        - {name: app, image: app}\n";
     let (out, _) = inject(&["--readiness-probe"], app);
     let doc = json(&out).remove(0);
