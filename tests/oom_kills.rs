@@ -177,13 +177,12 @@ fn kills_are_read_before_the_runtime_removes_the_cgroup_and_kill_9_is_not_one() 
 
 #[test]
 fn without_notifications_kills_are_inferred_and_kill_9_is_still_not_one() {
-    // A --proc-root other than /proc: no pidfd (its PIDs need not be ours),
-    // and v1 counter files do not notify: the inference has to decide.
-    let dir = tempfile::tempdir().unwrap();
-    let proc_link = dir.path().join("proc");
-    std::os::unix::fs::symlink("/proc", &proc_link).unwrap();
-    let proc_root = proc_link.to_str().unwrap().to_owned();
-    let (hr, seen) = play(&["--proc-root", &proc_root], "oominf");
+    // A --proc-root other than /proc: no pidfd (its PIDs need not be ours);
+    // a read-only cgroupfs: no OOM eventfd. The inference has to decide.
+    let (_proc, proc_root) = other_proc_root();
+    let ro = ReadOnlyCgroupfs::new();
+    let cgroup_root = ro.root();
+    let (hr, seen) = play(&["--proc-root", &proc_root, "--cgroup-root", &cgroup_root], "oominf");
     let totals: Vec<_> = seen.iter().map(|s| s["memory"]["oom_kills_total"].as_u64()).collect();
     assert_eq!(totals, [Some(1), Some(1), Some(2), Some(2)], "{}", hr.log());
     let last = &seen[3]["memory"];
@@ -205,6 +204,40 @@ fn other_proc_root() -> (tempfile::TempDir, String) {
     std::os::unix::fs::symlink("/proc", &proc_link).unwrap();
     let proc_root = proc_link.to_str().unwrap().to_owned();
     (dir, proc_root)
+}
+
+/// The v1 memory hierarchy bind-mounted read-only under a cgroup root of its
+/// own, as a DaemonSet mounts the host's: headroom reads every file but
+/// cannot register an OOM eventfd (`cgroup.event_control` is not
+/// writable). Unmounted on drop.
+struct ReadOnlyCgroupfs {
+    dir: tempfile::TempDir,
+}
+
+impl ReadOnlyCgroupfs {
+    fn new() -> ReadOnlyCgroupfs {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("memory");
+        std::fs::create_dir(&m).unwrap();
+        for args in [&["--bind", "/sys/fs/cgroup/memory"][..], &["-o", "remount,bind,ro"][..]] {
+            let st = std::process::Command::new("mount").args(args).arg(&m).status().unwrap();
+            assert!(st.success(), "mount {args:?} {}", m.display());
+        }
+        ReadOnlyCgroupfs { dir }
+    }
+
+    fn root(&self) -> String {
+        self.dir.path().to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for ReadOnlyCgroupfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path().join("memory"))
+            .status();
+    }
 }
 
 fn wait_status(hr: &Headroom, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
@@ -258,11 +291,23 @@ fn a_childs_oom_kill_is_counted_and_named_with_the_target_alive_and_a_restart_co
 fn a_jump_from_under_half_the_limit_to_the_kill_within_one_poll_is_counted() {
     let _one = one_at_a_time();
     let (_proc, proc_root) = other_proc_root();
+    // No pidfd and no OOM eventfd (as above): the inference counts it.
+    let ro = ReadOnlyCgroupfs::new();
+    let cgroup_root = ro.root();
     let mut rt = Runtime::new("oomjump");
     rt.generation += 1;
     let cg = V1Cgroup::create(&format!("{}-{}", rt.name, rt.generation), 96 * MIB);
     let mut app = GoHog::start_exe(&cg, &rt.exe, &[], &["-hold", "36"]);
-    let hr = Headroom::start(&["--process", &rt.name, "--interval", "3s", "--proc-root", &proc_root]);
+    let hr = Headroom::start(&[
+        "--process",
+        &rt.name,
+        "--interval",
+        "3s",
+        "--proc-root",
+        &proc_root,
+        "--cgroup-root",
+        &cgroup_root,
+    ]);
     let st = wait_status(&hr, "usage read", |st| {
         st["memory"]["usage"].as_u64().is_some_and(|u| u >= 36 * MIB)
     });
