@@ -8,7 +8,8 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 /// Both sides less what inject may add: the sidecar, its volume, empty
-/// lists it made, shareProcessNamespace.
+/// lists it made, shareProcessNamespace, the pod label
+/// `headroom.dev/sidecar` and the empty labels and metadata made for it.
 fn normalize(v: &mut Value) {
     match v {
         Value::Object(map) => {
@@ -22,6 +23,14 @@ fn normalize(v: &mut Value) {
                 }
             }
             map.values_mut().for_each(normalize);
+            if let Some(Value::Object(labels)) = map.get_mut("labels") {
+                labels.remove("headroom.dev/sidecar");
+            }
+            for key in ["labels", "metadata"] {
+                if map.get(key).is_some_and(|v| v.as_object().is_some_and(|o| o.is_empty())) {
+                    map.remove(key);
+                }
+            }
         }
         Value::Array(items) => items.iter_mut().for_each(normalize),
         _ => {}
