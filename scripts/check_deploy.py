@@ -1008,15 +1008,25 @@ def render_fails(chart: str, values: dict) -> str | None:
     return None
 
 
+def chart_and_renders(args: list[str]) -> tuple[str, list[tuple[str, str]], dict] | None:
+    """CHART then (RENDERED, VALUES_FILE) pairs: the chart, the pairs and the
+    chart's default values; None (usage printed) when a pair is incomplete."""
+    chart, rest = args[0], args[1:]
+    if len(rest) % 2:
+        print(__doc__)
+        return None
+    defaults = yaml.safe_load((Path(chart) / "values.yaml").read_text(encoding="utf-8"))
+    return chart, list(zip(rest[::2], rest[1::2])), defaults
+
+
 def cmd_node(args: list[str]) -> int:
     p = Problems()
-    chart, pairs = args[0], args[1:]
-    if len(pairs) % 2:
-        print(__doc__)
+    parsed = chart_and_renders(args)
+    if parsed is None:
         return 2
-    defaults = yaml.safe_load((Path(chart) / "values.yaml").read_text(encoding="utf-8"))
+    chart, pairs, defaults = parsed
     checked = 0
-    for rendered, values_file in zip(pairs[::2], pairs[1::2]):
+    for rendered, values_file in pairs:
         v = deep_merge(defaults, load_values(values_file) or {})
         if v.get("mode") != "node":
             p.add(f"{values_file}: mode is not node")
@@ -1370,14 +1380,13 @@ BAD_CHART_VALUES = [
 
 def cmd_chart(args: list[str]) -> int:
     p = Problems()
-    chart, pairs = args[0], args[1:]
-    if len(pairs) % 2:
-        print(__doc__)
+    parsed = chart_and_renders(args)
+    if parsed is None:
         return 2
-    defaults = yaml.safe_load((Path(chart) / "values.yaml").read_text(encoding="utf-8"))
+    chart, pairs, defaults = parsed
     job_regex = headroom_down_job_regex()
     modes: dict[str, int] = {}
-    for rendered, values_file in zip(pairs[::2], pairs[1::2]):
+    for rendered, values_file in pairs:
         v = deep_merge(defaults, load_values(values_file) or {})
         jobs = check_chart_render(rendered, load_docs(Path(rendered)), v, chart, job_regex, p)
         modes[v["mode"]] = modes.get(v["mode"], 0) + 1

@@ -508,12 +508,9 @@ pub fn dial_in_netns(netns: &Path, host: &str, port: u16, timeout: Duration) -> 
     use std::io::{Error, ErrorKind};
     use std::net::ToSocketAddrs;
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::MetadataExt;
     let named = |what: &str, e: Error| Error::new(e.kind(), format!("{what} {}: {e}", netns.display()));
     let ns = std::fs::File::open(netns).map_err(|e| named("cannot open the network namespace", e))?;
-    let theirs = ns.metadata().map_err(|e| named("cannot stat", e))?;
-    let ours = std::fs::metadata("/proc/thread-self/ns/net")?;
-    if (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()) {
+    if !is_own_netns(netns) {
         // SAFETY: setns on a valid open descriptor; it changes this thread's
         // network namespace only, and the thread ends after this call.
         if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
@@ -536,6 +533,16 @@ pub fn dial_in_netns(netns: &Path, host: &str, port: u16, timeout: Duration) -> 
         }
     }
     Err(last)
+}
+
+/// Whether the network namespace file `netns` (`/proc/PID/ns/net`) is the
+/// calling thread's own: false when either cannot be read.
+pub fn is_own_netns(netns: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(netns), std::fs::metadata("/proc/thread-self/ns/net")) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// Whether `url`'s host is a loopback address (`127.0.0.0/8`, `::1`,

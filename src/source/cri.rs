@@ -317,6 +317,8 @@ pub struct CriError {
     pub socket: String,
     pub call: &'static str,
     pub reason: String,
+    /// The runtime's gRPC status, where it answered one.
+    pub code: Option<tonic::Code>,
 }
 
 /// The CRI API versions, newest first.
@@ -363,6 +365,7 @@ impl CriClient {
             socket: self.socket.display().to_string(),
             call,
             reason: reason.to_string(),
+            code: None,
         }
     }
 
@@ -392,7 +395,12 @@ impl CriClient {
             match answer {
                 Ok(a) => return Ok(a.into_inner()),
                 Err(s) if s.code() == tonic::Code::Unimplemented && self.api + 1 < APIS.len() => self.api += 1,
-                Err(s) => return Err(self.err(method, format!("{:?}: {}", s.code(), s.message()))),
+                Err(s) => {
+                    return Err(CriError {
+                        code: Some(s.code()),
+                        ..self.err(method, format!("{:?}: {}", s.code(), s.message()))
+                    })
+                }
             }
         }
     }
@@ -430,7 +438,7 @@ impl CriClient {
             .await;
         let s = match r {
             Ok(r) => r.status,
-            Err(e) if e.reason.starts_with("NotFound") => None,
+            Err(e) if e.code == Some(tonic::Code::NotFound) => None,
             Err(e) => return Err(e),
         };
         Ok(s.filter(|s| ContainerState::of(s.state) == ContainerState::Exited)

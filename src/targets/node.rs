@@ -461,7 +461,7 @@ impl NodeLoop {
                 hint: None,
             };
         }
-        if same_netns(&netns) {
+        if crate::httpc::is_own_netns(&netns) {
             return Endpoint {
                 url: Some(url.to_owned()),
                 ..Endpoint::default()
@@ -544,15 +544,6 @@ fn annotation_hint(key: &TargetKey) -> String {
             &key.container
         }
     )
-}
-
-/// Whether the network namespace file `netns` is this process's own.
-fn same_netns(netns: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(netns), std::fs::metadata("/proc/self/ns/net")) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
-    }
 }
 
 /// The key of a container before names are known: no namespace, the pod's
