@@ -88,8 +88,10 @@ fn a_loopback_endpoint_in_another_namespace_is_reached_through_its_netns_and_onl
 
 #[test]
 fn the_callers_own_namespace_is_dialled_without_entering_it_and_a_gone_pid_is_named() {
-    let port = free_port();
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    // Bound to port 0 here, not through `free_port`: a port found free and
+    // bound later can meanwhile become another socket's ephemeral port.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         use std::io::{Read, Write};
         let (mut s, _) = listener.accept().unwrap();

@@ -397,13 +397,25 @@ pub fn assert_close(what: &str, a: f64, b: f64, pct: f64) {
     assert!((a - b).abs() <= tol, "{what}: {a} not within {pct} % of {b}");
 }
 
-/// A free port on 127.0.0.1 (bound, then released).
+/// A free port on 127.0.0.1 for a program the test starts: bound, then
+/// released. Taken below the kernel's ephemeral range (32768 and up by
+/// default), so an outgoing connection cannot take it as its source port
+/// between release and the program's bind; spread by PID and a counter so
+/// tests and test binaries running at once do not pick the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n.wrapping_mul(7_919)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{LOW}..{}", LOW + SPAN)
 }
 
 /// A real Alertmanager (Debian's prometheus-alertmanager) on loopback.
