@@ -1165,7 +1165,9 @@ impl Validator<'_> {
         if !p.is_dir() {
             self.fail(key, &v, "no such directory");
         }
-        p
+        // Absolute, so paths found under it (node discovery, /proc's
+        // cgroup lines) are never joined to it a second time.
+        std::path::absolute(&p).unwrap_or(p)
     }
 }
 
@@ -1484,6 +1486,21 @@ mod tests {
             assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
         }
         assert_eq!(errs.len(), 8, "{joined}");
+    }
+
+    #[test]
+    fn relative_roots_are_made_absolute_so_found_paths_are_not_joined_twice() {
+        // Unit tests run in the crate's directory: `src` exists there.
+        let c = Config::from_map(&map(&[("cgroup-root", "src"), ("proc-root", "./src")])).unwrap();
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(c.cgroup_root, here.join("src"));
+        assert!(
+            c.proc_root.is_absolute() && c.proc_root.ends_with("src"),
+            "{:?}",
+            c.proc_root
+        );
+        let c = Config::from_map(&map(&[])).unwrap();
+        assert_eq!(c.cgroup_root, Path::new("/sys/fs/cgroup"));
     }
 
     #[test]
