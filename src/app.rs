@@ -58,7 +58,6 @@ pub fn alert_config(cfg: &DaemonConfig, pprof_url: Option<String>) -> AlertConfi
         ca_file: cfg.alert_ca_file.clone(),
         profile_dir: cfg.profile_dir.clone(),
         pprof_url,
-        labels: Default::default(),
     }
 }
 

@@ -158,7 +158,6 @@ impl Sink for Alertmanager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::AlertConfig;
     use crate::analysis::risk::Risk::*;
 
     #[test]
@@ -173,11 +172,10 @@ mod tests {
             reason: "OOM kill predicted in 95 s".into(),
             causes: vec!["heap_leak".into()],
             advice: vec!["heap_leak: profile".into()],
-            labels: AlertConfig::labels_from_env(|k| match k {
-                "POD_NAME" => Some("api-7d9".into()),
-                "POD_NAMESPACE" => Some("shop".into()),
-                _ => None,
-            }),
+            labels: [("pod", "api-7d9"), ("namespace", "shop")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
             alertname: "HeadroomOOMRiskCritical",
             runbook_url: "https://docs.example/troubleshooting.md#oom-risk".into(),
         };

@@ -23,10 +23,9 @@ pub use deliver::Deliverer;
 pub use plan::{AlertEvent, AlertPlan, AmAction, Plan, PollTime};
 pub use profile::{list_profiles, Profiles, SavedProfile};
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// Where alerts go, and the labels that say whose they are.
+/// Where alerts go. Whose they are is in each event's labels.
 #[derive(Debug, Clone, Default)]
 pub struct AlertConfig {
     pub alertmanager_url: Option<String>,
@@ -38,25 +37,10 @@ pub struct AlertConfig {
     pub ca_file: Option<PathBuf>,
     pub profile_dir: Option<PathBuf>,
     pub pprof_url: Option<String>,
-    /// pod, namespace, container (from POD_NAME, POD_NAMESPACE,
-    /// CONTAINER_NAME), and the target process where named.
-    pub labels: BTreeMap<String, String>,
 }
 
 impl AlertConfig {
     pub fn is_empty(&self) -> bool {
         self.alertmanager_url.is_none() && self.webhook_url.is_none() && self.profile_dir.is_none()
-    }
-
-    /// Labels from the downward-API environment a Kubernetes pod passes in.
-    pub fn labels_from_env(get: impl Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
-        [
-            ("pod", "POD_NAME"),
-            ("namespace", "POD_NAMESPACE"),
-            ("container", "CONTAINER_NAME"),
-        ]
-        .into_iter()
-        .filter_map(|(label, var)| get(var).filter(|v| !v.is_empty()).map(|v| (label.to_owned(), v)))
-        .collect()
     }
 }
