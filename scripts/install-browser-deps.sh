@@ -11,11 +11,8 @@ set -euo pipefail
 
 log() { echo "install-browser-deps: $*" >&2; }
 
-if [[ $(id -u) -ne 0 ]]; then
-    SUDO=sudo
-else
-    SUDO=
-fi
+# shellcheck source=scripts/lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 missing=()
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
@@ -25,17 +22,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
 fi
 
-log "installing ${missing[*]}"
-# apt's chatter goes to a log that is shown only if something fails.
-apt_log=$(mktemp)
-trap 'rm -f "$apt_log"' EXIT
-if ! { $SUDO apt-get update -qq -o DPkg::Lock::Timeout=600 &&
-       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
-           --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1; then
-    cat "$apt_log" >&2
-    log "apt-get failed installing ${missing[*]}"
-    exit 1
-fi
+apt_install install-browser-deps "${missing[@]}"
 
 [[ -x /usr/bin/chromium ]] || { log "chromium still missing after install"; exit 1; }
 log "done ($(/usr/bin/chromium --version 2>/dev/null || echo chromium))"

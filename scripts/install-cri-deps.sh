@@ -17,11 +17,8 @@ set -euo pipefail
 
 log() { echo "install-cri-deps: $*" >&2; }
 
-if [[ $(id -u) -ne 0 ]]; then
-    SUDO=sudo
-else
-    SUDO=
-fi
+# shellcheck source=scripts/lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 missing=()
 command -v containerd >/dev/null 2>&1 || missing+=(containerd)
@@ -49,41 +46,12 @@ system_containerd_pids() {
 }
 before=" $(system_containerd_pids | tr '\n' ' ') "
 
-policy=/usr/sbin/policy-rc.d
-created_policy=0
-apt_log=$(mktemp)
-cleanup() {
-    if [[ $created_policy -eq 1 ]]; then
-        $SUDO rm -f "$policy"
-    fi
-    rm -f "$apt_log"
-}
-trap cleanup EXIT
-if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n# temporary, from headroom scripts/install-cri-deps.sh\nexit 101\n' \
-        | $SUDO tee "$policy" >/dev/null
-    $SUDO chmod 755 "$policy"
-    created_policy=1
-fi
-
-log "installing ${missing[*]}"
-if ! { $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq &&
-       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
-           install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1; then
-    cat "$apt_log" >&2
-    log "apt-get failed installing ${missing[*]}"
-    exit 1
-fi
+apt_install install-cri-deps "${missing[@]}"
 
 # Stop a system containerd the install started despite policy-rc.d, by PID.
 for pid in $(system_containerd_pids); do
     [[ $before == *" $pid "* ]] && continue
-    log "stopping the system containerd (pid $pid) started by the install"
-    $SUDO kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-        [[ -d /proc/$pid ]] || break
-        sleep 0.1
-    done
+    stop_pid install-cri-deps "$pid" "the system containerd"
 done
 
 for tool in containerd ctr containerd-shim-runc-v2 runc; do

@@ -19,11 +19,8 @@ set -euo pipefail
 
 log() { echo "install-pod-deps: $*" >&2; }
 
-if [[ $(id -u) -ne 0 ]]; then
-    SUDO=sudo
-else
-    SUDO=
-fi
+# shellcheck source=scripts/lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 missing=()
 command -v podman >/dev/null 2>&1 || missing+=(podman)
@@ -35,31 +32,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
 fi
 
-policy=/usr/sbin/policy-rc.d
-created_policy=0
-apt_log=$(mktemp)
-cleanup() {
-    if [[ $created_policy -eq 1 ]]; then
-        $SUDO rm -f "$policy"
-    fi
-    rm -f "$apt_log"
-}
-trap cleanup EXIT
-if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n# temporary, from headroom scripts/install-pod-deps.sh\nexit 101\n' \
-        | $SUDO tee "$policy" >/dev/null
-    $SUDO chmod 755 "$policy"
-    created_policy=1
-fi
-
-log "installing ${missing[*]}"
-if ! { $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq &&
-       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
-           install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1; then
-    cat "$apt_log" >&2
-    log "apt-get failed installing ${missing[*]}"
-    exit 1
-fi
+apt_install install-pod-deps "${missing[@]}"
 
 for tool in podman runc debootstrap; do
     command -v "$tool" >/dev/null || { log "$tool still missing after install"; exit 1; }

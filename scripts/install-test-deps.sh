@@ -14,11 +14,8 @@ set -euo pipefail
 
 log() { echo "install-test-deps: $*" >&2; }
 
-if [[ $(id -u) -ne 0 ]]; then
-    SUDO=sudo
-else
-    SUDO=
-fi
+# shellcheck source=scripts/lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 missing=()
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
@@ -55,52 +52,14 @@ for svc in "${services[@]}"; do
     before[$svc]=$(running_pid "$svc")
 done
 
-# Keep maintainer scripts from starting services (no systemd in containers, and
-# tests start their own instances). Only add a policy-rc.d if there is none,
-# and only remove the one we added.
-policy=/usr/sbin/policy-rc.d
-created_policy=0
-created_log=0
-apt_log=
-cleanup() {
-    if [[ $created_policy -eq 1 ]]; then
-        $SUDO rm -f "$policy"
-    fi
-    if [[ $created_log -eq 1 ]]; then
-        rm -f "$apt_log"
-    fi
-}
-trap cleanup EXIT
-if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n# temporary, from headroom scripts/install-test-deps.sh\nexit 101\n' \
-        | $SUDO tee "$policy" >/dev/null
-    $SUDO chmod 755 "$policy"
-    created_policy=1
-fi
-
-log "installing ${missing[*]}"
-# apt's chatter goes to a log that is shown only if something fails.
-apt_log=$(mktemp)
-created_log=1
-if ! { $SUDO apt-get update -qq &&
-       $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-           --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1; then
-    cat "$apt_log" >&2
-    log "apt-get failed installing ${missing[*]}"
-    exit 1
-fi
+apt_install install-test-deps "${missing[@]}"
 
 # Stop any daemon that the install started despite policy-rc.d (by PID file,
 # never by process name), leaving ones that were running before alone.
 for svc in "${services[@]}"; do
     pid=$(running_pid "$svc")
     if [[ -n $pid && $pid != "${before[$svc]}" ]]; then
-        log "stopping $svc (pid $pid) started by the install"
-        $SUDO kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            [[ -d /proc/$pid ]] || break
-            sleep 0.1
-        done
+        stop_pid install-test-deps "$pid" "$svc"
     fi
 done
 

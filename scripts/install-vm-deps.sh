@@ -18,11 +18,8 @@ set -euo pipefail
 
 log() { echo "install-vm-deps: $*" >&2; }
 
-if [[ $(id -u) -ne 0 ]]; then
-    SUDO=sudo
-else
-    SUDO=
-fi
+# shellcheck source=scripts/lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 have_qemu() { command -v qemu-system-x86_64 >/dev/null 2>&1; }
 have_busybox() { dpkg -s busybox-static >/dev/null 2>&1 && [[ -x /bin/busybox ]]; }
