@@ -98,9 +98,28 @@ pub struct GoDerived {
 /// what the runtime holds outside heap spans (Sys − HeapSys: stacks, GC
 /// metadata, …) and the 3 % the runtime keeps as headroom.
 pub fn memlimit_heap_goal(s: &GoSample, memlimit: u64) -> Option<u64> {
+    Some((memlimit_heap_room(s, memlimit)? as f64 * 0.97) as u64)
+}
+
+/// What a memory limit of `memlimit` bytes leaves the heap's spans: the
+/// limit less what the runtime holds outside them (Sys − HeapSys).
+fn memlimit_heap_room(s: &GoSample, memlimit: u64) -> Option<u64> {
     let heap_sys = s.heap_sys.or_else(|| Some(s.heap_inuse? + s.heap_idle?))?;
     let outside = s.sys.map_or(0, |sys| sys.saturating_sub(heap_sys));
-    Some((memlimit.saturating_sub(outside) as f64 * 0.97) as u64)
+    Some(memlimit.saturating_sub(outside))
+}
+
+/// Whether the heap's resident spans are beyond what the memory limit
+/// leaves them: the runtime no longer holds the limit (the live heap and
+/// what one cycle allocates exceed it, or the GC CPU limiter let the heap
+/// overshoot), so the charge now grows with the live heap. While the
+/// limit holds, the heap stays at it and each cycle frees less garbage
+/// instead.
+pub fn beyond_memlimit(s: &GoSample, memlimit: u64) -> bool {
+    match (heap_spans_resident(s), memlimit_heap_room(s, memlimit)) {
+        (Some(resident), Some(room)) => resident > room,
+        _ => false,
+    }
 }
 
 /// Whether the memory limit, not GOGC, sets the goal of this GC cycle.
@@ -271,6 +290,22 @@ mod tests {
     }
 
     const M: u64 = 1 << 20;
+
+    #[test]
+    fn the_heap_is_beyond_the_memlimit_only_past_what_the_limit_leaves_its_spans() {
+        // GOMEMLIMIT 200 MiB, 10 MiB outside the heap's spans (Sys − HeapSys):
+        // the spans may hold 190 MiB resident.
+        let mut x = s(150 * M, 180 * M, 9, 900 * M);
+        x.sys = Some(210 * M);
+        x.heap_sys = Some(200 * M);
+        for (released, beyond) in [(20 * M, false), (10 * M, false), (9 * M, true), (0, true)] {
+            x.heap_released = Some(released);
+            assert_eq!(beyond_memlimit(&x, 200 * M), beyond, "released {released}");
+        }
+        // Unknown spans: never said to be beyond.
+        x.heap_sys = None;
+        assert!(!beyond_memlimit(&x, 0));
+    }
 
     #[test]
     fn stacks_are_taken_out_of_the_goal_from_go_1_18() {

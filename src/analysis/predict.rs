@@ -24,7 +24,9 @@ use super::breakdown::{breakdown, Breakdown, KernelKind};
 use super::diagnosis::{diagnose_now, gc_thrash, mib, Cause, Finding, Thresholds};
 use super::findings::FindingsState;
 pub use super::go_heap::HEAP_GROWTH_OVERHEAD;
-use super::go_heap::{cycle_goal, heap_spans_resident, memlimit_heap_goal, runtime_resident, stacks_in_goal};
+use super::go_heap::{
+    beyond_memlimit, cycle_goal, heap_spans_resident, memlimit_heap_goal, runtime_resident, stacks_in_goal,
+};
 use super::recommend::{recommend, Peaks, Recommendation, Stretch, MIN_HISTORY_S};
 use super::risk::{Risk, RiskState};
 use super::slope::{theil_sen, Fit};
@@ -798,13 +800,17 @@ fn go_model(
             (target as f64 - stacks_share).max(0.0) / ratio
         };
         // Once the GC runs back to back under the limit (gc_thrash: the
-        // live heap near the limit's goal, the GC's pace high), the heap
-        // holds the live heap plus what is allocated during each cycle: the
-        // charge grows with the live heap from now on, not only once the
-        // spans resident now are full. (The pace, not the live heap's
-        // nearness alone: under a binding limit the live heap is read from
-        // a 3-scrape envelope, which can sit well above it for a while.)
-        if capped && gc_thrash(reading, Some(limit)).is_some() {
+        // live heap near the limit's goal, the GC's pace high) and the heap
+        // has gone past the limit, the heap holds the live heap plus what
+        // is allocated during each cycle: the charge grows with the live
+        // heap from now on, not only once the spans resident now are full.
+        // (The pace, not the live heap's nearness alone: under a binding
+        // limit the live heap is read from a 3-scrape envelope, which can
+        // sit well above it for a while. And past the limit, not the pace
+        // alone: a GC slowed by a busy CPU looks back to back while the
+        // limit still holds the heap, and the charge, where they are.)
+        let past_limit = memlimit.is_some_and(|m| beyond_memlimit(g, m));
+        if capped && past_limit && gc_thrash(reading, Some(limit)).is_some() {
             live_needed = live_needed.min(live as f64 + room);
         }
         let t1 = (live_needed - live as f64).max(0.0) / t.bytes_per_second;
@@ -1505,6 +1511,62 @@ mod tests {
         let tto = last.time_to_oom_s.expect("predicted");
         assert!((tto - 19.3).abs() < 0.5, "{tto} ({})", last.prediction);
         assert!(last.has(Cause::GcHeadroom), "{:?}", last.findings);
+    }
+
+    #[test]
+    fn a_gc_back_to_back_under_a_limit_that_still_holds_the_heap_waits_for_the_live_heap() {
+        // GOMEMLIMIT 200 MiB in a 320 MiB container, 10 MiB outside the
+        // heap's spans; the GC at 3 cycles/s for 20 s with the live heap at
+        // 150 MiB, 2 MiB/s (gc_thrash: 23 % of the live heap between
+        // collections); 30 MiB/s allocated; the charge 191 MiB.
+        let at = |released_mib: f64| {
+            let b = |m: f64| Some((m * MIB) as u64);
+            let mut s = st(60.0, 191.0, 320.0);
+            s.go = Some(GoReading {
+                sample: GoSample {
+                    heap_alloc: b(170.0),
+                    heap_inuse: b(175.0),
+                    heap_sys: b(200.0),
+                    heap_idle: b(25.0),
+                    heap_released: b(released_mib),
+                    sys: b(210.0),
+                    next_gc: b(185.0),
+                    gomemlimit: b(200.0),
+                    ..GoSample::default()
+                },
+                heap_live: b(150.0),
+                gogc_env: Some(100),
+                gomemlimit_binds: Some(true),
+                gc_cycles_per_second: Some(3.0),
+                gc_pace_span_ms: 20_000,
+                ..Default::default()
+            });
+            assert!(gc_thrash(s.go.as_ref().unwrap(), Some(320 << 20)).is_some());
+            let live = Trend {
+                bytes_per_second: 2.0 * MIB,
+                tau: 1.0,
+                span_s: 60.0,
+                points: 12,
+                significant: true,
+            };
+            let slopes = BTreeMap::from([(SlopeSeries::GoHeapLive, live)]);
+            go_model(&s, 320 << 20, 191 << 20, &slopes, Some(30.0 * MIB))
+                .0
+                .expect("predicted")
+        };
+        // The limit holds (resident spans 185 of the 190 MiB it leaves
+        // them): the heap stays where it is until the live heap and one
+        // cycle's allocation fill the room. The room (320 − 191) / 1.1 on top
+        // of the 185 resident: the heap can reach 302.3 MiB, which the live
+        // heap fills at 302.3 / 1.1 = 274.8 MiB: (274.8 − 150) / 2 s, then the
+        // last 27.5 MiB at 30 MiB/s.
+        let held = at(15.0);
+        assert!((held - 63.3).abs() < 0.5, "{held}");
+        // Past the limit (200 MiB resident): the charge grows with the live
+        // heap from now on: the room at 2 MiB/s, then the 50 MiB left of the
+        // 317.3 MiB the heap can reach at 30 MiB/s.
+        let past = at(0.0);
+        assert!((past - (117.3 / 2.0 + 50.0 / 30.0)).abs() < 0.5, "{past}");
     }
 
     #[test]
