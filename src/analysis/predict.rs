@@ -784,7 +784,9 @@ fn go_model(
             );
         }
     } else if let (Some(t), Some(live)) = (
-        slopes.get(&SlopeSeries::GoHeapLive).filter(|t| t.significant),
+        // Grown as much as `heap_leak` asks: a time to OOM (and a warning)
+        // never stands on a rise too small to be called a leak.
+        slopes.get(&SlopeSeries::GoHeapLive).filter(|t| grew(t, Some(limit))),
         s.go.as_ref().and_then(|g| g.heap_live),
     ) {
         let ratio = ((goal as f64 - stacks_share).max(0.0) / live.max(1) as f64).max(1.0);
@@ -1567,6 +1569,29 @@ mod tests {
         // 317.3 MiB the heap can reach at 30 MiB/s.
         let past = at(0.0);
         assert!((past - (117.3 / 2.0 + 50.0 / 30.0)).abs() < 0.5, "{past}");
+    }
+
+    #[test]
+    fn a_live_heap_rise_too_small_to_be_a_leak_predicts_nothing() {
+        // A goroutine pool filling at start-up: the live heap rose 52 KiB/s
+        // for 26 s (1.3 MiB, a steady rise) in a 256 MiB container. Under
+        // the 4 MiB heap_leak asks, it is no leak and gives no time to OOM
+        // (which would warn, at 1,500 s, with no cause to name).
+        let s = with_go(st(26.0, 88.0, 256.0), 78.0, 90.0, 156.0, 100.0, 900.0);
+        let rise = |span_s: f64| {
+            let t = Trend {
+                bytes_per_second: 52.0 * 1024.0,
+                tau: 0.9,
+                span_s,
+                points: 6,
+                significant: true,
+            };
+            let slopes = BTreeMap::from([(SlopeSeries::GoHeapLive, t)]);
+            go_model(&s, 256 << 20, 88 << 20, &slopes, Some(MIB)).0
+        };
+        assert_eq!(rise(26.0), None);
+        // The same rise for 100 s (5.1 MiB) is one.
+        assert!(rise(100.0).is_some_and(|t| t > 1000.0), "{:?}", rise(100.0));
     }
 
     #[test]
