@@ -192,6 +192,10 @@ pub struct Window {
     prediction: Option<PredictedLine>,
 }
 
+/// How far the wall clock may wander from the monotonic one before the
+/// history's Unix times follow it (see [`Window::set_now`]).
+const OFFSET_JITTER_MS: i64 = 100;
+
 impl Window {
     pub fn new(window_ms: u64) -> Window {
         let s = || Series::new(window_ms);
@@ -280,8 +284,15 @@ impl Window {
     /// Marks the time of the sample being added: `now_ms` monotonic,
     /// `unix_ms` its wall-clock time (for display only). Ages events out.
     pub fn set_now(&mut self, now_ms: u64, unix_ms: u64) {
+        // The two clocks are read one after the other, each truncated to
+        // the ms: their difference jitters by a ms or so from poll to poll.
+        // Held unless it moves by more (the wall clock stepped, or slewed
+        // that far), so a point keeps its label from one answer to the next.
+        let offset = unix_ms as i64 - now_ms as i64;
+        if self.now_ms.is_none() || (offset - self.offset_ms).abs() > OFFSET_JITTER_MS {
+            self.offset_ms = offset;
+        }
         self.now_ms = Some(now_ms);
-        self.offset_ms = unix_ms as i64 - now_ms as i64;
         let oldest = now_ms.saturating_sub(self.window_ms);
         while self.events.front().is_some_and(|e| e.t_ms < oldest) {
             self.events.pop_front();
@@ -568,6 +579,26 @@ mod tests {
         }
         assert_eq!(w.events().count(), MAX_EVENTS);
         assert_eq!(w.events().next().unwrap().detail, "10", "the oldest go first");
+    }
+
+    #[test]
+    fn a_ms_of_jitter_between_the_clocks_leaves_every_label_as_it_was() {
+        let mut w = Window::new(60_000);
+        let mut answers = Vec::new();
+        for i in 0..20u64 {
+            let mono = 5_000 + i * 500;
+            // Read a ms apart, either way round.
+            let unix = UNIX0 + mono + (i % 3);
+            w.set_now(mono, unix);
+            w.usage.push(mono, (100u64 << 20) as f64);
+            answers.push(pairs(&json(&w), "usage"));
+        }
+        for pair in answers.windows(2) {
+            assert_eq!(pair[1][..pair[0].len()], pair[0][..], "labels moved");
+        }
+        // A step beyond the jitter is followed.
+        w.set_now(20_000, UNIX0 + 20_000 + 5_000);
+        assert_eq!(pairs(&json(&w), "usage")[0].0, UNIX0 + 5_000 + 5_000);
     }
 
     #[test]
